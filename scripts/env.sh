@@ -1,0 +1,25 @@
+# Sourced by the entry scripts: pick (or create) the Python environment and install
+# requirements.txt into it, idempotently.
+#   - an active virtualenv / conda environment is used as it is;
+#   - else $SEAM_VENV (default: .venv in the checkout), created with --system-site-packages
+#     so that a machine's installed torch is reused.
+_seam_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -n "${VIRTUAL_ENV:-}" ] || [ -n "${CONDA_PREFIX:-}" ]; then
+  PY="$(command -v python)"
+else
+  SEAM_VENV="${SEAM_VENV:-$_seam_root/.venv}"
+  if [ ! -x "$SEAM_VENV/bin/python" ]; then
+    echo "[seam] creating virtual environment $SEAM_VENV"
+    python3 -m venv --system-site-packages "$SEAM_VENV" || { echo "[seam] cannot create $SEAM_VENV" >&2; exit 1; }
+  fi
+  PY="$SEAM_VENV/bin/python"
+fi
+# Reinstall only when requirements.txt changed since the last successful install.
+_stamp="$("$PY" -c 'import sys; print(sys.prefix)')/.seam-requirements.sha"
+_want="$(sha256sum "$_seam_root/requirements.txt" | cut -d' ' -f1)"
+if [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then
+  echo "[seam] installing requirements.txt into $("$PY" -c 'import sys; print(sys.prefix)')"
+  "$PY" -m pip install -q -r "$_seam_root/requirements.txt" || { echo "[seam] pip install failed" >&2; exit 1; }
+  echo "$_want" > "$_stamp"
+fi
+export PYTHONPATH="$_seam_root${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,150 @@
+"""The networks reproduce the published ones: state-dict names, goldens, loading rules."""
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from network import build_network, network_module, resnet38_aff, resnet38_seam, resnet38d
+from tests.reference_fill import fill
+from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def read_key_list(name):
+    rows = []
+    with open(os.path.join(DATA, name)) as f:
+        for line in f:
+            key, shape, dtype = line.split()
+            shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+            rows.append((key, shape, dtype))
+    return rows
+
+
+def filled_state_dict(list_name):
+    return {
+        key: torch.from_numpy(np.asarray(fill(key, shape, i)))
+        for i, (key, shape, _) in enumerate(read_key_list(list_name))
+    }
+
+
+@pytest.mark.parametrize(
+    "module,list_name",
+    [(resnet38d, "resnet38d_state_dict.txt"), (resnet38_seam, "resnet38_seam_state_dict.txt"),
+     (resnet38_aff, "resnet38_aff_state_dict.txt")],
+)  # fmt: skip
+def test_state_dict_names_shapes_and_order(module, list_name):
+    want = read_key_list(list_name)
+    got = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in module.Net().state_dict().items()]
+    assert got == want
+
+
+def test_parameter_count_is_published():
+    n = sum(p.numel() for p in resnet38_seam.Net().parameters())
+    assert 100e6 < n < 110e6
+
+
+@pytest.fixture(scope="module")
+def seam_net():
+    net = resnet38_seam.Net()
+    load_weights_strict(net, filled_state_dict("resnet38_seam_state_dict.txt"))
+    return net.eval()
+
+
+def close(got, want, rtol=1e-4):
+    err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-12)
+    return err <= rtol, err
+
+
+@pytest.mark.parametrize("size", ["64x80", "57x43"])
+def test_seam_golden(seam_net, size):
+    g = np.load(os.path.join(DATA, "golden_seam.npz"), allow_pickle=False)
+    with torch.no_grad():
+        cam, cam_rv = seam_net(torch.from_numpy(g[f"input_{size}"]))
+    ok, err = close(cam.numpy(), g[f"cam_{size}"])
+    assert ok, err
+    ok, err = close(cam_rv.numpy(), g[f"cam_rv_{size}"])
+    assert ok, err
+
+
+@pytest.mark.parametrize("size,offsets", [("96x112", 34), ("64x80", 12)])
+def test_aff_golden(size, offsets):
+    net = resnet38_aff.Net()
+    load_weights_strict(net, filled_state_dict("resnet38_aff_state_dict.txt"))
+    g = np.load(os.path.join(DATA, "golden_aff.npz"), allow_pickle=False)
+    with torch.no_grad():
+        aff = net.eval()(torch.from_numpy(g[f"input_{size}"]))
+    assert aff.shape[1] == offsets
+    ok, err = close(aff.numpy(), g[f"aff_{size}"])
+    assert ok, err
+
+
+def test_output_stride_and_feature_sizes():
+    net = resnet38d.Net(width=1 / 16).eval()
+    with torch.no_grad():
+        d = net.forward_as_dict(torch.zeros(1, 3, 448, 448))
+        assert d["conv6"].shape[2:] == (56, 56)
+        assert net.forward_as_dict(torch.zeros(1, 3, 134, 134))["conv6"].shape[2:] == (17, 17)
+    assert d["conv4"].shape[1] == net.channels["conv4"] == 32
+
+
+def test_bn_frozen_and_early_blocks_not_trained():
+    net = resnet38_seam.Net(width=1 / 16).train()
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training and not m.weight.requires_grad for m in bns)
+    assert not any(p.requires_grad for p in net.b2_2.parameters())
+    assert net.b3.conv_branch2a.weight.requires_grad and net.fc8.weight.requires_grad
+    before = net.b3.bn_branch2a.running_mean.clone()
+    net(torch.randn(2, 3, 64, 64))
+    assert torch.equal(before, net.b3.bn_branch2a.running_mean)  # no batch statistics ever
+
+
+def test_parameter_groups_split_backbone_and_heads():
+    net = resnet38_seam.Net(width=1 / 16)
+    groups = net.get_parameter_groups()
+    heads = {id(p) for m in (net.fc8, net.f8_3, net.f8_4, net.f9) for p in m.parameters()}
+    assert {id(p) for p in groups[2]} == heads and not groups[3]
+    assert not heads & {id(p) for p in groups[0]}
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert sum(len(g) for g in groups) == len(trainable)
+
+
+def test_no_pcm_ablation_returns_the_cam():
+    net = resnet38_seam.Net(width=1 / 16, use_pcm=False).eval()
+    cam, cam_rv = net(torch.randn(1, 3, 48, 48))
+    assert torch.equal(cam, cam_rv)
+
+
+def test_network_aliases():
+    assert network_module("network.resnet38_SEAM") is resnet38_seam
+    assert network_module("network.resnet38_aff") is resnet38_aff
+    assert isinstance(build_network("network.resnet38_seam", width=1 / 16), resnet38_seam.Net)
+    with pytest.raises(ValueError, match="--network network.nope"):
+        network_module("network.nope")
+
+
+def test_strict_loading(tmp_path):
+    net = resnet38_seam.Net(width=1 / 16)
+    state = {"module." + k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "dp.pth"
+    save_state_dict(state, path)
+    other = resnet38_seam.Net(width=1 / 16)
+    load_weights_strict(other, load_state_dict_file(path), source=str(path))  # DataParallel prefix accepted
+    assert torch.equal(other.fc8.weight, net.fc8.weight)
+
+    aff_state = resnet38_aff.Net(width=1 / 16).state_dict()
+    with pytest.raises(ValueError) as e:
+        load_weights_strict(other, aff_state, source="aff.pth")
+    msg = str(e.value)
+    assert "\n" not in msg and "aff.pth" in msg
+    assert "missing: fc8.weight" in msg and "unexpected: f8_5.weight" in msg and "mis-shaped: f9.weight" in msg
+
+
+def test_pickled_checkpoint_needs_opt_in(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save({"fc8.weight": torch.zeros(1), "note": argparse.Namespace(lr=0.01)}, path)
+    with pytest.raises(ValueError, match="legacy.pth"):
+        load_state_dict_file(path)
+    assert "note" in load_state_dict_file(path, allow_pickle=True)
