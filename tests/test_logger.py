@@ -1,0 +1,82 @@
+import argparse
+import glob
+import os
+
+import pytest
+import torch
+
+import tool.logger as logger_mod
+from tool.logger import AverageMeter, RunLogger, progress
+
+
+def _args():
+    return argparse.Namespace(lr=0.01, batch_size=8, session_name="run1", flip=True)
+
+
+def test_log_file_has_timestamp_flags_and_messages(tmp_path):
+    with RunLogger(tmp_path, "run1", args=_args(), tensorboard=False) as log:
+        log.info("epoch 0 loss 1.5")
+    lines = (tmp_path / "run1.log").read_text().splitlines()
+    assert lines[0].startswith("=== run1 started ")
+    assert lines[1:5] == ["batch_size: 8", "flip: True", "lr: 0.01", "session_name: run1"]
+    assert lines[-1] == "epoch 0 loss 1.5"
+
+
+def test_log_file_is_appended(tmp_path):
+    for msg in ("first", "second"):
+        with RunLogger(tmp_path, "run1", tensorboard=False) as log:
+            log.info(msg)
+    text = (tmp_path / "run1.log").read_text()
+    assert text.count("=== run1 started") == 2
+    assert text.index("first") < text.index("second")
+
+
+def test_info_prints(tmp_path, capsys):
+    with RunLogger(tmp_path, "s", tensorboard=False) as log:
+        log.info("hello")
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_tensorboard_events_written(tmp_path):
+    pytest.importorskip("tensorboardX")
+    with RunLogger(tmp_path, "run1") as log:
+        assert log.writer is not None
+        log.scalars(3, {"loss": torch.tensor(0.5), "lr": 0.01})
+        log.images(3, "cams", torch.rand(2, 3, 8, 8))
+    events = glob.glob(os.path.join(tmp_path, "run1", "events.out.tfevents*"))
+    assert len(events) == 1 and os.path.getsize(events[0]) > 0
+
+
+def test_without_tensorboardx_warns_once_and_works(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(logger_mod, "SummaryWriter", None)
+    with RunLogger(tmp_path, "run1", args=_args()) as log:
+        log.scalars(0, {"loss": 1.0})
+        log.images(0, "x", torch.zeros(1, 3, 4, 4))
+        log.info("still logging")
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if "tensorboardX" in line] == [
+        "warning: tensorboardX is not installed; logging to text only"]
+    assert "still logging" in (tmp_path / "run1.log").read_text()
+    assert not (tmp_path / "run1").exists()
+
+
+def test_average_meter_means_and_pop():
+    meter = AverageMeter()
+    meter.add({"loss": 1.0, "er": torch.tensor(4.0)})
+    meter.add({"loss": 3.0, "er": 2.0})
+    meter.add({"loss": 5.0})
+    assert meter.get("loss") == pytest.approx(3.0)
+    assert meter.get("er", "loss") == pytest.approx((3.0, 3.0))
+    assert meter.pop() == pytest.approx({"loss": 3.0, "er": 3.0})
+    with pytest.raises(KeyError, match="loss"):
+        meter.get("loss")
+    meter.add({"loss": 7.0})
+    assert meter.pop() == {"loss": 7.0}
+
+
+def test_progress_over_iterable_and_total():
+    assert list(progress([1, 2, 3], desc="x")) == [1, 2, 3]
+    bar = progress(10, desc="imgs")
+    bar.update(4)
+    assert bar.total == 10 and bar.n == 4
+    bar.close()

@@ -1,0 +1,138 @@
+"""SEAM losses: hand-made values, and agreement with a line-by-line transcription of the published loop."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from network import resnet38_seam
+from tool.losses import ecr_term, er_loss, max_norm, max_onehot, min_pool_loss, seam_losses
+
+
+def published_losses(cam1, cam_rv1, cam2, cam_rv2, label20):
+    """The published training step's arithmetic, in-place operations included."""
+
+    def pub_max_norm(p, e=1e-5):
+        N, C, H, W = p.size()
+        p = F.relu(p)
+        max_v = torch.max(p.view(N, C, -1), dim=-1)[0].view(N, C, 1, 1)
+        min_v = torch.min(p.view(N, C, -1), dim=-1)[0].view(N, C, 1, 1)
+        return F.relu(p - min_v - e) / (max_v - min_v + e)
+
+    def pub_max_onehot(x):
+        x_max = torch.max(x[:, 1:, :, :], dim=1, keepdim=True)[0]
+        x[:, 1:, :, :][x[:, 1:, :, :] != x_max] = 0
+        return x
+
+    def pub_min_pool(x):
+        n, c, h, w = x.size()
+        k = h * w // 4
+        x = torch.max(x, dim=1)[0]
+        y = torch.topk(x.view(n, -1), k=k, dim=-1, largest=False)[0]
+        return torch.sum(F.relu(y)) / (k * n)
+
+    N = cam1.shape[0]
+    label = torch.cat((torch.ones((N, 1)), label20), dim=1).unsqueeze(2).unsqueeze(3)
+    hs, ws = cam2.shape[2:]
+    label1 = F.adaptive_avg_pool2d(cam1, (1, 1))
+    rvmin1 = pub_min_pool((cam_rv1 * label)[:, 1:])
+    cam1 = F.interpolate(pub_max_norm(cam1), (hs, ws), mode="bilinear", align_corners=True) * label
+    cam_rv1 = F.interpolate(pub_max_norm(cam_rv1), (hs, ws), mode="bilinear", align_corners=True) * label
+    label2 = F.adaptive_avg_pool2d(cam2, (1, 1))
+    rvmin2 = pub_min_pool((cam_rv2 * label)[:, 1:])
+    cam2 = pub_max_norm(cam2) * label
+    cam_rv2 = pub_max_norm(cam_rv2) * label
+    cls1 = F.multilabel_soft_margin_loss(label1[:, 1:, :, :], label[:, 1:, :, :])
+    cls2 = F.multilabel_soft_margin_loss(label2[:, 1:, :, :], label[:, 1:, :, :])
+    er = torch.mean(torch.abs(cam1[:, 1:, :, :] - cam2[:, 1:, :, :]))
+    cam1[:, 0, :, :] = 1 - torch.max(cam1[:, 1:, :, :], dim=1)[0]
+    cam2[:, 0, :, :] = 1 - torch.max(cam2[:, 1:, :, :], dim=1)[0]
+    t1 = torch.abs(pub_max_onehot(cam2.detach()) - cam_rv1)
+    t2 = torch.abs(pub_max_onehot(cam1.detach()) - cam_rv2)
+    k = int(21 * hs * ws * 0.2)
+    ecr1 = torch.mean(torch.topk(t1.view(N, -1), k=k, dim=-1)[0])
+    ecr = ecr1 + torch.mean(torch.topk(t2.view(N, -1), k=k, dim=-1)[0])
+    return {"cls": (cls1 + cls2) / 2, "min_pool": (rvmin1 + rvmin2) / 2, "er": er, "ecr": ecr}
+
+
+def random_case(seed, size=(40, 40), small=(12, 12)):
+    g = torch.Generator().manual_seed(seed)
+    cam1 = torch.randn(2, 21, *size, generator=g)
+    cam_rv1 = torch.rand(2, 21, *size, generator=g)
+    cam2 = torch.randn(2, 21, *small, generator=g)
+    cam_rv2 = torch.rand(2, 21, *small, generator=g)
+    labels = (torch.rand(2, 20, generator=g) < 0.2).float()
+    labels[:, 3] = 1
+    return cam1, cam_rv1, cam2, cam_rv2, labels
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_published_arithmetic(seed):
+    case = random_case(seed)
+    ours = seam_losses(*case)
+    theirs = published_losses(*(t.clone() for t in case))
+    for name, value in theirs.items():
+        assert ours[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    assert ours["loss"].item() == pytest.approx(sum(v.item() for v in theirs.values()), rel=1e-5)
+
+
+def test_topk_count_at_134():
+    target = torch.zeros(1, 21, 134, 134)
+    target[:, 0] = 1.0  # with_background makes channel 0 = 1 - 0 = 1 anyway
+    rv = target.clone()
+    rv.view(-1)[: 134 * 134] = 1.0  # channel 0 matches the target's background
+    rv.view(-1)[134 * 134 : 134 * 134 + 75415] = 1.0  # exactly k wrong values: the top-k mean is 1
+    assert int(21 * 134 * 134 * 0.2) == 75415
+    assert ecr_term(target, rv).item() == pytest.approx(1.0)
+    rv.view(-1)[134 * 134 + 75414] = 0.0  # one fewer wrong value: the mean drops by 1/75415
+    assert ecr_term(target, rv).item() == pytest.approx(1 - 1 / 75415, rel=1e-6)
+
+
+def test_er_of_identical_cams_is_zero_and_max_norm_range():
+    cam = max_norm(torch.randn(2, 21, 9, 9))
+    assert er_loss(cam, cam).item() == 0.0
+    assert cam.min() >= 0 and cam.max() <= 1 and cam.amax(dim=(2, 3)).gt(0.99).all()
+
+
+def test_max_onehot_keeps_max_value_and_background():
+    cam = torch.tensor([0.5, 0.2, 0.7, 0.7]).view(1, 4, 1, 1)
+    assert max_onehot(cam).view(-1).tolist() == pytest.approx([0.5, 0.0, 0.7, 0.7])
+
+
+def test_min_pool_hand_made():
+    cam_rv = torch.zeros(1, 3, 2, 2)
+    cam_rv[0, 1] = torch.tensor([[0.1, 0.9], [0.5, -1.0]])
+    cam_rv[0, 2] = torch.tensor([[5.0, 5.0], [5.0, 5.0]])  # class 2 absent from the labels: masked out
+    labels = torch.tensor([[1.0, 0.0]])
+    # fg max per pixel: 0.1, 0.9, 0.5, 0.0 (class 2 masked, -1 vs 0); k = 1 smallest -> 0.0
+    assert min_pool_loss(cam_rv, labels).item() == pytest.approx(0.0)
+    cam_rv[0, 1, 1, 1] = 0.3
+    assert min_pool_loss(cam_rv, labels).item() == pytest.approx(0.1)
+
+
+def test_gradients_reach_the_right_layers():
+    torch.manual_seed(0)
+    net = resnet38_seam.Net(width=1 / 16).train()
+    x = torch.randn(2, 3, 64, 64)
+    labels = torch.tensor([[1.0] + [0.0] * 19, [0.0, 1.0] + [0.0] * 18])
+
+    def grads(*names):
+        net.zero_grad()
+        cam1, rv1 = net(x)
+        cam2, rv2 = net(F.interpolate(x, scale_factor=0.3, mode="bilinear", align_corners=True))
+        terms = seam_losses(cam1, rv1, cam2, rv2, labels)
+        sum(terms[n] for n in names).backward()
+        return {m: getattr(net, m).weight.grad for m in ("fc8", "f8_3", "f8_4", "f9")}
+
+    def nonzero(g):
+        return g is not None and g.abs().sum().item() > 0
+
+    for names in (("cls",), ("er",)):
+        g = grads(*names)
+        assert nonzero(g["fc8"]) and not any(nonzero(g[m]) for m in ("f8_3", "f8_4", "f9")), names
+    for names in (("ecr",), ("min_pool",)):
+        g = grads(*names)
+        assert not nonzero(g["fc8"]) and all(nonzero(g[m]) for m in ("f8_3", "f8_4", "f9")), names
+
+
+def test_ablation_switches_terms_off():
+    terms = seam_losses(*random_case(3), use_er=False, use_ecr=False, use_min_pool=False)
+    assert set(terms) == {"cls", "loss"} and terms["loss"] == terms["cls"]

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from tool.optim import PolyOptimizer
+
+
+def make(max_step=10, momentum=5e-4):
+    w0, b0, w1, b1 = (torch.nn.Parameter(torch.ones(2)) for _ in range(4))
+    opt = PolyOptimizer([[w0], [b0], [w1], [b1]], lr=0.01, weight_decay=5e-4, max_step=max_step, momentum=momentum)
+    return opt, (w0, b0, w1, b1)
+
+
+def test_groups_follow_the_published_multipliers_and_decay():
+    opt, _ = make()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.02, 0.1, 0.2])
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0, 5e-4, 0.0]
+    assert all(g["momentum"] == 5e-4 for g in opt.param_groups)
+
+
+def test_poly_schedule():
+    opt, params = make(max_step=10)
+    lrs = []
+    for _ in range(12):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.01 * (1 - 5 / 10) ** 0.9)
+    assert lrs[10] == 0.0 and lrs[11] == 0.0
+
+
+def test_step_count_survives_state_dict():
+    opt, params = make(max_step=10)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    other, _ = make(max_step=10)
+    other.load_state_dict(opt.state_dict())
+    assert other.global_step == 3
+
+
+def test_empty_groups_are_dropped():
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = PolyOptimizer([[w], [], [], []], lr=0.1, weight_decay=0.0, max_step=5)
+    assert len(opt.param_groups) == 1

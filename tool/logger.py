@@ -1,0 +1,108 @@
+"""Run logging for the training scripts: text log, optional TensorBoard, progress bars, loss meters."""
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+try:
+    from tensorboardX import SummaryWriter
+except ImportError:  # optional: the text log is enough to follow a run
+    SummaryWriter = None
+
+
+class RunLogger:
+    """Text log `<log_dir>/<session_name>.log` (appended) plus TensorBoard events in
+    `<log_dir>/<session_name>/` when tensorboardX is installed and `tensorboard` is True.
+
+    The log starts with a timestamp and every flag of `args` (an argparse Namespace), one per
+    line, so a run can be repeated from its log alone.
+    """
+
+    def __init__(self, log_dir, session_name, args=None, tensorboard=True):
+        os.makedirs(log_dir, exist_ok=True)
+        self.log_path = os.path.join(log_dir, f"{session_name}.log")
+        self._file = open(self.log_path, "a", buffering=1)  # line-buffered: readable while training
+        self._file.write(f"=== {session_name} started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        for name, value in sorted(vars(args).items()) if args is not None else ():
+            self._file.write(f"{name}: {value}\n")
+        self.writer = None
+        if tensorboard:
+            if SummaryWriter is None:
+                self.info("warning: tensorboardX is not installed; logging to text only")
+            else:
+                self.writer = SummaryWriter(os.path.join(log_dir, session_name))
+
+    def info(self, msg):
+        """Print `msg` and append it to the text log."""
+        print(msg, flush=True)
+        if self._file is not None:
+            self._file.write(f"{msg}\n")
+
+    def scalars(self, step, values):
+        """Log a dict {tag: number} at `step` to TensorBoard (no-op without it)."""
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def images(self, step, tag, tensor_nchw):
+        """Log a batch of (N, C, H, W) images in [0, 1] as one grid (no-op without TensorBoard)."""
+        if self.writer is None:
+            return
+        from torchvision.utils import make_grid
+
+        grid = make_grid(tensor_nchw.detach().float().cpu(), nrow=min(8, tensor_nchw.shape[0]))
+        self.writer.add_image(tag, grid.clamp(0, 1), step)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+
+def progress(iterable_or_total, desc=None):
+    """tqdm bar over an iterable, or over a count when given an int (update it by hand)."""
+    if isinstance(iterable_or_total, int):
+        return tqdm(total=iterable_or_total, desc=desc, mininterval=1, file=sys.stderr)
+    return tqdm(iterable_or_total, desc=desc, mininterval=1, file=sys.stderr)
+
+
+class AverageMeter:
+    """Running means of named values (loss terms), e.g. averaged between two log lines."""
+
+    def __init__(self):
+        self._sums = {}
+        self._counts = {}
+
+    def add(self, values):
+        """Add one observation per name; values may be numbers or 0-d tensors."""
+        for name, value in values.items():
+            value = float(value.item() if hasattr(value, "item") else value)
+            self._sums[name] = self._sums.get(name, 0.0) + value
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def get(self, *names):
+        """Mean of one name (a float) or of several (a tuple, in the order asked)."""
+        for name in names:
+            if name not in self._sums:
+                raise KeyError(f"AverageMeter: no values for {name!r}")
+        means = tuple(self._sums[n] / self._counts[n] for n in names)
+        return means[0] if len(means) == 1 else means
+
+    def pop(self):
+        """Return {name: mean} for every name and start over."""
+        means = {n: self._sums[n] / self._counts[n] for n in self._sums}
+        self._sums.clear()
+        self._counts.clear()
+        return means

@@ -1,0 +1,80 @@
+"""SEAM's training losses as pure functions of CAM tensors (N, C, h, w), channel 0 = background."""
+import torch
+import torch.nn.functional as F
+
+
+def max_norm(cam, eps=1e-5):
+    """Per image and channel: relu, then (x - min - eps)+ / (max - min + eps)."""
+    n, c = cam.shape[:2]
+    cam = F.relu(cam)
+    flat = cam.reshape(n, c, -1)
+    max_v = flat.max(dim=-1)[0].view(n, c, 1, 1)
+    min_v = flat.min(dim=-1)[0].view(n, c, 1, 1)
+    return F.relu(cam - min_v - eps) / (max_v - min_v + eps)
+
+
+def with_background(cam):
+    """Channel 0 := 1 - max over the foreground channels (returns a new tensor)."""
+    return torch.cat([1 - cam[:, 1:].max(dim=1, keepdim=True)[0], cam[:, 1:]], dim=1)
+
+
+def max_onehot(cam):
+    """Keep, per pixel, only the foreground channel(s) equal to the foreground max (values kept, not 1)."""
+    fg = cam[:, 1:]
+    fg = torch.where(fg == fg.max(dim=1, keepdim=True)[0], fg, torch.zeros_like(fg))
+    return torch.cat([cam[:, :1], fg], dim=1)
+
+
+def classification_loss(cam, labels):
+    """Multilabel soft margin on the global-average-pooled foreground channels. labels (N, C-1)."""
+    return F.multilabel_soft_margin_loss(cam[:, 1:].mean(dim=(2, 3)), labels)
+
+
+def min_pool_loss(cam_rv, labels):
+    """The published code's extra term: mean of the k = hw//4 smallest per-pixel foreground maxima.
+
+    cam_rv (N, C, h, w) is masked by the image labels first; relu keeps it from rewarding negatives.
+    """
+    n, _, h, w = cam_rv.shape
+    k = h * w // 4
+    fg_max = (cam_rv[:, 1:] * labels[:, :, None, None]).max(dim=1)[0].reshape(n, -1)
+    smallest = torch.topk(fg_max, k=k, dim=-1, largest=False)[0]
+    return F.relu(smallest).sum() / (k * n)
+
+
+def er_loss(cam1_norm, cam2_norm):
+    """Equivariant regularisation: mean |cam1 - cam2| over the foreground channels (same size)."""
+    return torch.mean(torch.abs(cam1_norm[:, 1:] - cam2_norm[:, 1:]))
+
+
+def ecr_term(cam_target, cam_rv_norm, top_ratio=0.2):
+    """Mean of the top `top_ratio` of |onehot(target) - cam_rv| per image, over all C channels."""
+    n, c, h, w = cam_rv_norm.shape
+    diff = torch.abs(max_onehot(with_background(cam_target)).detach() - cam_rv_norm).reshape(n, -1)
+    k = int(c * h * w * top_ratio)
+    return torch.mean(torch.topk(diff, k=k, dim=-1)[0])
+
+
+def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True, use_min_pool=True, top_ratio=0.2):
+    """All SEAM loss terms for a batch and its downscaled copy.
+
+    cam1/cam_rv1: outputs on the images (N, C, H, W); cam2/cam_rv2: on the downscaled copy
+    (N, C, h, w); labels (N, C-1) multi-hot. Returns a dict of scalar terms and their sum `loss`.
+    ER and ECR compare branch 1 resized to branch 2's size, after max-norm and label masking
+    (background label always 1).
+    """
+    size = cam2.shape[2:]
+    mask = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)[:, :, None, None]
+    terms = {"cls": (classification_loss(cam1, labels) + classification_loss(cam2, labels)) / 2}
+    if use_min_pool:
+        terms["min_pool"] = (min_pool_loss(cam_rv1, labels) + min_pool_loss(cam_rv2, labels)) / 2
+    cam1_n = F.interpolate(max_norm(cam1), size, mode="bilinear", align_corners=True) * mask
+    cam2_n = max_norm(cam2) * mask
+    if use_er:
+        terms["er"] = er_loss(cam1_n, cam2_n)
+    if use_ecr:
+        cam_rv1_n = F.interpolate(max_norm(cam_rv1), size, mode="bilinear", align_corners=True) * mask
+        cam_rv2_n = max_norm(cam_rv2) * mask
+        terms["ecr"] = ecr_term(cam2_n, cam_rv1_n, top_ratio) + ecr_term(cam1_n, cam_rv2_n, top_ratio)
+    terms["loss"] = sum(terms.values())
+    return terms

@@ -1,0 +1,48 @@
+"""SGD with the published poly learning-rate schedule and parameter groups."""
+import torch
+
+# lr multipliers and whether weight decay applies, for the four published groups:
+# pretrained weights, pretrained biases, new-layer weights, new-layer biases.
+GROUP_LR_MULT = (1, 2, 10, 20)
+GROUP_DECAY = (True, False, True, False)
+
+
+class PolyOptimizer(torch.optim.SGD):
+    """SGD whose group learning rates follow lr0 * (1 - step / max_step) ** power.
+
+    The published code passed its weight decay into SGD's momentum slot, so the effective
+    momentum was 5e-4; that is the default here (`momentum` flag to change it).
+    """
+
+    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9):
+        groups = [
+            {"params": list(params), "lr": lr * mult, "weight_decay": weight_decay if decay else 0.0}
+            for params, mult, decay in zip(param_groups, GROUP_LR_MULT, GROUP_DECAY)
+        ]
+        groups = [g for g in groups if g["params"]]
+        super().__init__(groups, lr=lr, momentum=momentum)
+        self.max_step = max_step
+        self.power = power
+        self.global_step = 0
+        self.initial_lr = [g["lr"] for g in self.param_groups]
+
+    def lr_mult(self, step):
+        return (1 - step / self.max_step) ** self.power if step < self.max_step else 0.0
+
+    def step(self, closure=None):
+        mult = self.lr_mult(self.global_step)
+        for group, lr0 in zip(self.param_groups, self.initial_lr):
+            group["lr"] = lr0 * mult
+        loss = super().step(closure)
+        self.global_step += 1
+        return loss
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["global_step"] = self.global_step
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        self.global_step = state_dict.pop("global_step", 0)
+        super().load_state_dict(state_dict)
