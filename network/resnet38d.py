@@ -133,6 +133,13 @@ class Net(nn.Module):
         return self.forward_as_dict(x)["conv6"]
 
 
+# Top-level modules initialised from ImageNet; everything else in a stage's net is a new head.
+_BACKBONE_NAMES = {
+    "conv1a", "b2", "b2_1", "b2_2", "b3", "b3_1", "b3_2", "b4", "b4_1", "b4_2", "b4_3", "b4_4", "b4_5",
+    "b5", "b5_1", "b5_2", "b6", "b7", "bn7",
+}  # fmt: skip
+
+
 def get_parameter_groups(model, head_names):
     """The published four groups: backbone weights / biases, head weights / biases.
 
@@ -188,6 +195,36 @@ def convert_mxnet_to_torch(path):
             raise ValueError(f"{path}: unexpected array {mx_name!r} for ResNet-38")
         state[key] = torch.from_numpy(array.astype("float32"))
     return state
+
+
+def infer_width(state_dict):
+    """The width multiplier a (possibly slim) checkpoint was built with, from bn7's channel count."""
+    key = next((k for k in state_dict if k.endswith("bn7.weight")), None)
+    if key is None:
+        raise ValueError("not a ResNet-38 checkpoint: no bn7.weight")
+    return state_dict[key].numel() / 4096
+
+
+def load_pretrained(model, path, allow_pickle=False):
+    """Initialise `model` from `path`: the ImageNet `.params`, a backbone-only `.pth` (heads keep
+    their fresh initialisation), or a full checkpoint of the same network (strict).
+
+    Anything else (a missing backbone key, an unknown key, a wrong shape) is a one-line error.
+    """
+    from tool.checkpoint import load_state_dict_file, load_weights_strict, strip_module_prefix
+
+    if str(path).endswith(".params"):
+        state = convert_mxnet_to_torch(path)
+    else:
+        state = strip_module_prefix(load_state_dict_file(path, allow_pickle=allow_pickle))
+    trunk = {k for k in model.state_dict() if k.split(".", 1)[0] in _BACKBONE_NAMES}
+    if set(state) <= trunk:
+        # Backbone-only file: check it against the trunk alone, heads stay as initialised.
+        heads = {k: v for k, v in model.state_dict().items() if k not in trunk}
+        load_weights_strict(model, {**heads, **state}, source=str(path))
+        return "backbone"
+    load_weights_strict(model, state, source=str(path))
+    return "full"
 
 
 def main(argv=None):

@@ -1,0 +1,133 @@
+"""Stage 2: multi-scale + flip CAMs from the PCM output (`cam_rv`), published normalisation,
+optional hard labels and dense-CRF maps at two background powers.
+
+Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
+  <out_cam>/<id>.npz            keys (0-based fg class ids), cams (K, H, W) float32
+  <out_crf>_<alpha>/<id>.npz    keys (0, fg ids + 1), scores (K+1, H, W) float32
+  <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
+"""
+import argparse
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from network import build_network
+from network.resnet38d import infer_width
+from tool.cam import cams_to_label, normalize_cams
+from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.crf import CRFPool, crf_with_alpha
+from tool.fileio import save_npz
+from tool.logger import progress
+from tool.trainer import autocast, select_device
+from tool.vis import save_label_png
+from voc12.data import ClsDatasetMSF, image_path, load_image
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="stage-1 checkpoint (<session_name>.pth)")
+    p.add_argument("--network", default="network.resnet38_SEAM")
+    p.add_argument("--infer_list", default="voc12/train.txt")
+    p.add_argument("--cls_labels", default="voc12/cls_labels.txt")
+    p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
+    p.add_argument("--crf_workers", type=int, default=None, help="CRF processes (default: all cores)")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--out_cam", default=None)
+    p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
+    p.add_argument("--out_crf", default=None, help="prefix: folders <out_crf>_<alpha> are written")
+    p.add_argument("--out_cam_pred", default=None)
+    p.add_argument("--out_cam_pred_alpha", type=float, default=0.26, help="background score of --out_cam_pred")
+    p.add_argument("--scales", type=float, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
+    p.add_argument("--crf_alphas", type=float, nargs="+", default=(4.0, 24.0))
+    p.add_argument("--device", default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
+                   help="mixed precision for the forward passes (off: exact fp32 CAMs)")
+    p.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    return p
+
+
+def output_paths(args, name):
+    paths = {}
+    if args.out_cam:
+        paths["cam"] = os.path.join(args.out_cam, name + ".npz")
+    if args.out_cam_npy:
+        paths["cam_npy"] = os.path.join(args.out_cam_npy, name + ".npy")
+    if args.out_cam_pred:
+        paths["pred"] = os.path.join(args.out_cam_pred, name + ".png")
+    if args.out_crf:
+        for alpha in args.crf_alphas:
+            paths[f"crf_{alpha}"] = os.path.join(f"{args.out_crf}_{alpha:.1f}", name + ".npz")
+    return paths
+
+
+def multiscale_cam(model, images, label, size, device, amp):
+    """Sum over scales and flips of the label-masked foreground cam_rv at the image size (20, H, W)."""
+    total = None
+    for pair in images:  # (2, 3, h, w): the image and its flip in one batch
+        with torch.no_grad(), autocast(device, amp):
+            _, cam_rv = model(pair.to(device, non_blocking=True))
+        cam = F.interpolate(cam_rv[:, 1:].float(), size, mode="bilinear", align_corners=False)
+        cam = cam * label.view(1, -1, 1, 1)
+        cam = cam[0] + cam[1].flip(-1)
+        total = cam if total is None else total + cam
+    return total
+
+
+def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
+    """Runs on a CRF worker: files for one image from its normalised present-class CAMs."""
+    if "cam" in paths:
+        save_npz(paths["cam"], keys=keys, cams=cams)
+    if "cam_npy" in paths:  # the published format, for other tools; never read back here
+        from tool.fileio import atomic_path
+
+        with atomic_path(paths["cam_npy"]) as tmp, open(tmp, "wb") as f:
+            np.save(f, {int(k): c for k, c in zip(keys, cams)}, allow_pickle=True)
+    if "pred" in paths:
+        save_label_png(paths["pred"], cams_to_label(cams, keys, pred_bg))
+    if crf_alphas:
+        img = np.asarray(load_image(img_path))
+        crf_keys = np.concatenate([[0], keys + 1]).astype(np.int64)
+        for alpha in crf_alphas:
+            save_npz(paths[f"crf_{alpha}"], keys=crf_keys, scores=crf_with_alpha(img, cams, alpha))
+
+
+def run(args):
+    device = select_device(args.device)
+    try:
+        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+        model = build_network(args.network, width=infer_width(state))
+        load_weights_strict(model, state, source=args.weights)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    model.eval().to(device)
+    if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
+        raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
+
+    dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
+    done = [n for n in dataset.img_ids if all(map(os.path.exists, output_paths(args, n).values()))]
+    todo = dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if n not in set(done)]
+    print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
+    dataset.img_ids = todo
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
+    with CRFPool(args.crf_workers) as pool:
+        for item in progress(loader, desc="infer_seam"):
+            label = item["label"].to(device)
+            total = multiscale_cam(model, item["images"], label, item["size"], device, args.amp)
+            keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
+            cams = normalize_cams(total.cpu().numpy())[keys]
+            name = item["name"]
+            pool.submit(write_outputs, image_path(args.voc12_root, name), cams, keys,
+                        output_paths(args, name), args.out_cam_pred_alpha, crf_alphas)
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
+batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from network import build_network
+from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.logger import RunLogger
+from tool.losses import seam_losses
+from tool.optim import PolyOptimizer
+from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from tool.vis import denormalize, max_cam_overlay
+from voc12.data import ClsDataset, TrainClsTransform
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)
+    p.add_argument("--network", default="network.resnet38_SEAM")
+    p.add_argument("--train_list", default="voc12/train_aug.txt")
+    p.add_argument("--cls_labels", default="voc12/cls_labels.txt", help="image-level labels (plain text)")
+    p.add_argument("--session_name", default="resnet38_SEAM", help="output prefix: <name>.pth, <name>.log, ...")
+    p.add_argument("--crop_size", type=int, default=448)
+    p.add_argument("--resize_long", type=int, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
+    p.add_argument("--scale_factor", type=float, default=0.3, help="size of the second branch")
+    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
+    p.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
+    p.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
+    return p
+
+
+def cam_grid(img, cam, cam_rv, n=4):
+    """Input images with their max foreground CAM and PCM map overlaid, as (3n, 3, H, W) in [0, 1]."""
+    rows = []
+    for i in range(min(n, img.shape[0])):
+        rgb = denormalize(img[i], IMAGENET_MEAN, IMAGENET_STD)
+        for maps in (None, cam[i], cam_rv[i]):
+            if maps is None:
+                out = rgb
+            else:
+                fg = torch.relu(maps[1:].float())
+                fg = fg / (fg.flatten(1).amax(dim=1)[:, None, None] + 1e-5)
+                out = max_cam_overlay(rgb, fg.detach().cpu().numpy())
+            rows.append(torch.from_numpy(out).permute(2, 0, 1).float() / 255)
+    return torch.stack(rows)
+
+
+def run(args):
+    device = select_device(args.device)
+    torch.manual_seed(args.seed)
+    model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm)
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+        if args.weights:
+            how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
+            logger.info(f"initialised from {args.weights} ({how})")
+        elif not args.resume:
+            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
+        model.to(device)
+        dataset = ClsDataset(
+            args.train_list, args.voc12_root, args.cls_labels,
+            transform=TrainClsTransform(args.crop_size, tuple(args.resize_long)),
+        )  # fmt: skip
+        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
+        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
+        trainer = Trainer(args, model, optimizer, dataset, logger)
+        if args.resume:
+            trainer.resume(args.resume)
+        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+
+        def step_fn(batch, step):
+            _, img, label = batch
+            img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
+            img2 = F.interpolate(img, scale_factor=args.scale_factor, mode="bilinear", align_corners=True)
+            with autocast(device, args.amp):
+                cam1, cam_rv1 = model(img)
+                cam2, cam_rv2 = model(img2)
+            step_fn.last = (img, cam1, cam_rv1)
+            return seam_losses(
+                cam1.float(), cam_rv1.float(), cam2.float(), cam_rv2.float(), label,
+                use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm,
+            )  # fmt: skip
+
+        def vis_fn(batch, step):
+            if logger.writer is not None:
+                logger.images(step, "cam/input_cam_pcm", cam_grid(*step_fn.last))
+
+        trainer.run(step_fn, vis_fn)
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
