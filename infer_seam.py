@@ -108,8 +108,10 @@ def run(args):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
 
     dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
-    done = [n for n in dataset.img_ids if all(map(os.path.exists, output_paths(args, n).values()))]
-    todo = dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if n not in set(done)]
+    def complete(name):
+        return all(os.path.exists(p) for p in output_paths(args, name).values())
+
+    todo = dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if not complete(n)]
     print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
     dataset.img_ids = todo
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
