@@ -1,0 +1,314 @@
+"""Evaluate label maps or CAMs against VOC ground truth: per-class IoU and mIoU (SPEC section 6).
+
+Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean over all classes.
+Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
+as a wrong prediction for its pixel. CAM files (--type npz: arrays `keys`, 0-based foreground
+class ids, and `cams`, K x H x W) are turned into labels with a constant background score t;
+--curve sweeps t = 0.00 .. 0.59 reading every file once.
+"""
+import argparse
+import datetime
+import json
+import multiprocessing
+import os
+import pickle
+import sys
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+from tool.fileio import atomic_path
+from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
+from tool.vis import load_label_png
+from voc12.labels import CLASS_NAMES, load_img_id_list
+
+CURVE_THRESHOLDS = np.arange(60) / 100  # integer steps: no accumulated float drift
+CAM_TYPES = ("npz", "npy")
+# What reading one broken or foreign file can raise; reported as a one-line error naming it.
+FILE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
+
+
+class EvalError(Exception):
+    """Bad input: the message is one line naming the file or flag."""
+
+
+class EvalSource(NamedTuple):
+    """Where and how to read one list's predictions (picklable for worker processes)."""
+
+    predict_dir: str
+    gt_dir: str
+    pred_type: str  # png | npz | npy
+    thresholds: tuple  # background thresholds for CAM types; () for png
+    num_classes: int = 21
+    allow_pickle: bool = False
+
+
+def _file_error(path, exc):
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        message = "no such file"
+    return EvalError(message if path in message else f"{path}: {message}")
+
+
+def load_gt(path, num_classes):
+    try:
+        gt = load_label_png(path)
+    except FILE_ERRORS as exc:
+        raise _file_error(path, exc) from exc
+    bad = (gt >= num_classes) & (gt != 255)
+    if bad.any():
+        raise EvalError(f"{path}: ground truth value {int(gt[bad][0])} outside 0..{num_classes - 1} and 255")
+    return gt
+
+
+def load_cam_npz(path, num_classes):
+    """(keys, cams) from an npz with `keys` (K,) int and `cams` (K, H, W) float; no pickles."""
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise EvalError(f"{path}: not an npz archive")
+    with data:
+        missing = [name for name in ("keys", "cams") if name not in data.files]
+        if missing:
+            raise EvalError(f"{path}: missing array(s) {', '.join(missing)} (has {', '.join(data.files)})")
+        keys, cams = data["keys"], data["cams"]
+    return _checked_cam(path, keys, cams, num_classes)
+
+
+def load_cam_pickled_dict(path, num_classes):
+    """(keys, cams) from the published pickled {class id (0-based): H x W array} .npy file."""
+    obj = np.load(path, allow_pickle=True)
+    is_boxed = isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ()
+    cam_dict = obj.item() if is_boxed else None
+    if not isinstance(cam_dict, dict):
+        raise EvalError(f"{path}: expected a pickled dict {{class id: H x W array}}")
+    keys = np.array(sorted(cam_dict), dtype=np.int64)
+    if not keys.size:
+        raise EvalError(f"{path}: empty CAM dict (no size to evaluate)")
+    cams = np.stack([np.asarray(cam_dict[k], dtype=np.float32) for k in keys.tolist()])
+    return _checked_cam(path, keys, cams, num_classes)
+
+
+def _checked_cam(path, keys, cams, num_classes):
+    if keys.ndim != 1 or keys.dtype.kind not in "iu":
+        raise EvalError(f"{path}: keys must be a 1-D integer array, got {keys.dtype} {keys.shape}")
+    if cams.ndim != 3 or cams.shape[0] != keys.shape[0] or cams.dtype.kind != "f":
+        raise EvalError(
+            f"{path}: cams must be float (K={keys.shape[0]}, H, W), got {cams.dtype} {cams.shape}"
+        )
+    if keys.size and (keys.min() < 0 or keys.max() > num_classes - 2):
+        raise EvalError(f"{path}: keys {keys.tolist()} outside 0..{num_classes - 2} (0-based foreground ids)")
+    return keys, cams
+
+
+def image_confusions(img_id, source):
+    """(len(thresholds) or 1, n, n + 1) confusion counts of one image, each file read once."""
+    n = source.num_classes
+    gt_path = os.path.join(source.gt_dir, f"{img_id}.png")
+    pred_path = os.path.join(source.predict_dir, f"{img_id}.{source.pred_type}")
+    gt = load_gt(gt_path, n)
+    try:
+        if source.pred_type == "png":
+            return confusion_counts(load_label_png(pred_path), gt, n)[None]
+        if source.pred_type == "npz":
+            keys, cams = load_cam_npz(pred_path, n)
+        else:
+            keys, cams = load_cam_pickled_dict(pred_path, n)
+        if cams.shape[1:] != gt.shape:
+            raise EvalError(f"{pred_path}: size {cams.shape[1:]} differs from ground truth {gt.shape}")
+        return cam_threshold_confusions(cams, keys, gt, source.thresholds, n)
+    except EvalError:
+        raise
+    except FILE_ERRORS as exc:
+        raise _file_error(pred_path, exc) from exc
+
+
+def _confusions_of_chunk(task):
+    """Worker: summed confusions of a chunk of ids, or the first error message (never raises)."""
+    img_ids, source = task
+    total = None
+    for img_id in img_ids:
+        try:
+            conf = image_confusions(img_id, source)
+        except EvalError as exc:
+            return None, str(exc)
+        total = conf if total is None else total + conf
+    return total, None
+
+
+def evaluate_list(img_ids, source, num_workers=1, start_method=None):
+    """Summed (len(thresholds) or 1, n, n + 1) confusions over `img_ids`; EvalError on bad input.
+
+    Works with any multiprocessing start method: the worker is a top-level function and only
+    plain data crosses the process boundary.
+    """
+    img_ids = list(img_ids)
+    if not img_ids:
+        raise EvalError("empty image list")
+    n_chunks = min(len(img_ids), max(1, num_workers) * 4)
+    bounds = np.linspace(0, len(img_ids), n_chunks + 1).astype(int)
+    tasks = [(img_ids[a:b], source) for a, b in zip(bounds[:-1], bounds[1:])]
+    if num_workers <= 1:
+        results = map(_confusions_of_chunk, tasks)
+        return _sum_results(results)
+    ctx = multiprocessing.get_context(start_method)
+    with ctx.Pool(num_workers) as pool:
+        # imap keeps list order, so the error reported is the first one in the list.
+        return _sum_results(pool.imap(_confusions_of_chunk, tasks))
+
+
+def _sum_results(results):
+    total = None
+    for conf, error in results:
+        if error is not None:
+            raise EvalError(error)
+        total = conf if total is None else total + conf
+    return total
+
+
+def class_names(num_classes):
+    if num_classes == len(CLASS_NAMES):
+        return list(CLASS_NAMES)
+    return [f"class{i}" for i in range(num_classes)]
+
+
+def format_table(iou, names):
+    """One line `name:IoU ... mIoU:x` with percentages to 3 decimals."""
+    cells = [f"{name}:{100 * v:.3f}" for name, v in zip(names, iou)]
+    return " ".join(cells + [f"mIoU:{100 * float(np.mean(iou)):.3f}"])
+
+
+def summarize(confs, thresholds):
+    """Per-threshold mIoU (percent) and the best point: dict for printing, logging and JSON."""
+    ious = np.stack([iou_from_confusion(c) for c in confs])
+    mious = 100 * ious.mean(axis=1)
+    best = int(np.argmax(mious))  # first (lowest t) among equal values
+    return {
+        "class_iou": 100 * ious[best],
+        "miou": float(mious[best]),
+        "t": float(thresholds[best]) if len(thresholds) else None,
+        "curve": [(float(t), float(m)) for t, m in zip(thresholds, mious)] if len(thresholds) > 1 else None,
+    }
+
+
+def report_lines(result, names):
+    lines = [f"t={t:.2f} mIoU={m:.3f}" for t, m in result["curve"] or []]
+    lines.append(format_table(result["class_iou"] / 100, names))
+    if result["curve"]:
+        lines.append(f"best t={result['t']:.2f} mIoU: {result['miou']:.3f}")
+    else:
+        lines.append(f"mIoU: {result['miou']:.3f}")
+    return lines
+
+
+def append_log(path, args, n_images, result, names):
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    if result["curve"]:
+        threshold = "curve " + " ".join(f"{t:.2f}:{m:.3f}" for t, m in result["curve"])
+    else:
+        threshold = "none" if result["t"] is None else f"{result['t']:.2f}"
+    entry = [
+        f"=== {stamp} comment: {args.comment}",
+        f"list: {args.list} ({n_images} images) predict_dir: {args.predict_dir} gt_dir: {args.gt_dir}",
+        f"type: {args.type} t: {threshold}",
+        *report_lines(result, names)[-2:],
+        "",
+    ]
+    with open(path, "a") as f:
+        f.write("\n".join(entry) + "\n")
+
+
+def write_json(path, args, n_images, result, names):
+    payload = {
+        "comment": args.comment,
+        "list": args.list,
+        "predict_dir": args.predict_dir,
+        "gt_dir": args.gt_dir,
+        "type": args.type,
+        "num_images": n_images,
+        "units": "percent",
+        "class_iou": {name: float(v) for name, v in zip(names, result["class_iou"])},
+        "miou": result["miou"],
+        "t": result["t"],
+        "curve": [{"t": t, "miou": m} for t, m in result["curve"]] if result["curve"] else None,
+    }
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
+
+
+def thresholds_from_args(args):
+    if args.type == "png":
+        if args.t is not None or args.curve:
+            raise EvalError("--t and --curve apply to CAM types (--type npz/npy) only")
+        return ()
+    if args.type == "npy" and not args.allow_pickle:
+        raise EvalError(
+            "--type npy reads the published pickled CAM dicts; pass --allow_pickle for trusted files "
+            "(or use --type npz)"
+        )
+    if args.curve and args.t is not None:
+        raise EvalError("give either --t or --curve, not both")
+    if args.curve:
+        return tuple(float(t) for t in CURVE_THRESHOLDS)
+    if args.t is None:
+        raise EvalError(f"--type {args.type} needs --t (background threshold, e.g. 0.26) or --curve")
+    if not np.isfinite(args.t) or args.t < 0:
+        raise EvalError(f"--t must be a finite number >= 0, got {args.t}")
+    return (float(args.t),)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
+    p.add_argument("--predict_dir", required=True)
+    p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
+    p.add_argument("--logfile", default="./evallog.txt", help="appended to; '' to skip")
+    p.add_argument("--comment", default="")
+    p.add_argument("--type", default="png", choices=("png",) + CAM_TYPES)
+    p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
+    p.add_argument("--curve", action="store_true", help="sweep t = 0.00 .. 0.59 and report the best")
+    p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
+    p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--num_classes", type=int, default=21)
+    p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
+    return p
+
+
+def run(args):
+    """Evaluate as `args` say; returns the summary dict. Raises EvalError on bad input."""
+    thresholds = thresholds_from_args(args)
+    source = EvalSource(
+        args.predict_dir, args.gt_dir, args.type, thresholds, args.num_classes, args.allow_pickle
+    )
+    if args.num_classes < 2:
+        raise EvalError(f"--num_classes must be at least 2, got {args.num_classes}")
+    try:
+        img_ids = load_img_id_list(args.list)
+    except FILE_ERRORS as exc:
+        raise _file_error(args.list, exc) from exc
+    if not img_ids:
+        raise EvalError(f"{args.list}: empty image list")
+    confs = evaluate_list(img_ids, source, args.num_workers)
+    result = summarize(confs, source.thresholds)
+    names = class_names(args.num_classes)
+    print("\n".join(report_lines(result, names)))
+    if args.logfile:
+        append_log(args.logfile, args, len(img_ids), result, names)
+    if args.out_json:
+        write_json(args.out_json, args, len(img_ids), result, names)
+    return result
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
