@@ -4,13 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network import resnet38d
-from tool.affinity import get_indices_of_pairs
-
-
-def pair_radius(grid_hw, radius):
-    """The published code shrinks the radius on grids too small for it (shorter side < 2r+1)."""
-    min_edge = min(grid_hw)
-    return (min_edge - 1) // 2 if min_edge < 2 * radius + 1 else radius
+from tool.affinity import effective_radius, get_indices_of_pairs
 
 
 class Net(resnet38d.Net):
@@ -47,7 +41,7 @@ class Net(resnet38d.Net):
     def pair_indices(self, grid_hw, device):
         key = (tuple(grid_hw), str(device))
         if key not in self._pairs:
-            ind_from, ind_to = get_indices_of_pairs(pair_radius(grid_hw, self.radius), grid_hw)
+            ind_from, ind_to = get_indices_of_pairs(effective_radius(self.radius, grid_hw), grid_hw)
             self._pairs[key] = (torch.from_numpy(ind_from).to(device), torch.from_numpy(ind_to).to(device))
         return self._pairs[key]
 

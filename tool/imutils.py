@@ -1,0 +1,173 @@
+"""Image augmentations of the published SEAM code, on PIL images and HWC numpy arrays.
+
+Randomness: every random helper takes `rng`, a numpy Generator. With `rng=None` it draws from
+Python's global `random` module, which PyTorch's DataLoader seeds differently in every worker
+(numpy's global RNG is not reseeded per worker, so it is never used implicitly).
+"""
+import random
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# order codes as in the published pil_rescale (scipy-style interpolation orders)
+_PIL_RESAMPLE = {0: Image.NEAREST, 1: Image.BILINEAR, 2: Image.BILINEAR, 3: Image.BICUBIC}
+
+
+def rand_int(rng, low, high):
+    """Uniform integer in [low, high], both inclusive."""
+    if rng is None:
+        return random.randint(low, high)
+    return int(rng.integers(low, high + 1))
+
+
+def rand_uniform(rng, low, high):
+    if rng is None:
+        return random.uniform(low, high)
+    return float(rng.uniform(low, high))
+
+
+def rand_coin(rng):
+    if rng is None:
+        return random.random() < 0.5
+    return bool(rng.random() < 0.5)
+
+
+def resize_long(img, target_long):
+    """Bicubic resize of a PIL image so that its long side is `target_long`, aspect kept."""
+    w, h = img.size
+    if w < h:
+        size = (int(round(w * target_long / h)), target_long)
+    else:
+        size = (target_long, int(round(h * target_long / w)))
+    return img.resize(size, resample=Image.BICUBIC)
+
+
+class RandomResizeLong:
+    """Resize the long side to a random integer in [min_long, max_long] (inclusive), bicubic."""
+
+    def __init__(self, min_long, max_long):
+        if not 0 < min_long <= max_long:
+            raise ValueError(f"RandomResizeLong: need 0 < min_long <= max_long, got {min_long}, {max_long}")
+        self.min_long = min_long
+        self.max_long = max_long
+
+    def __call__(self, img, rng=None):
+        return resize_long(img, rand_int(rng, self.min_long, self.max_long))
+
+
+def hflip(img):
+    """Horizontal flip of a PIL image or an HW / HWC array."""
+    if isinstance(img, Image.Image):
+        return img.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.ascontiguousarray(np.asarray(img)[:, ::-1])
+
+
+def random_hflip(*images, rng=None):
+    """Flip all given images together with probability 0.5; one image in, one image out."""
+    flip = rand_coin(rng)
+    out = tuple(hflip(im) if flip else im for im in images)
+    return out[0] if len(out) == 1 else out
+
+
+class Normalize:
+    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+
+    def __call__(self, img):
+        arr = np.asarray(img, dtype=np.float32)[..., :3]
+        return ((arr / 255.0 - self.mean) / self.std).astype(np.float32)
+
+
+def crop_window(h, w, cropsize, rng=None):
+    """Random window of the published RandomCrop for an h x w input.
+
+    Returns (cont_top, cont_left, img_top, img_left, ch, cw): the input region
+    [img_top:img_top+ch, img_left:img_left+cw] goes to the output at (cont_top, cont_left).
+    A side longer than cropsize is cut at a random offset; a shorter one is placed at one.
+    """
+    ch, cw = min(cropsize, h), min(cropsize, w)
+    w_space, h_space = w - cropsize, h - cropsize
+    if w_space > 0:
+        cont_left, img_left = 0, rand_int(rng, 0, w_space)
+    else:
+        cont_left, img_left = rand_int(rng, 0, -w_space), 0
+    if h_space > 0:
+        cont_top, img_top = 0, rand_int(rng, 0, h_space)
+    else:
+        cont_top, img_top = rand_int(rng, 0, -h_space), 0
+    return cont_top, cont_left, img_top, img_left, ch, cw
+
+
+def apply_crop(arr, window, cropsize, fill, dtype=None):
+    """Cut `window` (from crop_window) out of an HW/HWC array into a cropsize^2 container."""
+    arr = np.asarray(arr)
+    cont_top, cont_left, img_top, img_left, ch, cw = window
+    out = np.full((cropsize, cropsize) + arr.shape[2:], fill, dtype=dtype or arr.dtype)
+    out[cont_top:cont_top + ch, cont_left:cont_left + cw] = arr[img_top:img_top + ch, img_left:img_left + cw]
+    return out
+
+
+class RandomCrop:
+    """Published RandomCrop: float32 cropsize x cropsize container filled with `fill` (0)."""
+
+    def __init__(self, cropsize, fill=0.0):
+        self.cropsize = cropsize
+        self.fill = fill
+
+    def __call__(self, arr, rng=None):
+        arr = np.asarray(arr)
+        window = crop_window(arr.shape[0], arr.shape[1], self.cropsize, rng)
+        return apply_crop(arr, window, self.cropsize, self.fill, dtype=np.float32)
+
+
+def random_crop_pair(img, label, cropsize, rng=None, img_fill=0.0, label_fill=255):
+    """Crop an HWC image and its HW(C) label with one window; the label keeps its dtype."""
+    img, label = np.asarray(img), np.asarray(label)
+    if img.shape[:2] != label.shape[:2]:
+        raise ValueError(f"random_crop_pair: image {img.shape[:2]} and label {label.shape[:2]} differ in size")
+    window = crop_window(img.shape[0], img.shape[1], cropsize, rng)
+    return (apply_crop(img, window, cropsize, img_fill, dtype=np.float32),
+            apply_crop(label, window, cropsize, label_fill))
+
+
+def hwc_to_chw(arr):
+    return np.ascontiguousarray(np.asarray(arr).transpose(2, 0, 1))
+
+
+def pil_resize(img, size_wh, order):
+    """Resize a PIL image to (W, H); order 0 nearest, 1/2 bilinear, 3 bicubic."""
+    return img.resize(tuple(int(s) for s in size_wh), resample=_PIL_RESAMPLE[order])
+
+
+def scaled_size(size_wh, scale):
+    """(round(W*s), round(H*s)) as the published multi-scale code (Python rounding)."""
+    return int(round(size_wh[0] * scale)), int(round(size_wh[1] * scale))
+
+
+def pil_rescale(img, scale, order):
+    return pil_resize(img, scaled_size(img.size, scale), order)
+
+
+def avg_pool_hw(arr, k):
+    """k x k block mean over the first two axes, zero-padded to a multiple of k at the
+    bottom/right (as the published skimage.measure.block_reduce(..., np.mean))."""
+    arr = np.asarray(arr, dtype=np.float32)
+    h, w = arr.shape[:2]
+    ph, pw = -h % k, -w % k
+    if ph or pw:
+        arr = np.pad(arr, [(0, ph), (0, pw)] + [(0, 0)] * (arr.ndim - 2))
+    hb, wb = arr.shape[0] // k, arr.shape[1] // k
+    return arr.reshape((hb, k, wb, k) + arr.shape[2:]).mean(axis=(1, 3))
+
+
+def color_jitter():
+    """The published colour jitter (torchvision; draws from torch's global RNG)."""
+    from torchvision.transforms import ColorJitter
+
+    return ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)

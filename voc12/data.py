@@ -1,0 +1,285 @@
+"""PyTorch datasets over a VOC2012-style folder, and readers of this project's CAM/CRF npz files.
+
+Folder layout: `JPEGImages/<id>.jpg`, `SegmentationClass/<id>.png`, `SegmentationClassAug/<id>.png`.
+
+Randomness: the training transforms draw from Python's global `random` (resize, flip, crop,
+scale) and torch's global RNG (colour jitter). PyTorch seeds both in every DataLoader worker
+from the loader's base seed, so a run with `torch.manual_seed(s)` (and a generator seeded for
+the loader) is reproducible; numpy's global RNG is deliberately not used.
+
+Items:
+- ClsDataset:      (name, image CHW float32 tensor, label float32 (20,) tensor)
+- ClsDatasetMSF:   dict name, images, label, size (see `multiscale_flip_item`)
+- AffDataset:      (name, image CHW float32 tensor, (bg_pos, fg_pos, neg) float32 (n_offsets, P))
+- SegDataset:      (name, image CHW float32 tensor, label HxW int64 tensor; 255 = ignore)
+- SegInferDataset: dict name, images, size
+"""
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from tool import imutils
+from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
+from tool.vis import load_label_png
+from voc12.labels import load_cls_labels, load_img_id_list
+
+# ---------------------------------------------------------------- file readers
+
+
+def image_path(voc12_root, img_id):
+    return os.path.join(voc12_root, "JPEGImages", img_id + ".jpg")
+
+
+def load_image(path):
+    """RGB PIL image (fully read, file closed)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: image not found")
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def label_path(voc12_root, img_id, label_dir=None):
+    """`label_dir/<id>.png` if given, else SegmentationClassAug/ falling back to SegmentationClass/."""
+    if label_dir is not None:
+        return os.path.join(label_dir, img_id + ".png")
+    aug = os.path.join(voc12_root, "SegmentationClassAug", img_id + ".png")
+    if os.path.isfile(aug):
+        return aug
+    return os.path.join(voc12_root, "SegmentationClass", img_id + ".png")
+
+
+def load_label(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: label PNG not found")
+    return load_label_png(path)
+
+
+def _load_npz(path, names):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [n for n in names if n not in data.files]
+        if missing:
+            raise ValueError(f"{path}: missing arrays {missing}")
+        return tuple(data[n] for n in names)
+
+
+def load_crf_scores(path):
+    """CRF npz -> (keys int64 (K,), scores float32 (K, H, W)); keys = 0 then 1-based classes."""
+    keys, scores = _load_npz(path, ("keys", "scores"))
+    keys = keys.astype(np.int64)
+    if scores.ndim != 3 or scores.shape[0] != keys.shape[0]:
+        raise ValueError(f"{path}: scores {scores.shape} do not match {keys.shape[0]} keys")
+    if keys.size == 0 or keys[0] != 0 or np.any(np.diff(keys) <= 0):
+        raise ValueError(f"{path}: keys must be ascending and start with background 0, got {keys.tolist()}")
+    return keys, scores.astype(np.float32)
+
+
+def load_cam(path):
+    """CAM npz -> (keys int64 (K,) 0-based foreground ids, cams float32 (K, H, W))."""
+    keys, cams = _load_npz(path, ("keys", "cams"))
+    keys = keys.astype(np.int64)
+    if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
+        raise ValueError(f"{path}: cams {cams.shape} do not match {keys.shape[0]} keys")
+    return keys, cams.astype(np.float32)
+
+
+# ---------------------------------------------------------------- transforms
+
+
+class EvalTransform:
+    """PIL RGB -> normalised CHW float32 tensor, no augmentation."""
+
+    def __init__(self):
+        self.normalize = imutils.Normalize()
+
+    def __call__(self, img):
+        return torch.from_numpy(imutils.hwc_to_chw(self.normalize(img)))
+
+
+class TrainClsTransform:
+    """SEAM stage-1 augmentation, in the published order (SPEC section 2).
+
+    Random long side in [resize_long] (bicubic), horizontal flip, colour jitter, normalise,
+    random crop `crop_size` (padding 0 after normalisation), CHW float32 tensor.
+    Picklable; randomness from the global RNGs (see the module docstring).
+    """
+
+    def __init__(self, crop_size=448, resize_long=(448, 768)):
+        self.resize = imutils.RandomResizeLong(*resize_long)
+        self.jitter = imutils.color_jitter()
+        self.normalize = imutils.Normalize()
+        self.crop = imutils.RandomCrop(crop_size)
+
+    def __call__(self, img):
+        img = self.resize(img)
+        img = imutils.random_hflip(img)
+        img = self.jitter(img)
+        arr = self.crop(self.normalize(img))
+        return torch.from_numpy(imutils.hwc_to_chw(arr))
+
+
+def multiscale_flip_images(img, scales, normalize):
+    """Per scale a (2, 3, h_s, w_s) float32 tensor: the image resized (bicubic) to
+    (round(W*s), round(H*s)), normalised, and its horizontal flip."""
+    images = []
+    for s in scales:
+        arr = normalize(imutils.pil_rescale(img, s, order=3))
+        pair = np.stack([arr, arr[:, ::-1]]).transpose(0, 3, 1, 2)
+        images.append(torch.from_numpy(np.ascontiguousarray(pair)))
+    return images
+
+
+def multiscale_flip_item(name, img, scales, normalize):
+    """dict name (str), images (list per scale, see multiscale_flip_images), size ((H, W) ints)."""
+    return {"name": name, "images": multiscale_flip_images(img, scales, normalize),
+            "size": (img.size[1], img.size[0])}
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class _ImageListDataset(Dataset):
+    def __init__(self, img_id_list_file, voc12_root):
+        self.img_ids = load_img_id_list(img_id_list_file)
+        self.voc12_root = voc12_root
+
+    def __len__(self):
+        return len(self.img_ids)
+
+    def _image(self, idx):
+        name = self.img_ids[idx]
+        return name, load_image(image_path(self.voc12_root, name))
+
+
+class ClsDataset(_ImageListDataset):
+    """(name, image tensor, float32 (20,) label); transform: PIL -> tensor (default EvalTransform)."""
+
+    def __init__(self, img_id_list_file, voc12_root, cls_labels_file, transform=None):
+        super().__init__(img_id_list_file, voc12_root)
+        all_labels = load_cls_labels(cls_labels_file)
+        missing = [i for i in self.img_ids if i not in all_labels]
+        if missing:
+            raise ValueError(f"{cls_labels_file}: no labels for {len(missing)} ids of "
+                             f"{img_id_list_file}, e.g. {missing[0]}")
+        self.labels = {i: all_labels[i] for i in self.img_ids}
+        self.transform = transform if transform is not None else EvalTransform()
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        return name, self.transform(img), torch.from_numpy(self.labels[name].copy())
+
+
+class ClsDatasetMSF(ClsDataset):
+    """Multi-scale + flip inference items: dict with
+    name (str), images (list per scale of (2, 3, round(H*s), round(W*s)) float32 tensors,
+    index 0 the image, 1 its horizontal flip), label (float32 (20,) tensor),
+    size ((H, W) of the original image, ints)."""
+
+    def __init__(self, img_id_list_file, voc12_root, cls_labels_file, scales=(0.5, 1.0, 1.5, 2.0)):
+        super().__init__(img_id_list_file, voc12_root, cls_labels_file)
+        self.scales = tuple(scales)
+        self.normalize = imutils.Normalize()
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        item = multiscale_flip_item(name, img, self.scales, self.normalize)
+        item["label"] = torch.from_numpy(self.labels[name].copy())
+        return item
+
+
+class SegInferDataset(_ImageListDataset):
+    """Multi-scale + flip items for segmentation inference: dict name, images, size
+    (as ClsDatasetMSF, without label)."""
+
+    def __init__(self, img_id_list_file, voc12_root, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
+        super().__init__(img_id_list_file, voc12_root)
+        self.scales = tuple(scales)
+        self.normalize = imutils.Normalize()
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        return multiscale_flip_item(name, img, self.scales, self.normalize)
+
+
+class AffDataset(_ImageListDataset):
+    """AffinityNet training items: (name, image tensor, (bg_pos, fg_pos, neg)).
+
+    Published order (SPEC section 4): colour jitter; random crop of the image and the stacked
+    la/ha CRF score maps with one window (both padded with 0 *before* normalisation, so padded
+    image pixels normalise to -mean/std as published); normalise; joint horizontal flip.
+    The crop's score maps are then 8x8 average-pooled and argmax'ed, which is the published
+    reading of "labels at 1/8 resolution": pooling the scores (not the hard labels) lets a
+    cell's label be the class with the most mass; cells with no score at all (fully in the
+    padding) become ignore (255), as do la-background cells that ha does not call background.
+    The radius shrinks on small grids exactly as the network does (`effective_radius`).
+    """
+
+    def __init__(self, img_id_list_file, voc12_root, la_crf_dir, ha_crf_dir, crop_size=448, radius=5):
+        super().__init__(img_id_list_file, voc12_root)
+        self.la_crf_dir = la_crf_dir
+        self.ha_crf_dir = ha_crf_dir
+        self.crop_size = crop_size
+        self.radius = radius
+        self.jitter = imutils.color_jitter()
+        self.normalize = imutils.Normalize()
+
+    def _scores(self, name, size_hw):
+        la_path = os.path.join(self.la_crf_dir, name + ".npz")
+        ha_path = os.path.join(self.ha_crf_dir, name + ".npz")
+        la_keys, la = load_crf_scores(la_path)
+        ha_keys, ha = load_crf_scores(ha_path)
+        if not np.array_equal(la_keys, ha_keys):
+            raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {la_keys.tolist()}")
+        for path, scores in ((la_path, la), (ha_path, ha)):
+            if scores.shape[1:] != size_hw:
+                raise ValueError(f"{path}: scores are {scores.shape[1:]}, image is {size_hw}")
+        return la_keys, la, ha
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        keys, la, ha = self._scores(name, (img.size[1], img.size[0]))
+        img = np.asarray(self.jitter(img))
+        scores = np.concatenate([la, ha]).transpose(1, 2, 0)
+        img, scores = imutils.random_crop_pair(img, scores, self.crop_size, img_fill=0.0, label_fill=0.0)
+        img = self.normalize(img)
+        img, scores = imutils.random_hflip(img, scores)
+        pooled = imutils.avg_pool_hw(scores, 8).transpose(2, 0, 1)
+        la_pooled, ha_pooled = np.split(pooled, 2)
+        label = confident_label_from_scores(la_pooled, ha_pooled, keys)
+        radius = effective_radius(self.radius, label.shape)
+        pair_labels = tuple(torch.from_numpy(a) for a in affinity_labels_in_radius(label, radius))
+        return name, torch.from_numpy(imutils.hwc_to_chw(img)), pair_labels
+
+
+class SegDataset(_ImageListDataset):
+    """Segmentation training items: (name, image CHW float32 tensor, label HxW int64 tensor).
+
+    Random scale in scale_range (image bicubic, label nearest), joint flip, colour jitter,
+    normalise, joint random crop (image padded with 0 after normalisation, label with 255).
+    """
+
+    def __init__(self, img_id_list_file, voc12_root, label_dir=None, crop_size=448, scale_range=(0.5, 1.5)):
+        super().__init__(img_id_list_file, voc12_root)
+        self.label_dir = label_dir
+        self.crop_size = crop_size
+        self.scale_range = tuple(scale_range)
+        self.jitter = imutils.color_jitter()
+        self.normalize = imutils.Normalize()
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        path = label_path(self.voc12_root, name, self.label_dir)
+        label = Image.fromarray(load_label(path))
+        if label.size != img.size:
+            raise ValueError(f"{path}: label is {label.size[::-1]}, image is {img.size[::-1]}")
+        scale = imutils.rand_uniform(None, *self.scale_range)
+        img = imutils.pil_rescale(img, scale, order=3)
+        label = imutils.pil_rescale(label, scale, order=0)
+        img, label = imutils.random_hflip(img, label)
+        img = self.normalize(self.jitter(img))
+        img, label = imutils.random_crop_pair(img, np.asarray(label), self.crop_size, img_fill=0.0, label_fill=255)
+        return name, torch.from_numpy(imutils.hwc_to_chw(img)), torch.from_numpy(label.astype(np.int64))

@@ -1,0 +1,80 @@
+"""VOC class names, split lists and the plain-text image-level label file.
+
+`cls_labels.txt` holds one line per image: `<id> <classname> <classname> ...` (foreground
+classes only, VOC order). It replaces the published pickled `cls_labels.npy`.
+"""
+import os
+
+import numpy as np
+
+from tool.fileio import atomic_path
+
+CLASS_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+CAT_NAMES = CLASS_NAMES[1:]
+NUM_CLASSES = len(CLASS_NAMES)
+CAT_INDEX = {name: i for i, name in enumerate(CAT_NAMES)}
+
+
+def _read_lines(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such list file")
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f]
+
+
+def load_img_id_list(path):
+    """Image ids of a split list, in file order.
+
+    Accepts bare ids (`2007_000032`) and the published `/JPEGImages/<id>.jpg /Seg.../<id>.png`
+    line form, from which the stem of the first token is taken.
+    """
+    ids = []
+    for line in _read_lines(path):
+        if not line:
+            continue
+        first = line.split()[0]
+        ids.append(os.path.splitext(os.path.basename(first))[0])
+    if not ids:
+        raise ValueError(f"{path}: the image list is empty")
+    return ids
+
+
+def names_to_multihot(names, where="labels"):
+    """Class names -> float32 (20,) multi-hot; `where` names the source in errors."""
+    vec = np.zeros(len(CAT_NAMES), np.float32)
+    for name in names:
+        if name not in CAT_INDEX:
+            raise ValueError(f"{where}: unknown class name {name!r}")
+        vec[CAT_INDEX[name]] = 1.0
+    return vec
+
+
+def load_cls_labels(path):
+    """Read cls_labels.txt -> dict id -> float32 (20,) multi-hot array."""
+    labels = {}
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line:
+            continue
+        img_id, *names = line.split()
+        labels[img_id] = names_to_multihot(names, where=f"{path}:{lineno}")
+    if not labels:
+        raise ValueError(f"{path}: no labels in file")
+    return labels
+
+
+def write_cls_labels(path, labels_dict):
+    """Write dict id -> (20,) multi-hot as cls_labels.txt (ids sorted, classes in VOC order)."""
+    lines = []
+    for img_id in sorted(labels_dict):
+        vec = np.asarray(labels_dict[img_id]).reshape(-1)
+        if vec.shape != (len(CAT_NAMES),):
+            raise ValueError(f"{path}: label of {img_id} has shape {vec.shape}, expected (20,)")
+        names = [CAT_NAMES[i] for i in np.flatnonzero(vec > 0.5)]
+        lines.append(" ".join([img_id, *names]) + "\n")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)

@@ -1,0 +1,288 @@
+"""Synthetic PASCAL-VOC-style data set for end-to-end tests.
+
+    python -m voc12.toy --out DIR [--n_train_aug 600] [--n_train 120] [--n_val 120] [--size 96] [--seed 0]
+
+Writes JPEGImages/, SegmentationClass/ (train + val only, as in VOC, with 2-pixel 255 bands
+along every instance outline), SegmentationClassAug/ (every id, no bands, like SBD masks),
+Annotations/ (VOC xml), ImageSets/Segmentation/{train,val,trainval}.txt and top-level
+train_aug.txt, train.txt (a subset of train_aug), val.txt (disjoint) and cls_labels.txt.
+
+Every class has its own shape, hue and texture (plain, stripes, checker) so that a small CNN
+can tell them apart; backgrounds are low-saturation smooth noise with grey distractor blobs.
+Each image comes from its own Generator seeded by (seed, split, index): fully deterministic.
+"""
+import argparse
+import colorsys
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from tool.fileio import atomic_path
+from tool.vis import save_label_png
+from voc12.labels import CAT_NAMES, write_cls_labels
+from voc12.make_cls_labels import cls_labels_from_annotations
+
+# ---------------------------------------------------------------- class appearance
+
+
+def _triangle(u, v):
+    return (v <= 0.8) & (np.abs(u) <= (v + 1.0) * 0.55)
+
+
+def _disc(u, v, cu, cv, r):
+    return (u - cu) ** 2 + (v - cv) ** 2 <= r * r
+
+
+def _box(u, v, u0, u1, v0, v1):
+    return (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
+
+
+# Shapes on local coordinates u (right), v (down) in [-1, 1]; one per class, all distinct.
+SHAPES = (
+    ("ellipse", lambda u, v: u * u + v * v <= 1.0),
+    ("rectangle", lambda u, v: (np.abs(u) <= 0.95) & (np.abs(v) <= 0.6)),
+    ("triangle", _triangle),
+    ("ring", lambda u, v: (u * u + v * v <= 1.0) & (u * u + v * v >= 0.5 ** 2)),
+    ("plus", lambda u, v: ((np.abs(u) <= 0.3) | (np.abs(v) <= 0.3)) & (np.abs(u) <= 1) & (np.abs(v) <= 1)),
+    ("star", lambda u, v: np.hypot(u, v) <= 0.4 + 0.6 * ((np.cos(5 * np.arctan2(v, u)) + 1) / 2) ** 2),
+    ("diamond", lambda u, v: np.abs(u) + np.abs(v) <= 1.0),
+    ("hexagon", lambda u, v: (np.abs(v) <= 0.87) & (np.abs(u) + np.abs(v) * 0.577 <= 1.0)),
+    ("crescent", lambda u, v: (u * u + v * v <= 1.0) & ((u - 0.5) ** 2 + v * v > 0.75 ** 2)),
+    ("half_disc", lambda u, v: (u * u + v * v <= 1.0) & (v >= -0.1)),
+    ("L", lambda u, v: _box(u, v, -1, -0.35, -1, 1) | _box(u, v, -1, 1, 0.35, 1)),
+    ("T", lambda u, v: _box(u, v, -1, 1, -1, -0.4) | _box(u, v, -0.3, 0.3, -1, 1)),
+    ("comb", lambda u, v: _box(u, v, -1, 1, -1, -0.6)
+     | ((np.abs(u) <= 1) & (v <= 1) & (np.abs(np.abs(u) - 0.7) <= 0.3) | (np.abs(u) <= 0.2)) & (v >= -1) & (v <= 1)),
+    ("x", lambda u, v: ((np.abs(u - v) <= 0.45) | (np.abs(u + v) <= 0.45)) & (np.abs(u) <= 1) & (np.abs(v) <= 1)),
+    ("frame", lambda u, v: (np.maximum(np.abs(u), np.abs(v)) <= 1) & (np.maximum(np.abs(u), np.abs(v)) >= 0.55)),
+    ("inv_triangle", lambda u, v: _triangle(u, -v)),
+    ("heart", lambda u, v: _disc(u, v, -0.45, -0.4, 0.52) | _disc(u, v, 0.45, -0.4, 0.52)
+     | ((v >= -0.45) & (v <= 1) & (np.abs(u) <= (1 - v) * 0.65))),
+    ("arrow", lambda u, v: _box(u, v, -1, 0.1, -0.25, 0.25) | ((u >= 0) & (u <= 1) & (np.abs(v) <= 1 - u))),
+    ("hourglass", lambda u, v: (np.abs(v) <= 1) & (np.abs(u) <= np.abs(v) * 0.9 + 0.12)),
+    ("dumbbell", lambda u, v: _disc(u, v, -0.62, 0, 0.38) | _disc(u, v, 0.62, 0, 0.38)
+     | _box(u, v, -0.7, 0.7, -0.15, 0.15)),
+)
+TEXTURES = ("plain", "h_stripes", "v_stripes", "diag_stripes", "checker")
+CLASS_STYLE = tuple(
+    {"shape": SHAPES[c][1], "hue": c / len(CAT_NAMES), "texture": TEXTURES[c % len(TEXTURES)]}
+    for c in range(len(CAT_NAMES))
+)
+
+
+def texture_pattern(name, pu, pv, period):
+    """0/1 pattern on object-local pixel coordinates (so it turns with the object)."""
+    half = period / 2.0
+    if name == "plain":
+        return np.zeros_like(pu)
+    if name == "h_stripes":
+        return np.floor(pv / half) % 2
+    if name == "v_stripes":
+        return np.floor(pu / half) % 2
+    if name == "diag_stripes":
+        return np.floor((pu + pv) / (half * 1.41)) % 2
+    return (np.floor(pu / half) + np.floor(pv / half)) % 2
+
+
+def hsv_rgb(h, s, v):
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, np.clip(s, 0, 1), np.clip(v, 0, 1)), np.float32) * 255
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def draw_background(rng, size):
+    """Low-contrast, low-saturation smooth noise with small grey distractor blobs."""
+    grey = rng.uniform(70, 190)
+    coarse = rng.normal(0, 1, (4, 4, 1)) * 22 + rng.normal(0, 1, (4, 4, 3)) * 7
+    img = grey + cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for _ in range(rng.integers(2, 7)):
+        cx, cy = rng.uniform(0, size, 2)
+        rx, ry = rng.uniform(0.02, 0.06, 2) * size
+        blob = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        img[blob] = rng.uniform(40, 220) + rng.normal(0, 6, 3)
+    return img
+
+
+def object_mask_and_texture(rng, cls, size):
+    """A random placement of class `cls`: (mask (H, W) bool, texture (H, W) 0/1, unclipped area)."""
+    side = rng.uniform(0.15, 0.6) * size
+    aspect = rng.uniform(0.8, 1.25)
+    half_u, half_v = side / 2 * np.sqrt(aspect), side / 2 / np.sqrt(aspect)
+    cx, cy = rng.uniform(0.1, 0.9, 2) * size
+    angle = rng.uniform(-0.3, 0.3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    pu = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    pv = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    style = CLASS_STYLE[cls]
+    mask = style["shape"](pu / half_u, pv / half_v)
+    # area of the shape if it were not clipped by the border, estimated on a local grid
+    g = np.linspace(-1.2, 1.2, 49, dtype=np.float32)
+    gu, gv = np.meshgrid(g, g)
+    full_area = style["shape"](gu, gv).mean() * (2.4 * half_u) * (2.4 * half_v)
+    period = max(4.0, size / 14.0)
+    texture = texture_pattern(style["texture"], pu, pv, period)
+    return mask, texture, full_area
+
+
+def paint_object(rng, img, cls, mask, texture):
+    style = CLASS_STYLE[cls]
+    hue = style["hue"] + rng.uniform(-0.01, 0.01)
+    light = hsv_rgb(hue, rng.uniform(0.75, 0.95), rng.uniform(0.85, 1.0))
+    dark = hsv_rgb(hue, rng.uniform(0.75, 0.95), rng.uniform(0.4, 0.5))
+    t = texture[mask][:, None]
+    img[mask] = light * (1 - t) + dark * t
+
+
+def boundary_band(instances):
+    """Pixels whose 3x3 neighbourhood holds more than one instance id: a 2-pixel band."""
+    padded = np.pad(instances, 1, mode="edge")
+    h, w = instances.shape
+    shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
+    return np.max(shifts, axis=0) != np.min(shifts, axis=0)
+
+
+def place_objects(rng, size, img, max_tries=30):
+    """Draw 1-3 objects; later ones occlude earlier ones but leave each well visible.
+
+    Returns (instances (H, W) int, 0 = background, k = k-th object; classes, list of 0-based ids).
+    """
+    n_objects = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
+    min_px = max(20, int(0.006 * size * size))
+    instances = np.zeros((size, size), np.int32)
+    full_visible, classes = [], []
+    for _ in range(max_tries):
+        if len(classes) == n_objects:
+            break
+        cls = int(rng.integers(len(CAT_NAMES)))
+        mask, texture, full_area = object_mask_and_texture(rng, cls, size)
+        area = int(mask.sum())
+        if area < max(min_px, 0.5 * full_area):
+            continue
+        remaining = [np.count_nonzero((instances == k + 1) & ~mask) for k in range(len(classes))]
+        if any(r < max(min_px, 0.4 * a) for r, a in zip(remaining, full_visible)):
+            continue
+        paint_object(rng, img, cls, mask, texture)
+        instances[mask] = len(classes) + 1
+        classes.append(cls)
+        full_visible.append(area)
+    return instances, classes
+
+
+def make_sample(rng, size):
+    """(uint8 RGB image, instance map, classes per instance); every instance survives the bands."""
+    while True:
+        img = draw_background(rng, size)
+        instances, classes = place_objects(rng, size, img)
+        if not classes:
+            continue
+        inner = instances * ~boundary_band(instances)
+        if all(np.any(inner == k + 1) for k in range(len(classes))):
+            break
+    img = img + rng.normal(0, 4, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), instances, classes
+
+
+def class_map(instances, classes):
+    lut = np.array([0] + [c + 1 for c in classes], np.uint8)
+    return lut[instances]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def annotation_xml(img_id, size, instances, classes):
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2012"
+    ET.SubElement(root, "filename").text = img_id + ".jpg"
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = "SEAM synthetic VOC"
+    size_el = ET.SubElement(root, "size")
+    for tag, value in (("width", size), ("height", size), ("depth", 3)):
+        ET.SubElement(size_el, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "1"
+    for k, cls in enumerate(classes):
+        ys, xs = np.nonzero(instances == k + 1)
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = CAT_NAMES[cls]
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        touches = xs.min() == 0 or ys.min() == 0 or xs.max() == size - 1 or ys.max() == size - 1
+        ET.SubElement(obj, "truncated").text = str(int(touches))
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        # VOC boxes are 1-based and inclusive
+        for tag, value in (("xmin", xs.min()), ("ymin", ys.min()), ("xmax", xs.max()), ("ymax", ys.max())):
+            ET.SubElement(box, tag).text = str(int(value) + 1)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def write_list(path, ids):
+    write_text(path, "".join(i + "\n" for i in ids))
+
+
+def write_sample(out, img_id, rng, size, with_seg_class):
+    img, instances, classes = make_sample(rng, size)
+    with atomic_path(os.path.join(out, "JPEGImages", img_id + ".jpg")) as tmp:
+        Image.fromarray(img).save(tmp, format="JPEG", quality=95)
+    labels = class_map(instances, classes)
+    save_label_png(os.path.join(out, "SegmentationClassAug", img_id + ".png"), labels)
+    if with_seg_class:
+        banded = np.where(boundary_band(instances), 255, labels).astype(np.uint8)
+        save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
+    write_text(os.path.join(out, "Annotations", img_id + ".xml"), annotation_xml(img_id, size, instances, classes))
+
+
+def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed=0):
+    """Write the synthetic set to `out`; returns dict split -> ids."""
+    if not 0 < n_train <= n_train_aug:
+        raise ValueError(f"--n_train must be in 1..n_train_aug ({n_train_aug}), got {n_train}")
+    if n_val < 1 or size < 32:
+        raise ValueError(f"need --n_val >= 1 and --size >= 32, got {n_val}, {size}")
+    train_aug = [f"2007_{i:06d}" for i in range(1, n_train_aug + 1)]
+    val = [f"2008_{i:06d}" for i in range(1, n_val + 1)]
+    pick = np.random.default_rng([seed, 2]).choice(n_train_aug, n_train, replace=False)
+    train = [train_aug[i] for i in sorted(pick)]
+    train_set = set(train)
+    for split_code, ids in ((0, train_aug), (1, val)):
+        for index, img_id in enumerate(ids):
+            rng = np.random.default_rng([seed, split_code, index])
+            write_sample(out, img_id, rng, size, with_seg_class=split_code == 1 or img_id in train_set)
+    seg_sets = os.path.join(out, "ImageSets", "Segmentation")
+    for name, ids in (("train", train), ("val", val), ("trainval", train + val)):
+        write_list(os.path.join(seg_sets, name + ".txt"), ids)
+    for name, ids in (("train_aug", train_aug), ("train", train), ("val", val)):
+        write_list(os.path.join(out, name + ".txt"), ids)
+    write_cls_labels(os.path.join(out, "cls_labels.txt"), cls_labels_from_annotations(out, train_aug + val))
+    return {"train_aug": train_aug, "train": train, "val": val}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="output folder (VOC2012-style)")
+    parser.add_argument("--n_train_aug", type=int, default=600)
+    parser.add_argument("--n_train", type=int, default=120)
+    parser.add_argument("--n_val", type=int, default=120)
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        splits = generate_toy_voc(args.out, args.n_train_aug, args.n_train, args.n_val, args.size, args.seed)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(" ".join(f"{k}:{len(v)}" for k, v in splits.items()) + f" images written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
