@@ -78,3 +78,11 @@ def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True,
         terms["ecr"] = ecr_term(cam2_n, cam_rv1_n, top_ratio) + ecr_term(cam1_n, cam_rv2_n, top_ratio)
     terms["loss"] = sum(terms.values())
     return terms
+
+
+def affinity_loss(aff, bg_pos, fg_pos, neg):
+    """AffinityNet loss: bg/4 + fg/4 + neg/2, each a mean over its pairs (N, offsets, P)."""
+    bg = torch.sum(-bg_pos * torch.log(aff + 1e-5)) / (bg_pos.sum() + 1e-5)
+    fg = torch.sum(-fg_pos * torch.log(aff + 1e-5)) / (fg_pos.sum() + 1e-5)
+    ng = torch.sum(-neg * torch.log(1.0 + 1e-5 - aff)) / (neg.sum() + 1e-5)
+    return {"bg": bg, "fg": fg, "neg": ng, "loss": bg / 4 + fg / 4 + ng / 2}

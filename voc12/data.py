@@ -8,6 +8,7 @@ from the loader's base seed, so a run with `torch.manual_seed(s)` (and a generat
 the loader) is reproducible; numpy's global RNG is deliberately not used.
 
 Items:
+- ImageDataset:    (name, image CHW float32 tensor), no augmentation
 - ClsDataset:      (name, image CHW float32 tensor, label float32 (20,) tensor)
 - ClsDatasetMSF:   dict name, images, label, size (see `multiscale_flip_item`)
 - AffDataset:      (name, image CHW float32 tensor, (bg_pos, fg_pos, neg) float32 (n_offsets, P))
@@ -153,6 +154,18 @@ class _ImageListDataset(Dataset):
     def _image(self, idx):
         name = self.img_ids[idx]
         return name, load_image(image_path(self.voc12_root, name))
+
+
+class ImageDataset(_ImageListDataset):
+    """(name, normalised CHW float32 tensor) at the original size, no augmentation."""
+
+    def __init__(self, img_id_list_file, voc12_root):
+        super().__init__(img_id_list_file, voc12_root)
+        self.transform = EvalTransform()
+
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
+        return name, self.transform(img)
 
 
 class ClsDataset(_ImageListDataset):

@@ -1,0 +1,105 @@
+"""Stage 4: random walk with AffinityNet affinities -> pseudo-label PNGs (VOC palette).
+
+Per image: CAM (background = (1 - max fg)^alpha) padded to a multiple of 8 and 8x8
+average-pooled, propagated 2^logt steps with the transition (affinity^beta, column-normalised),
+upsampled, argmax. The walk is sparse (a stencil over the radius pairs), on GPU when available.
+"""
+import argparse
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from network import build_network
+from network.resnet38d import IMAGENET_MEAN, infer_width
+from tool.affinity import effective_radius
+from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.crf import CRFPool, crf_inference
+from tool.logger import progress
+from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
+from tool.trainer import autocast, select_device
+from tool.vis import save_label_png
+from voc12.data import ImageDataset, image_path, load_cam, load_image
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="AffinityNet checkpoint (<session_name>.pth)")
+    p.add_argument("--network", default="network.resnet38_aff")
+    p.add_argument("--infer_list", default="voc12/train.txt")
+    p.add_argument("--num_workers", type=int, default=8)
+    p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
+    p.add_argument("--out_rw", required=True)
+    p.add_argument("--beta", type=float, default=8, help="power of the affinities")
+    p.add_argument("--logt", type=int, default=6, help="the walk takes 2^logt steps")
+    p.add_argument("--radius", type=int, default=5)
+    p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
+    p.add_argument("--crf_workers", type=int, default=None)
+    p.add_argument("--num_classes", type=int, default=21)
+    p.add_argument("--device", default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
+                   help="mixed precision for the affinity features (off: exact fp32)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    return p
+
+
+def crf_label(img_path, scores, image_hw, out_path):
+    """CRF worker: upsampled walk scores (C, H', W') -> CRF (t=1) on the padded image -> PNG."""
+    h, w = image_hw
+    img = np.asarray(load_image(img_path))
+    ph, pw = scores.shape[1:]
+    padded = np.empty((ph, pw, 3), np.uint8)
+    padded[:] = (np.array(IMAGENET_MEAN) * 255).astype(np.uint8)  # the published pad is 0 after normalising
+    padded[:h, :w] = img
+    probs = crf_inference(padded, scores, t=1)
+    save_label_png(out_path, np.argmax(probs, axis=0)[:h, :w].astype(np.uint8))
+
+
+def run(args):
+    device = select_device(args.device)
+    try:
+        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+        model = build_network(args.network, width=infer_width(state), radius=args.radius)
+        load_weights_strict(model, state, source=args.weights)  # the published strict=False ran a random head
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    model.eval().to(device)
+    dataset = ImageDataset(args.infer_list, args.voc12_root)
+    if not args.overwrite:
+        dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
+    print(f"{len(dataset)} images to process")
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers)
+    with CRFPool(args.crf_workers if args.crf else 0) as pool:
+        for name, img in progress(loader, desc="infer_aff"):
+            cam_path = os.path.join(args.cam_dir, name + ".npz")
+            try:
+                keys, cams = load_cam(cam_path)
+            except (FileNotFoundError, ValueError) as e:
+                raise SystemExit(f"error: {e}") from None
+            h, w = img.shape[1:]
+            if cams.shape[1:] != (h, w):
+                raise SystemExit(f"error: {cam_path}: CAM is {cams.shape[1:]}, image is {(h, w)}")
+            ph, pw = padded_size(h, w)
+            with torch.no_grad(), autocast(device, args.amp):
+                aff = model(F.pad(img, (0, pw - w, 0, ph - h))[None].to(device))[0].float()
+            grid = cam_on_grid(cams, keys, args.alpha, args.num_classes).to(device)
+            walked = random_walk(grid, aff, effective_radius(args.radius, grid.shape[1:]), args.beta, args.logt)
+            out_path = os.path.join(args.out_rw, name + ".png")
+            if args.crf:
+                up = F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
+                pool.submit(crf_label, image_path(args.voc12_root, name), up.cpu().numpy(), (h, w), out_path)
+            else:
+                save_label_png(out_path, scores_to_label(walked, (h, w)))
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

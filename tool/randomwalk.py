@@ -1,0 +1,104 @@
+"""Random walk of AffinityNet: propagate CAMs over the radius-r pair affinities.
+
+The published method builds the dense (hw x hw) transition matrix T (symmetric affinities
+** beta, unit diagonal, columns normalised to 1), squares it `logt` times and multiplies the
+CAM by it. Here T stays a stencil on the feature grid: (v @ T)[c] = sum_d W_d[c] * v[c + d]
+over the pair offsets d (both directions and 0), applied 2**logt times, only to the channels
+present in the image (absent channels are all zero and stay zero). Same labels, O(hw * pairs)
+per step instead of O((hw)^3) per squaring.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tool.affinity import pair_offsets
+
+
+def transition_stencil(aff, grid_hw, radius, beta):
+    """aff (n_offsets, P) pair affinities in the published order on an (h, w) grid ->
+    (offsets [(dy, dx), ...] with (0, 0) first, weights (len(offsets), h, w)).
+
+    weights[k][c] = T[c + offsets[k], c]: the walk's weight from neighbour c + d into pixel c.
+    """
+    h, w = grid_hw
+    r = radius - 1
+    ph, pw = h - r, w - 2 * r  # the source window of the pairs
+    offsets = pair_offsets(radius)
+    n = len(offsets)
+    a = torch.zeros(2 * n + 1, h, w, dtype=aff.dtype, device=aff.device)
+    a[0] = 1.0
+    aff = aff.reshape(n, ph, pw)
+    for k, (dy, dx) in enumerate(offsets):
+        a[1 + k, :ph, r : r + pw] = aff[k]  # pixel p and its neighbour p + d
+        a[1 + n + k, dy : dy + ph, r + dx : r + dx + pw] = aff[k]  # pixel p + d and its neighbour p
+    a = a**beta
+    weights = a / a.sum(dim=0, keepdim=True)  # column normalisation of T, per target pixel
+    return [(0, 0)] + offsets + [(-dy, -dx) for dy, dx in offsets], weights
+
+
+def stencil_walk(v, offsets, weights, steps):
+    """Apply v <- v @ T `steps` times; v (C, h, w)."""
+    c, h, w = v.shape
+    m = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    padded = v.new_zeros(c, h + 2 * m, w + 2 * m)
+    for _ in range(steps):
+        padded[:, m : m + h, m : m + w] = v
+        out = torch.zeros_like(v)
+        for (dy, dx), wk in zip(offsets, weights):
+            out.addcmul_(padded[:, m + dy : m + dy + h, m + dx : m + dx + w], wk)
+        v = out
+    return v
+
+
+def random_walk(cam_grid, aff, radius, beta=8, logt=6):
+    """cam_grid (C, h, w) -> cam_grid @ T^(2^logt), computed on the non-zero channels only."""
+    offsets, weights = transition_stencil(aff, cam_grid.shape[1:], radius, beta)
+    present = cam_grid.flatten(1).abs().amax(dim=1) > 0
+    out = torch.zeros_like(cam_grid)
+    if present.any():
+        out[present] = stencil_walk(cam_grid[present], offsets, weights, 2**logt)
+    return out
+
+
+def dense_random_walk(cam_grid, aff, ind_from, ind_to, beta=8, logt=6):
+    """The published dense computation: reference for the benchmark (O((hw)^3) per squaring)."""
+    c, h, w = cam_grid.shape
+    area = h * w
+    frm = ind_from.repeat(aff.shape[0])
+    diag = torch.arange(area, device=aff.device)
+    dense = torch.zeros(area, area, dtype=aff.dtype, device=aff.device)
+    dense[torch.cat([frm, ind_to, diag]), torch.cat([ind_to, frm, diag])] = torch.cat(
+        [aff.reshape(-1), aff.reshape(-1), torch.ones(area, dtype=aff.dtype, device=aff.device)]
+    )
+    trans = dense**beta
+    trans = trans / trans.sum(dim=0, keepdim=True)
+    for _ in range(logt):
+        trans = trans @ trans
+    return (cam_grid.reshape(c, area) @ trans).reshape(c, h, w)
+
+
+def padded_size(h, w, stride=8):
+    return int(np.ceil(h / stride) * stride), int(np.ceil(w / stride) * stride)
+
+
+def cam_on_grid(cams, keys, alpha, num_classes=21, stride=8):
+    """(K, H, W) fg CAMs of 0-based classes `keys` -> (num_classes, H'/8, W'/8) tensor.
+
+    Background = (1 - max fg)**alpha at the image size; then zero-padded right/bottom to a
+    multiple of 8 and 8x8 average-pooled, as published.
+    """
+    cams = torch.as_tensor(np.asarray(cams, dtype=np.float32))
+    h, w = cams.shape[1:]
+    full = torch.zeros(num_classes, h, w)
+    full[torch.as_tensor(np.asarray(keys, dtype=np.int64)) + 1] = cams
+    full[0] = (1 - full[1:].max(dim=0)[0]) ** alpha
+    ph, pw = padded_size(h, w, stride)
+    full = F.pad(full, (0, pw - w, 0, ph - h))
+    return F.avg_pool2d(full[None], stride, stride)[0]
+
+
+def scores_to_label(scores_grid, image_hw, stride=8):
+    """Walked scores (C, h, w) -> bilinear to the padded size, argmax, crop: (H, W) uint8."""
+    h, w = image_hw
+    up = F.interpolate(scores_grid[None].float(), padded_size(h, w, stride), mode="bilinear", align_corners=False)
+    return up[0].argmax(dim=0)[:h, :w].to(torch.uint8).cpu().numpy()

@@ -1,0 +1,66 @@
+"""Stage 3: train AffinityNet on pair labels from the low/high-alpha CRF maps of infer_seam.py.
+Writes `<session_name>.pth` (the published checkpoint format)."""
+import argparse
+
+import torch
+
+from network import build_network
+from network.resnet38d import load_pretrained
+from tool.logger import RunLogger
+from tool.losses import affinity_loss
+from tool.optim import PolyOptimizer
+from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from voc12.data import AffDataset
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    add_training_flags(p, batch_size=8, max_epoches=8, lr=0.1)
+    p.add_argument("--network", default="network.resnet38_aff")
+    p.add_argument("--train_list", default="voc12/train_aug.txt")
+    p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
+    p.add_argument("--crop_size", type=int, default=448)
+    p.add_argument("--radius", type=int, default=5, help="pair radius on the feature grid")
+    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--la_crf_dir", required=True, help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0)")
+    p.add_argument("--ha_crf_dir", required=True, help="high-alpha CRF folder of infer_seam.py (<out_crf>_24.0)")
+    return p
+
+
+def run(args):
+    device = select_device(args.device)
+    torch.manual_seed(args.seed)
+    model = build_network(args.network, width=args.width, radius=args.radius)
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+        if args.weights:
+            how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
+            logger.info(f"initialised from {args.weights} ({how})")
+        elif not args.resume:
+            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
+        model.to(device)
+        dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
+                             crop_size=args.crop_size, radius=args.radius)
+        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
+        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
+        trainer = Trainer(args, model, optimizer, dataset, logger)
+        if args.resume:
+            trainer.resume(args.resume)
+        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+
+        def step_fn(batch, step):
+            _, img, (bg_pos, fg_pos, neg) = batch
+            with autocast(device, args.amp):
+                aff = model(img.to(device, non_blocking=True))
+            return affinity_loss(aff.float(), bg_pos.to(device), fg_pos.to(device), neg.to(device))
+
+        trainer.run(step_fn)
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
