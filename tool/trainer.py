@@ -86,17 +86,13 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
 class Trainer:
     """Runs `step_fn(batch, step) -> {name: scalar tensor}` (with `loss`) for max_step steps.
 
     Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states) every
     `ckpt_interval` steps and at each epoch end, and `<session_name>.pth` (plain state dict)
-    at the end. A non-finite loss stops the run before the optimiser step, keeping the last
-    good checkpoint.
+    at the end. A non-finite loss stops the run (SystemExit with one line) before the optimiser
+    step, keeping the last good checkpoint.
     """
 
     def __init__(self, args, model, optimizer, dataset, logger, collate_fn=None):
@@ -130,7 +126,9 @@ class Trainer:
             loader = DataLoader(
                 self.dataset, batch_sampler=plan, num_workers=self.args.num_workers,
                 collate_fn=self.collate_fn, pin_memory=torch.cuda.is_available(),
-                persistent_workers=False,
+                # Items are seeded by SeededItems; a private generator keeps the loader from
+                # drawing on the global RNG, which must follow the same sequence after a resume.
+                generator=torch.Generator().manual_seed(self.args.seed),
             )  # fmt: skip
             for batch in loader:
                 yield batch
@@ -147,9 +145,11 @@ class Trainer:
             terms = step_fn(batch, self.step)
             loss = terms["loss"]
             if not torch.isfinite(loss):
-                self.logger.info(f"error: non-finite loss {loss.item()} at step {self.step}; "
-                                 f"stopping, last good checkpoint: {self.resume_path}")
-                raise NonFiniteLoss(f"non-finite loss at step {self.step}")
+                bad = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                last = self.resume_path if os.path.exists(self.resume_path) else "none yet"
+                msg = f"error: non-finite loss at step {self.step} ({bad}); last good checkpoint: {last}"
+                self.logger.info(msg)
+                raise SystemExit(msg)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

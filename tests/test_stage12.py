@@ -1,0 +1,207 @@
+"""Stages 1-2 end to end on a tiny synthetic VOC set (CPU): train, resume, NaN guard, infer, evaluate."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import evaluation
+import infer_seam
+import train_seam
+from network import resnet38_seam
+from tests.reference_fill import fill
+from tool.checkpoint import load_weights_strict, save_state_dict
+from voc12.data import load_cam, load_crf_scores
+from voc12.labels import load_cls_labels, load_img_id_list
+from voc12.toy import generate_toy_voc
+
+SLIM = ["--width", "0.0625", "--crop_size", "64", "--resize_long", "64", "96"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    generate_toy_voc(str(root), n_train_aug=16, n_train=6, n_val=4, size=64, seed=0)
+    return root
+
+
+def train_args(toy, out, *extra):
+    return [
+        "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
+        "--cls_labels", str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"),
+        "--tblog_dir", str(out / "tb"), "--batch_size", "4", "--num_workers", "0",
+        "--log_interval", "1", *SLIM, *extra,
+    ]  # fmt: skip
+
+
+def final_state(out):
+    return torch.load(out / "seam.pth", weights_only=True)
+
+
+def test_train_writes_checkpoints_and_log(toy, tmp_path):
+    train_seam.main(train_args(toy, tmp_path, "--max_step", "3", "--vis_interval", "2"))
+    state = final_state(tmp_path)
+    assert state["fc8.weight"].shape == (21, 256, 1, 1)
+    net = resnet38_seam.Net(width=0.0625)
+    load_weights_strict(net, state)  # loads strictly into the published architecture
+    log = (tmp_path / "tb" / f"{str(tmp_path / 'seam').replace('/', '_')}.log").read_text()
+    assert "lr: 0.01" in log and "step 3/3" in log and "ecr=" in log
+    resume = torch.load(tmp_path / "seam.resume.pt", weights_only=True)
+    assert resume["step"] == 3
+
+
+def test_resume_continues_exactly(toy, tmp_path, monkeypatch):
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    straight.mkdir(), crashed.mkdir()
+    train_seam.main(train_args(toy, straight, "--max_step", "6"))
+
+    real = train_seam.seam_losses
+    calls = []
+
+    def crash_at_step_4(*a, **k):  # mid-epoch: 4 steps per epoch, last checkpoint at step 3
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_seam, "seam_losses", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_seam.main(train_args(toy, crashed, "--max_step", "6", "--ckpt_interval", "3"))
+    monkeypatch.setattr(train_seam, "seam_losses", real)
+    assert not (crashed / "seam.pth").exists()
+    assert torch.load(crashed / "seam.resume.pt", weights_only=True)["step"] == 3
+    train_seam.main(train_args(toy, crashed, "--max_step", "6", "--resume", str(crashed / "seam.resume.pt")))
+    a, b = final_state(straight), final_state(crashed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(toy, tmp_path, monkeypatch, capsys):
+    real = train_seam.seam_losses
+    calls = []
+
+    def nan_at_step_4(*a, **k):
+        calls.append(1)
+        terms = real(*a, **k)
+        if len(calls) == 4:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_seam, "seam_losses", nan_at_step_4)
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(train_args(toy, tmp_path, "--max_step", "6", "--ckpt_interval", "3"))
+    assert "non-finite loss at step 3" in str(e.value) and "seam.resume.pt" in str(e.value)
+    assert torch.load(tmp_path / "seam.resume.pt", weights_only=True)["step"] == 3
+    assert not (tmp_path / "seam.pth").exists()
+
+
+def test_ablation_flags_train_the_plain_cam(toy, tmp_path):
+    train_seam.main(train_args(toy, tmp_path, "--max_step", "2", "--no_er", "--no_ecr", "--no_pcm"))
+    log = next((tmp_path / "tb").glob("*.log")).read_text()
+    assert "cls=" in log and "ecr=" not in log and "er=" not in log and "min_pool=" not in log
+
+
+@pytest.fixture(scope="module")
+def trained(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    train_seam.main(train_args(toy, out, "--max_step", "2"))
+    return out / "seam.pth"
+
+
+def test_infer_writes_cams_crf_and_labels_that_evaluation_scores(toy, trained, tmp_path, capsys):
+    out = tmp_path
+    args = [
+        "--weights", str(trained), "--voc12_root", str(toy), "--infer_list", str(toy / "train.txt"),
+        "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0", "--crf_workers", "0",
+        "--out_cam", str(out / "cam"), "--out_crf", str(out / "crf"), "--out_cam_pred", str(out / "pred"),
+    ]  # fmt: skip
+    infer_seam.main(args)
+    ids = load_img_id_list(toy / "train.txt")
+    labels = load_cls_labels(toy / "cls_labels.txt")
+    for name in ids:
+        h, w = np.asarray(Image.open(toy / "JPEGImages" / f"{name}.jpg")).shape[:2]
+        keys, cams = load_cam(out / "cam" / f"{name}.npz")
+        assert keys.tolist() == np.nonzero(labels[name])[0].tolist()
+        assert cams.shape == (len(keys), h, w) and cams.max() <= 1.0
+        for alpha in ("4.0", "24.0"):
+            crf_keys, scores = load_crf_scores(out / f"crf_{alpha}" / f"{name}.npz")
+            assert crf_keys.tolist() == [0] + (keys + 1).tolist()
+            np.testing.assert_allclose(scores.sum(axis=0), 1.0, atol=1e-4)
+        assert Image.open(out / "pred" / f"{name}.png").mode == "P"
+    capsys.readouterr()
+    evaluation.main(["--list", str(toy / "train.txt"), "--predict_dir", str(out / "cam"), "--type", "npz",
+                     "--gt_dir", str(toy / "SegmentationClass"), "--curve", "--logfile", "", "--num_workers", "1"])
+    assert "best t=" in capsys.readouterr().out
+
+    stamp = os.path.getmtime(out / "cam" / f"{ids[0]}.npz")
+    infer_seam.main(args)  # complete outputs are skipped
+    assert "0 of 6 images to process" in capsys.readouterr().out
+    assert os.path.getmtime(out / "cam" / f"{ids[0]}.npz") == stamp
+    os.remove(out / "crf_24.0" / f"{ids[1]}.npz")
+    infer_seam.main(args)  # an incomplete image is redone
+    assert "1 of 6 images to process" in capsys.readouterr().out
+    infer_seam.main([*args, "--overwrite"])
+    assert "6 of 6 images to process" in capsys.readouterr().out
+
+
+def test_wrong_checkpoint_is_a_one_line_error(toy, tmp_path):
+    path = tmp_path / "aff.pth"
+    from network import resnet38_aff
+
+    save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), path)
+    with pytest.raises(SystemExit) as e:
+        infer_seam.main(["--weights", str(path), "--voc12_root", str(toy), "--out_cam", str(tmp_path / "c")])
+    assert str(e.value).startswith(f"error: {path}") and "\n" not in str(e.value)
+
+
+def reference_cam(net, img_uint8, label20, scales=(0.5, 1.0, 1.5, 2.0)):
+    """Independent transcription of the published infer_SEAM.py for one image."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    pil = Image.fromarray(img_uint8)
+    h, w = img_uint8.shape[:2]
+    cam_list = []
+    for s in scales:
+        arr = np.asarray(pil.resize((round(w * s), round(h * s)), resample=Image.BICUBIC), dtype=np.float32)
+        arr = ((arr / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)
+        for flip in (False, True):
+            x = torch.from_numpy(np.ascontiguousarray(arr[:, :, ::-1] if flip else arr))[None]
+            with torch.no_grad():
+                _, cam = net(x)
+            cam = F.interpolate(cam[:, 1:, :, :], (h, w), mode="bilinear", align_corners=False)[0]
+            cam = cam.numpy() * label20.reshape(20, 1, 1)
+            cam_list.append(np.flip(cam, axis=-1) if flip else cam)
+    sum_cam = np.sum(cam_list, axis=0)
+    sum_cam[sum_cam < 0] = 0
+    cam_max = np.max(sum_cam, (1, 2), keepdims=True)
+    cam_min = np.min(sum_cam, (1, 2), keepdims=True)
+    sum_cam[sum_cam < cam_min + 1e-5] = 0
+    norm_cam = (sum_cam - cam_min - 1e-5) / (cam_max - cam_min + 1e-5)
+    return {i: norm_cam[i] for i in range(20) if label20[i] > 1e-5}
+
+
+def test_cam_of_filled_published_net_matches_the_published_inference(toy, tmp_path):
+    keys_file = os.path.join(os.path.dirname(__file__), "data", "resnet38_seam_state_dict.txt")
+    state = {}
+    for i, line in enumerate(open(keys_file)):
+        key, shape, _ = line.split()
+        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+        state[key] = torch.from_numpy(np.asarray(fill(key, shape, i)))
+    save_state_dict(state, tmp_path / "filled.pth")
+    name = load_img_id_list(toy / "train.txt")[0]
+    (tmp_path / "one.txt").write_text(name + "\n")
+    infer_seam.main(["--weights", str(tmp_path / "filled.pth"), "--voc12_root", str(toy),
+                     "--infer_list", str(tmp_path / "one.txt"), "--cls_labels", str(toy / "cls_labels.txt"),
+                     "--num_workers", "0", "--out_cam", str(tmp_path / "cam")])  # fmt: skip
+    keys, cams = load_cam(tmp_path / "cam" / f"{name}.npz")
+
+    net = resnet38_seam.Net()
+    net.load_state_dict(state)
+    img = np.asarray(Image.open(toy / "JPEGImages" / f"{name}.jpg").convert("RGB"))
+    want = reference_cam(net.eval(), img, load_cls_labels(toy / "cls_labels.txt")[name])
+    assert keys.tolist() == sorted(want)
+    for k, cam in zip(keys, cams):
+        assert np.ptp(cam) > 0.5  # a real map, not a degenerate one
+        np.testing.assert_allclose(cam, want[int(k)], rtol=1e-4, atol=1e-5)
