@@ -4,7 +4,8 @@ Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean ov
 Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
 as a wrong prediction for its pixel. CAM files (--type npz: arrays `keys`, 0-based foreground
 class ids, and `cams`, K x H x W) are turned into labels with a constant background score t;
---curve sweeps t = 0.00 .. 0.59 reading every file once.
+--curve sweeps t = 0.00 .. 0.59 reading every file once. CRF files of infer_seam.py
+(--type crf: arrays `keys`, 0 then 1-based class ids, and `scores`) are scored by their argmax.
 """
 import argparse
 import datetime
@@ -25,6 +26,7 @@ from voc12.labels import CLASS_NAMES, load_img_id_list
 
 CURVE_THRESHOLDS = np.arange(60) / 100  # integer steps: no accumulated float drift
 CAM_TYPES = ("npz", "npy")
+LABEL_TYPES = ("png", "crf")
 # What reading one broken or foreign file can raise; reported as a one-line error naming it.
 FILE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
 
@@ -38,7 +40,7 @@ class EvalSource(NamedTuple):
 
     predict_dir: str
     gt_dir: str
-    pred_type: str  # png | npz | npy
+    pred_type: str  # png | crf | npz | npy
     thresholds: tuple  # background thresholds for CAM types; () for png
     num_classes: int = 21
     allow_pickle: bool = False
@@ -89,6 +91,20 @@ def load_cam_pickled_dict(path, num_classes):
     return _checked_cam(path, keys, cams, num_classes)
 
 
+def load_crf_label(path, num_classes):
+    """Label map (argmax) of a CRF npz with `keys` (0, then 1-based classes) and `scores` (K, H, W)."""
+    with np.load(path, allow_pickle=False) as data:
+        missing = [name for name in ("keys", "scores") if name not in data.files]
+        if missing:
+            raise EvalError(f"{path}: missing array(s) {', '.join(missing)} (has {', '.join(data.files)})")
+        keys, scores = data["keys"].astype(np.int64), data["scores"]
+    if scores.ndim != 3 or scores.shape[0] != keys.shape[0] or keys.size == 0:
+        raise EvalError(f"{path}: scores {scores.shape} do not match keys {keys.tolist()}")
+    if keys.min() < 0 or keys.max() > num_classes - 1:
+        raise EvalError(f"{path}: keys {keys.tolist()} outside 0..{num_classes - 1}")
+    return keys[np.argmax(scores, axis=0)].astype(np.uint8)
+
+
 def _checked_cam(path, keys, cams, num_classes):
     if keys.ndim != 1 or keys.dtype.kind not in "iu":
         raise EvalError(f"{path}: keys must be a 1-D integer array, got {keys.dtype} {keys.shape}")
@@ -105,11 +121,15 @@ def image_confusions(img_id, source):
     """(len(thresholds) or 1, n, n + 1) confusion counts of one image, each file read once."""
     n = source.num_classes
     gt_path = os.path.join(source.gt_dir, f"{img_id}.png")
-    pred_path = os.path.join(source.predict_dir, f"{img_id}.{source.pred_type}")
+    ext = "npz" if source.pred_type == "crf" else source.pred_type
+    pred_path = os.path.join(source.predict_dir, f"{img_id}.{ext}")
     gt = load_gt(gt_path, n)
     try:
-        if source.pred_type == "png":
-            return confusion_counts(load_label_png(pred_path), gt, n)[None]
+        if source.pred_type in ("png", "crf"):
+            pred = load_label_png(pred_path) if source.pred_type == "png" else load_crf_label(pred_path, n)
+            if pred.shape != gt.shape:
+                raise EvalError(f"{pred_path}: size {pred.shape} differs from ground truth {gt.shape}")
+            return confusion_counts(pred, gt, n)[None]
         if source.pred_type == "npz":
             keys, cams = load_cam_npz(pred_path, n)
         else:
@@ -239,7 +259,7 @@ def write_json(path, args, n_images, result, names):
 
 
 def thresholds_from_args(args):
-    if args.type == "png":
+    if args.type in LABEL_TYPES:
         if args.t is not None or args.curve:
             raise EvalError("--t and --curve apply to CAM types (--type npz/npy) only")
         return ()
@@ -266,7 +286,7 @@ def build_parser():
     p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
     p.add_argument("--logfile", default="./evallog.txt", help="appended to; '' to skip")
     p.add_argument("--comment", default="")
-    p.add_argument("--type", default="png", choices=("png",) + CAM_TYPES)
+    p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES)
     p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
     p.add_argument("--curve", action="store_true", help="sweep t = 0.00 .. 0.59 and report the best")
     p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")

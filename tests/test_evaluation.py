@@ -220,7 +220,7 @@ def test_png_size_mismatch(voc, capsys):
     pred_dir = voc["tmp"] / "pred"
     for i in voc["ids"]:
         save_label_png(pred_dir / f"{i}.png", voc["gts"][i][:, :5])
-    expect_error(base_args(voc, str(pred_dir)), capsys, str(pred_dir / f"{voc['ids'][0]}.png"), "shape")
+    expect_error(base_args(voc, str(pred_dir)), capsys, str(pred_dir / f"{voc['ids'][0]}.png"), "size")
 
 
 def test_prediction_value_out_of_range(voc, capsys):
@@ -292,3 +292,20 @@ def test_bad_pickled_npy(voc, capsys):
 )
 def test_flag_errors(voc, capsys, extra, fragment):
     expect_error(base_args(voc, voc["cam_dir"], *extra), capsys, fragment)
+
+
+def test_crf_type_scores_the_argmax_with_background_first(voc, capsys):
+    crf_dir = voc["tmp"] / "crf"
+    png_dir = voc["tmp"] / "crf_png"
+    rng = np.random.default_rng(1)
+    for img_id in voc["ids"]:
+        fg_keys, cam = voc["cams"][img_id]
+        keys = np.concatenate([[0], fg_keys + 1])
+        scores = rng.random((len(keys),) + cam.shape[1:]).astype(np.float32)
+        save_npz(crf_dir / f"{img_id}.npz", keys=keys, scores=scores)
+        save_label_png(png_dir / f"{img_id}.png", keys[scores.argmax(0)].astype(np.uint8))
+    got = evaluation.main(base_args(voc, str(crf_dir), "--type", "crf"))
+    want = evaluation.main(base_args(voc, str(png_dir), "--type", "png"))
+    assert got["miou"] == want["miou"] and 0 < got["miou"] < 100
+    save_npz(crf_dir / f"{voc['ids'][0]}.npz", keys=np.array([0, 25]), scores=np.zeros((2, 12, 14), np.float32))
+    expect_error(base_args(voc, str(crf_dir), "--type", "crf"), capsys, voc["ids"][0], "outside")
