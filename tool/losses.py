@@ -86,3 +86,20 @@ def affinity_loss(aff, bg_pos, fg_pos, neg):
     fg = torch.sum(-fg_pos * torch.log(aff + 1e-5)) / (fg_pos.sum() + 1e-5)
     ng = torch.sum(-neg * torch.log(1.0 + 1e-5 - aff)) / (neg.sum() + 1e-5)
     return {"bg": bg, "fg": fg, "neg": ng, "loss": bg / 4 + fg / 4 + ng / 2}
+
+
+def segmentation_loss(logits, labels, ignore_index=255):
+    """Pixel cross-entropy of (N, C, h, w) logits against (N, H, W) int64 labels, `ignore_index` skipped.
+
+    The logits are upsampled (bilinear, align_corners=False) to the label size. The mean is over
+    the labelled pixels; a batch with none (all ignore) gives 0 with zero gradients, not NaN.
+    Label values outside 0..C-1 other than `ignore_index` raise ValueError.
+    """
+    num_classes = logits.shape[1]
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+    if bad.any():
+        raise ValueError(f"label value {int(labels[bad][0])} outside 0..{num_classes - 1} and {ignore_index}")
+    if logits.shape[2:] != labels.shape[1:]:
+        logits = F.interpolate(logits, labels.shape[1:], mode="bilinear", align_corners=False)
+    total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp(min=1)

@@ -1,0 +1,101 @@
+"""Stage 5 inference: DeepLab label maps as VOC-palette PNGs, <out_seg>/<id>.png, for any list.
+
+Per image: logits at every scale (default 0.5 .. 1.75) for the image and its flip, upsampled to
+the image size (bilinear), flips undone, averaged; softmax of that mean; optional dense CRF
+(default parameters, on worker processes); argmax. Existing PNGs are skipped unless --overwrite.
+Score with: python evaluation.py --list L --predict_dir <out_seg> --gt_dir ROOT/SegmentationClass --type png
+"""
+import argparse
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from network import build_network
+from network.resnet38d import infer_width
+from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.crf import CRFPool, crf_inference
+from tool.logger import progress
+from tool.trainer import autocast, select_device
+from tool.vis import save_label_png
+from voc12.data import SegInferDataset, image_path, load_image
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="segmentation checkpoint of train_seg.py (<session_name>.pth)")
+    p.add_argument("--network", default="network.resnet38_seg")
+    p.add_argument("--num_classes", type=int, default=21)
+    p.add_argument("--infer_list", default="voc12/val.txt")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
+    p.add_argument("--scales", type=float, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+    p.add_argument("--crf", action="store_true", help="dense CRF on the softmax before argmax")
+    p.add_argument("--crf_workers", type=int, default=None, help="CRF processes (default: all cores)")
+    p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
+    p.add_argument("--device", default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
+                   help="mixed precision for the forward passes (off: exact fp32)")
+    p.add_argument("--overwrite", action="store_true", help="recompute images whose PNG exists")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    return p
+
+
+def multiscale_probs(model, images, size, device, amp):
+    """Softmax of the mean logits over scales and flips, at the image size: (C, H, W) float32 tensor.
+
+    `images`: per scale a (2, 3, h, w) batch of the image and its horizontal flip.
+    """
+    total = None
+    for pair in images:
+        with torch.no_grad(), autocast(device, amp):
+            logits = model(pair.to(device, non_blocking=True))
+        logits = F.interpolate(logits.float(), tuple(size), mode="bilinear", align_corners=False)
+        logits = logits[0] + logits[1].flip(-1)
+        total = logits if total is None else total + logits
+    return torch.softmax(total / (2 * len(images)), dim=0)
+
+
+def crf_label_png(img_path, probs, out_path):
+    """CRF worker: (C, H, W) probabilities -> dense CRF (default parameters) -> argmax PNG."""
+    img = np.asarray(load_image(img_path))
+    save_label_png(out_path, np.argmax(crf_inference(img, probs), axis=0).astype(np.uint8))
+
+
+def run(args):
+    device = select_device(args.device)
+    try:
+        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+        model = build_network(args.network, num_classes=args.num_classes, width=infer_width(state))
+        load_weights_strict(model, state, source=args.weights)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    model.eval().to(device)
+    dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
+
+    def out_path(name):
+        return os.path.join(args.out_seg, name + ".png")
+
+    total = len(dataset.img_ids)
+    if not args.overwrite:
+        dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(out_path(n))]
+    print(f"{len(dataset.img_ids)} of {total} images to process")
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    with CRFPool(args.crf_workers if args.crf else 0) as pool:
+        for item in progress(loader, desc="infer_seg"):
+            probs = multiscale_probs(model, item["images"], item["size"], device, args.amp)
+            name = item["name"]
+            if args.crf:
+                pool.submit(crf_label_png, image_path(args.voc12_root, name), probs.cpu().numpy(), out_path(name))
+            else:
+                save_label_png(out_path(name), probs.argmax(0).to(torch.uint8).cpu().numpy())
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

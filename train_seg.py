@@ -1,0 +1,105 @@
+"""Stage 5: train DeepLab-v1 (ResNet-38 backbone) on pseudo-label PNGs, e.g. infer_aff.py's output
+over train_aug (--label_dir); without --label_dir the data set's ground-truth masks are used.
+Cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
+import argparse
+import os
+
+import torch
+import torch.nn.functional as F
+
+from network import build_network
+from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.logger import RunLogger
+from tool.losses import segmentation_loss
+from tool.optim import PolyOptimizer
+from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from tool.vis import colorize, denormalize
+from voc12.data import SegDataset, label_path
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
+    add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9)
+    p.set_defaults(max_step=20000)
+    p.add_argument("--network", default="network.resnet38_seg")
+    p.add_argument("--num_classes", type=int, default=21)
+    p.add_argument("--train_list", default="voc12/train_aug.txt")
+    p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
+    p.add_argument("--crop_size", type=int, default=448)
+    p.add_argument("--scale_range", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
+    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
+    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    p.add_argument("--voc12_root", required=True)
+    p.add_argument("--label_dir", default=None,
+                   help="folder of <id>.png pseudo labels (default: the ground truth under --voc12_root)")
+    return p
+
+
+def check_labels(dataset):
+    """Fail before training, not hours in, when label PNGs are missing."""
+    paths = [label_path(dataset.voc12_root, n, dataset.label_dir) for n in dataset.img_ids]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise SystemExit(f"error: {missing[0]}: label PNG not found ({len(missing)} of {len(paths)} missing)")
+
+
+def seg_grid(img, label, logits, n=4):
+    """Input, label and prediction per image as (3n, 3, H, W) in [0, 1]."""
+    pred = F.interpolate(logits.detach().float(), img.shape[2:], mode="bilinear", align_corners=False).argmax(1)
+    rows = []
+    for i in range(min(n, img.shape[0])):
+        cells = (denormalize(img[i], IMAGENET_MEAN, IMAGENET_STD), colorize(label[i].cpu().numpy()),
+                 colorize(pred[i].cpu().numpy()))
+        rows += [torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in cells]
+    return torch.stack(rows)
+
+
+def run(args):
+    device = select_device(args.device)
+    torch.manual_seed(args.seed)
+    model = build_network(args.network, num_classes=args.num_classes, width=args.width)
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+        if args.weights:
+            try:
+                how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
+            except (FileNotFoundError, ValueError) as e:
+                raise SystemExit(f"error: {e}") from None
+            logger.info(f"initialised from {args.weights} ({how})")
+        elif not args.resume:
+            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
+        model.to(device)
+        dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
+                             crop_size=args.crop_size, scale_range=tuple(args.scale_range))
+        check_labels(dataset)
+        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
+        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
+        trainer = Trainer(args, model, optimizer, dataset, logger)
+        if args.resume:
+            trainer.resume(args.resume)
+        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+
+        def step_fn(batch, step):
+            names, img, label = batch
+            img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
+            with autocast(device, args.amp):
+                logits = model(img)
+            step_fn.last = (img, label, logits)
+            try:
+                return {"loss": segmentation_loss(logits.float(), label)}
+            except ValueError as e:
+                raise SystemExit(f"error: {e} in the labels of {', '.join(names)}") from None
+
+        def vis_fn(batch, step):
+            if logger.writer is not None:
+                logger.images(step, "seg/input_label_pred", seg_grid(*step_fn.last))
+
+        trainer.run(step_fn, vis_fn)
+
+
+def main(argv=None):
+    run(get_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
