@@ -1,0 +1,43 @@
+# Sourced by the stage scripts: settings from the environment, the Python to use, helpers.
+#   VOC12_ROOT       VOC2012 folder (JPEGImages, SegmentationClass, SegmentationClassAug)
+#   IMAGENET_PARAMS  ImageNet ResNet-38 weights (.params or converted .pth); unset = random init
+#   WORK_DIR         where every stage writes (default ./work)
+#   CLS_LABELS       image-level labels (default voc12/cls_labels.txt)
+#   SEAM_PYTHON      interpreter (default: active venv/conda, else $SEAM_VENV or .venv, else python3)
+SEAM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK_DIR="${WORK_DIR:-work}"
+CLS_LABELS="${CLS_LABELS:-$SEAM_ROOT/voc12/cls_labels.txt}"
+if [ -n "${SEAM_PYTHON:-}" ]; then
+  PY="$SEAM_PYTHON"
+elif [ -n "${VIRTUAL_ENV:-}" ] || [ -n "${CONDA_PREFIX:-}" ]; then
+  PY="$(command -v python)"
+elif [ -x "${SEAM_VENV:-$SEAM_ROOT/.venv}/bin/python" ]; then
+  PY="${SEAM_VENV:-$SEAM_ROOT/.venv}/bin/python"
+else
+  PY="$(command -v python3)"
+fi
+export PYTHONPATH="$SEAM_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$WORK_DIR/results"
+
+need() {  # need VAR...: fail with one line when a setting is missing
+  for v in "$@"; do
+    if [ -z "${!v:-}" ]; then echo "error: set $v (see README: stage-by-stage commands)" >&2; exit 2; fi
+  done
+}
+
+run_py() {  # run_py script.py args...: print the command, then run it
+  echo "+ $(basename "$PY") $*" >&2
+  "$PY" "$SEAM_ROOT/$1" "${@:2}"
+}
+
+# --weights for the training stages when IMAGENET_PARAMS is set (else random init, with a warning)
+WEIGHTS_ARGS=()
+if [ -n "${IMAGENET_PARAMS:-}" ]; then WEIGHTS_ARGS=(--weights "$IMAGENET_PARAMS"); fi
+
+train_stage() {  # train_stage SESSION script.py args...: skip when done, resume when interrupted
+  local session="$1"; shift
+  if [ -f "$session.pth" ]; then echo "[seam] $session.pth exists: skipping $1" >&2; return 0; fi
+  local resume=()
+  if [ -f "$session.resume.pt" ]; then resume=(--resume "$session.resume.pt"); fi
+  run_py "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${@:2}"
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Stage 4: random walk -> pseudo-label PNGs in $WORK_DIR/rw for $LIST (default train_aug).
+# AFF_WEIGHTS (default $WORK_DIR/resnet38_aff.pth) may name the published resnet38_aff_SEAM.pth.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+need VOC12_ROOT
+run_py infer_aff.py --voc12_root "$VOC12_ROOT" --weights "${AFF_WEIGHTS:-$WORK_DIR/resnet38_aff.pth}" \
+  --infer_list "${LIST:-$SEAM_ROOT/voc12/train_aug.txt}" --cam_dir "$WORK_DIR/cam" --out_rw "$WORK_DIR/rw" "$@"

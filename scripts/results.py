@@ -1,0 +1,71 @@
+"""Collect the evaluation JSONs of a work folder into the results table (Markdown + JSON).
+
+Usage: python scripts/results.py WORK_DIR [--title TITLE]
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tool.fileio import atomic_path  # noqa: E402
+
+# (row, result files (best of them is reported), split, published figure)
+ROWS = [
+    ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0"),
+    ("SEAM CAM", ["cam.json"], "train", "55.41"),
+    ("SEAM CAM + CRF", ["crf_4.0.json", "crf_24.0.json"], "train", "56.83"),
+    ("random walk (pseudo labels)", ["rw.json"], "train", "63.61"),
+    ("segmentation (DeepLab)", ["seg.json"], "val", "64.5"),
+]
+
+
+def collect(results_dir):
+    rows = []
+    for name, files, split, paper in ROWS:
+        found = []
+        for f in files:
+            path = os.path.join(results_dir, f)
+            if os.path.exists(path):
+                with open(path) as fh:
+                    found.append((json.load(fh), f))
+        if not found:
+            continue
+        best, source = max(found, key=lambda r: r[0]["miou"])
+        note = source[:-5]
+        if best.get("t") is not None:
+            note += f", background t={best['t']:.2f}"
+        rows.append({"stage": name, "miou": round(best["miou"], 2), "split": split, "images": best.get("num_images"),
+                     "paper": paper, "source": note})
+    return rows
+
+
+def markdown(rows, title):
+    header = "| stage | mIoU (%) | split | images | paper (VOC) | from |"
+    lines = [f"### {title}", "", header, "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = (r["stage"], f"{r['miou']:.2f}", r["split"], r["images"], r["paper"], r["source"])
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("work_dir")
+    p.add_argument("--title", default="Results")
+    args = p.parse_args(argv)
+    results_dir = os.path.join(args.work_dir, "results")
+    rows = collect(results_dir)
+    if not rows:
+        raise SystemExit(f"error: {results_dir}: no evaluation results found")
+    text = markdown(rows, args.title)
+    with atomic_path(os.path.join(args.work_dir, "results.md")) as tmp, open(tmp, "w") as f:
+        f.write(text)
+    with atomic_path(os.path.join(args.work_dir, "results.json")) as tmp, open(tmp, "w") as f:
+        json.dump(rows, f, indent=1)
+    print(text)
+    print(f"written: {os.path.join(args.work_dir, 'results.md')} and results.json")
+
+
+if __name__ == "__main__":
+    main()

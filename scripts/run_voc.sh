@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole paper pipeline on PASCAL VOC 2012, resumable (every finished stage is skipped):
+#   bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]
+# train_aug trains every stage and gets pseudo labels; train scores CAMs and the random walk;
+# val scores the segmentation. Ends with the results table next to the paper's figures.
+set -euo pipefail
+if [ $# -lt 2 ]; then echo "usage: bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]" >&2; exit 2; fi
+export VOC12_ROOT="$1" IMAGENET_PARAMS="$2" WORK_DIR="${3:-work_voc}"
+for f in "$VOC12_ROOT/JPEGImages" "$VOC12_ROOT/SegmentationClass" "$IMAGENET_PARAMS"; do
+  [ -e "$f" ] || { echo "error: $f not found" >&2; exit 2; }
+done
+here="$(dirname "$0")"
+bash "$here/train_seam.sh"
+bash "$here/infer_seam.sh"                      # train_aug (holds train): CAMs + CRF maps
+bash "$here/eval_cam.sh"
+bash "$here/train_aff.sh"
+bash "$here/infer_aff.sh"                       # pseudo labels for train_aug
+bash "$here/eval_rw.sh"
+bash "$here/train_seg.sh"
+bash "$here/infer_seg.sh" --crf
+bash "$here/eval_seg.sh"
+source "$here/common.sh"
+run_py scripts/results.py "$WORK_DIR" --title "PASCAL VOC 2012"
