@@ -10,8 +10,6 @@ import argparse
 import os
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from network import build_network
@@ -21,6 +19,7 @@ from tool.checkpoint import load_state_dict_file, load_weights_strict
 from tool.crf import CRFPool, crf_with_alpha
 from tool.fileio import save_npz
 from tool.logger import progress
+from tool.multiscale import flip_scale_sum
 from tool.trainer import autocast, select_device
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
@@ -66,15 +65,12 @@ def output_paths(args, name):
 
 def multiscale_cam(model, images, label, size, device, amp):
     """Sum over scales and flips of the label-masked foreground cam_rv at the image size (20, H, W)."""
-    total = None
-    for pair in images:  # (2, 3, h, w): the image and its flip in one batch
-        with torch.no_grad(), autocast(device, amp):
-            _, cam_rv = model(pair.to(device, non_blocking=True))
-        cam = F.interpolate(cam_rv[:, 1:].float(), size, mode="bilinear", align_corners=False)
-        cam = cam * label.view(1, -1, 1, 1)
-        cam = cam[0] + cam[1].flip(-1)
-        total = cam if total is None else total + cam
-    return total
+
+    def forward(pair):
+        with autocast(device, amp):
+            return model(pair.to(device, non_blocking=True))[1][:, 1:]
+
+    return flip_scale_sum(forward, images, size) * label.view(-1, 1, 1)
 
 
 def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):

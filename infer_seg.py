@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from network import build_network
@@ -18,6 +17,7 @@ from network.resnet38d import infer_width
 from tool.checkpoint import load_state_dict_file, load_weights_strict
 from tool.crf import CRFPool, crf_inference
 from tool.logger import progress
+from tool.multiscale import flip_scale_sum
 from tool.trainer import autocast, select_device
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
@@ -48,13 +48,12 @@ def multiscale_probs(model, images, size, device, amp):
 
     `images`: per scale a (2, 3, h, w) batch of the image and its horizontal flip.
     """
-    total = None
-    for pair in images:
-        with torch.no_grad(), autocast(device, amp):
-            logits = model(pair.to(device, non_blocking=True))
-        logits = F.interpolate(logits.float(), tuple(size), mode="bilinear", align_corners=False)
-        logits = logits[0] + logits[1].flip(-1)
-        total = logits if total is None else total + logits
+
+    def forward(pair):
+        with autocast(device, amp):
+            return model(pair.to(device, non_blocking=True))
+
+    total = flip_scale_sum(forward, images, size)
     return torch.softmax(total / (2 * len(images)), dim=0)
 
 

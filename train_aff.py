@@ -1,6 +1,7 @@
 """Stage 3: train AffinityNet on pair labels from the low/high-alpha CRF maps of infer_seam.py.
 Writes `<session_name>.pth` (the published checkpoint format)."""
 import argparse
+import functools
 
 import torch
 
@@ -8,8 +9,7 @@ from network import build_network
 from network.resnet38d import load_pretrained
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
-from tool.optim import PolyOptimizer
-from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from tool.trainer import add_training_flags, autocast, build_trainer, select_device
 from voc12.data import AffDataset
 
 
@@ -32,22 +32,12 @@ def get_parser():
 def run(args):
     device = select_device(args.device)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, width=args.width, radius=args.radius)
+    model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        if args.weights:
-            how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
-            logger.info(f"initialised from {args.weights} ({how})")
-        elif not args.resume:
-            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
-        model.to(device)
         dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
                              crop_size=args.crop_size, radius=args.radius)
-        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
-        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
-        trainer = Trainer(args, model, optimizer, dataset, logger)
-        if args.resume:
-            trainer.resume(args.resume)
-        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
+        trainer = build_trainer(args, model, dataset, logger, device, init)
 
         def step_fn(batch, step):
             _, img, (bg_pos, fg_pos, neg) = batch

@@ -1,6 +1,7 @@
 """Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
 batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
 import argparse
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -9,8 +10,7 @@ from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
 from tool.logger import RunLogger
 from tool.losses import seam_losses
-from tool.optim import PolyOptimizer
-from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from tool.trainer import add_training_flags, autocast, build_trainer, select_device
 from tool.vis import denormalize, max_cam_overlay
 from voc12.data import ClsDataset, TrainClsTransform
 
@@ -53,24 +53,14 @@ def cam_grid(img, cam, cam_rv, n=4):
 def run(args):
     device = select_device(args.device)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm)
+    model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        if args.weights:
-            how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
-            logger.info(f"initialised from {args.weights} ({how})")
-        elif not args.resume:
-            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
-        model.to(device)
         dataset = ClsDataset(
             args.train_list, args.voc12_root, args.cls_labels,
             transform=TrainClsTransform(args.crop_size, tuple(args.resize_long)),
         )  # fmt: skip
-        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
-        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
-        trainer = Trainer(args, model, optimizer, dataset, logger)
-        if args.resume:
-            trainer.resume(args.resume)
-        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
+        trainer = build_trainer(args, model, dataset, logger, device, init)
 
         def step_fn(batch, step):
             _, img, label = batch

@@ -2,6 +2,7 @@
 over train_aug (--label_dir); without --label_dir the data set's ground-truth masks are used.
 Cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
 import argparse
+import functools
 import os
 
 import torch
@@ -11,8 +12,7 @@ from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
-from tool.optim import PolyOptimizer
-from tool.trainer import Trainer, add_training_flags, autocast, select_device
+from tool.trainer import add_training_flags, autocast, build_trainer, select_device
 from tool.vis import colorize, denormalize
 from voc12.data import SegDataset, label_path
 
@@ -58,26 +58,13 @@ def seg_grid(img, label, logits, n=4):
 def run(args):
     device = select_device(args.device)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, num_classes=args.num_classes, width=args.width)
+    model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        if args.weights:
-            try:
-                how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
-            except (FileNotFoundError, ValueError) as e:
-                raise SystemExit(f"error: {e}") from None
-            logger.info(f"initialised from {args.weights} ({how})")
-        elif not args.resume:
-            logger.info("warning: no --weights: random initialisation (for synthetic data only)")
-        model.to(device)
         dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
                              crop_size=args.crop_size, scale_range=tuple(args.scale_range))
         check_labels(dataset)
-        max_step = args.max_step or len(dataset) // args.batch_size * args.max_epoches
-        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, max_step, args.momentum)
-        trainer = Trainer(args, model, optimizer, dataset, logger)
-        if args.resume:
-            trainer.resume(args.resume)
-        logger.info(f"{len(dataset)} images, {max_step} steps, device {device}")
+        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
+        trainer = build_trainer(args, model, dataset, logger, device, init)
 
         def step_fn(batch, step):
             names, img, label = batch

@@ -16,8 +16,8 @@ class Net(resnet38d.Net):
 
     head_names = ("f8_3", "f8_4", "f8_5", "f9")
 
-    def __init__(self, width=1.0, radius=5):
-        super().__init__(width=width)
+    def __init__(self, width=1.0, radius=5, frozen=True):
+        super().__init__(width=width, frozen=frozen)
         self.radius = radius
         ch = self.channels
         self.f8_3 = nn.Conv2d(ch["conv4"], resnet38d.scaled(64, width), 1, bias=False)

@@ -15,8 +15,8 @@ class Net(resnet38d.Net):
 
     head_names = ("fc8", "f8_3", "f8_4", "f9")
 
-    def __init__(self, num_classes=21, width=1.0, use_pcm=True):
-        super().__init__(width=width)
+    def __init__(self, num_classes=21, width=1.0, use_pcm=True, frozen=True):
+        super().__init__(width=width, frozen=frozen)
         self.num_classes = num_classes
         self.use_pcm = use_pcm
         ch = self.channels

@@ -18,8 +18,8 @@ class Net(resnet38d.Net):
 
     head_names = ("fc6", "fc6_bn", "fc7", "fc7_bn", "fc8")
 
-    def __init__(self, num_classes=21, width=1.0):
-        super().__init__(width=width)  # freezes the backbone's BN and early blocks; the head comes after
+    def __init__(self, num_classes=21, width=1.0, frozen=True):
+        super().__init__(width=width, frozen=frozen)  # freezes the backbone's BN and early blocks; the head comes after
         self.num_classes = num_classes
         mid = resnet38d.scaled(512, width)
         self.fc6 = nn.Conv2d(self.channels["conv6"], mid, 3, padding=12, dilation=12, bias=False)

@@ -73,10 +73,13 @@ class Net(nn.Module):
 
     BatchNorm is frozen (always eval, affine fixed) and conv1a/b2* are not trained, as published:
     batch statistics are never used, so batch size and GPU split do not change the maths.
+    `frozen=False` trains them too, with batch-statistics BN: only for random initialisation,
+    where there are no pretrained statistics to freeze (the synthetic-data demo).
     """
 
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, frozen=True):
         super().__init__()
+        self.frozen = frozen
         c = [scaled(ch, width) for ch in (64, 128, 256, 512, 1024, 2048, 4096)]
         self.width = width
         self.channels = {"conv4": c[3], "conv5": c[4], "conv6": c[6]}
@@ -99,7 +102,7 @@ class Net(nn.Module):
         self.b6 = ResBlockBottleneck(c[4], c[5], dilation=4, dropout=0.3)
         self.b7 = ResBlockBottleneck(c[5], c[6], dilation=4, dropout=0.5)
         self.bn7 = nn.BatchNorm2d(c[6])
-        self.not_training = [self.conv1a, self.b2, self.b2_1, self.b2_2]
+        self.not_training = [self.conv1a, self.b2, self.b2_1, self.b2_2] if frozen else []
         for p in self._frozen_parameters():
             p.requires_grad_(False)
 
@@ -107,13 +110,13 @@ class Net(nn.Module):
         for m in self.not_training:
             yield from m.parameters()
         for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if self.frozen and isinstance(m, nn.BatchNorm2d):
                 yield from m.parameters()
 
     def train(self, mode=True):
         super().train(mode)
         for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if self.frozen and isinstance(m, nn.BatchNorm2d):
                 m.eval()
         return self
 

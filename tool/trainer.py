@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tool.checkpoint import load_training_state, save_state_dict, save_training_state, set_rng_state
 from tool.logger import AverageMeter, progress
+from tool.optim import PolyOptimizer
 
 
 def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4):
@@ -37,6 +38,9 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--vis_interval", type=int, default=500, help="steps between tensorboard image grids")
     parser.add_argument("--tblog_dir", default="./tblog")
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = published)")
+    parser.add_argument("--unfreeze", action="store_true",
+                        help="train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
+                             "the published recipe freezes them under ImageNet weights")
 
 
 def select_device(name=None):
@@ -95,14 +99,17 @@ class Trainer:
     step, keeping the last good checkpoint.
     """
 
-    def __init__(self, args, model, optimizer, dataset, logger, collate_fn=None):
-        self.args, self.model, self.optimizer, self.logger = args, model, optimizer, logger
+    def __init__(self, args, model, dataset, logger, collate_fn=None):
+        self.args, self.model, self.logger = args, model, logger
         self.dataset = SeededItems(dataset, args.seed)
         self.collate_fn = collate_fn
         self.steps_per_epoch = len(dataset) // args.batch_size
         if self.steps_per_epoch == 0:
             raise SystemExit(f"error: --batch_size {args.batch_size} is larger than the training list ({len(dataset)})")
         self.max_step = args.max_step or self.steps_per_epoch * args.max_epoches
+        self.optimizer = PolyOptimizer(
+            model.get_parameter_groups(), args.lr, args.wt_dec, self.max_step, args.momentum
+        )
         self.resume_path = args.session_name + ".resume.pt"
         self.final_path = args.session_name + ".pth"
         self.step = 0
@@ -175,3 +182,22 @@ class Trainer:
         self.save()
         save_state_dict(self.model.state_dict(), self.final_path)
         self.logger.info(f"wrote {self.final_path}")
+
+
+def build_trainer(args, model, dataset, logger, device, init_weights):
+    """The set-up every training script shares: initial weights (`init_weights(model, path)`,
+    returning how they were used), device, optimiser, and the resume point when asked."""
+    if args.weights:
+        try:
+            how = init_weights(model, args.weights)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        logger.info(f"initialised from {args.weights} ({how})")
+    elif not args.resume:
+        logger.info("warning: no --weights: random initialisation (for synthetic data only)")
+    model.to(device)
+    trainer = Trainer(args, model, dataset, logger)
+    if args.resume:
+        trainer.resume(args.resume)
+    logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}")
+    return trainer
