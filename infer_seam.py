@@ -41,6 +41,8 @@ def get_parser():
     p.add_argument("--out_cam_pred_alpha", type=float, default=0.26, help="background score of --out_cam_pred")
     p.add_argument("--scales", type=float, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
     p.add_argument("--crf_alphas", type=float, nargs="+", default=(4.0, 24.0))
+    p.add_argument("--no_pcm", action="store_true",
+                   help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
     p.add_argument("--device", default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
                    help="mixed precision for the forward passes (off: exact fp32 CAMs)")
@@ -95,7 +97,7 @@ def run(args):
     device = select_device(args.device)
     try:
         state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build_network(args.network, width=infer_width(state))
+        model = build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm)
         load_weights_strict(model, state, source=args.weights)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None

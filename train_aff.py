@@ -2,11 +2,13 @@
 Writes `<session_name>.pth` (the published checkpoint format)."""
 import argparse
 import functools
+import os
 
 import torch
 
 from network import build_network
 from network.resnet38d import load_pretrained
+from tool.fileio import require_files
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -36,6 +38,8 @@ def run(args):
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
         dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
                              crop_size=args.crop_size, radius=args.radius)
+        require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
+                       for n in dataset.img_ids], "CRF map")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)
 

@@ -3,13 +3,13 @@ over train_aug (--label_dir); without --label_dir the data set's ground-truth ma
 Cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
 import argparse
 import functools
-import os
 
 import torch
 import torch.nn.functional as F
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.fileio import require_files
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -36,14 +36,6 @@ def get_parser():
     return p
 
 
-def check_labels(dataset):
-    """Fail before training, not hours in, when label PNGs are missing."""
-    paths = [label_path(dataset.voc12_root, n, dataset.label_dir) for n in dataset.img_ids]
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise SystemExit(f"error: {missing[0]}: label PNG not found ({len(missing)} of {len(paths)} missing)")
-
-
 def seg_grid(img, label, logits, n=4):
     """Input, label and prediction per image as (3n, 3, H, W) in [0, 1]."""
     pred = F.interpolate(logits.detach().float(), img.shape[2:], mode="bilinear", align_corners=False).argmax(1)
@@ -62,7 +54,7 @@ def run(args):
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
         dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
                              crop_size=args.crop_size, scale_range=tuple(args.scale_range))
-        check_labels(dataset)
+        require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)
 

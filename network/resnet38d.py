@@ -113,6 +113,14 @@ class Net(nn.Module):
             if self.frozen and isinstance(m, nn.BatchNorm2d):
                 yield from m.parameters()
 
+    def disable_dropout(self):
+        """Zero every dropout rate (backbone and heads): short from-scratch runs of slim networks
+        learn far faster without channel dropout; the published recipe keeps it."""
+        for m in self.modules():
+            if isinstance(m, nn.Dropout2d):
+                m.p = 0.0
+        return self
+
     def train(self, mode=True):
         super().train(mode)
         for m in self.modules():
@@ -209,10 +217,12 @@ def infer_width(state_dict):
 
 
 def load_pretrained(model, path, allow_pickle=False):
-    """Initialise `model` from `path`: the ImageNet `.params`, a backbone-only `.pth` (heads keep
-    their fresh initialisation), or a full checkpoint of the same network (strict).
+    """Initialise `model` from `path`: the ImageNet `.params`, a backbone-only `.pth`, the
+    backbone of another stage's checkpoint (e.g. SEAM's for the segmentation net; its heads are
+    named in the returned note and left out), or a full checkpoint of the same network (strict).
 
-    Anything else (a missing backbone key, an unknown key, a wrong shape) is a one-line error.
+    Anything else (a missing backbone key, a wrong shape, head keys that only partly match) is a
+    one-line error. Returns how the file was used, for the log.
     """
     from tool.checkpoint import load_state_dict_file, load_weights_strict, strip_module_prefix
 
@@ -220,12 +230,20 @@ def load_pretrained(model, path, allow_pickle=False):
         state = convert_mxnet_to_torch(path)
     else:
         state = strip_module_prefix(load_state_dict_file(path, allow_pickle=allow_pickle))
-    trunk = {k for k in model.state_dict() if k.split(".", 1)[0] in _BACKBONE_NAMES}
-    if set(state) <= trunk:
-        # Backbone-only file: check it against the trunk alone, heads stay as initialised.
-        heads = {k: v for k, v in model.state_dict().items() if k not in trunk}
-        load_weights_strict(model, {**heads, **state}, source=str(path))
-        return "backbone"
+    own = model.state_dict()
+    trunk = {k for k in own if k.split(".", 1)[0] in _BACKBONE_NAMES}
+
+    def head_keys(keys):
+        return {k for k in keys if k.split(".", 1)[0] not in _BACKBONE_NAMES and not k.endswith("num_batches_tracked")}
+
+    file_heads = head_keys(state)
+    if file_heads != head_keys(own):
+        # Backbone only (or another network's heads): the trunk must match exactly, heads stay fresh.
+        heads = {k: v for k, v in own.items() if k not in trunk}
+        trunk_state = {k: v for k, v in state.items() if k not in file_heads}
+        load_weights_strict(model, {**heads, **trunk_state}, source=str(path))
+        left_out = sorted({k.split(".", 1)[0] for k in file_heads})
+        return f"backbone; left out the file's heads {', '.join(left_out)}" if left_out else "backbone"
     load_weights_strict(model, state, source=str(path))
     return "full"
 

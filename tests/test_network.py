@@ -148,3 +148,30 @@ def test_pickled_checkpoint_needs_opt_in(tmp_path):
     with pytest.raises(ValueError, match="legacy.pth"):
         load_state_dict_file(path)
     assert "note" in load_state_dict_file(path, allow_pickle=True)
+
+
+def test_load_pretrained_full_backbone_and_other_stage(tmp_path):
+    from network.resnet38d import load_pretrained
+
+    src = resnet38_seam.Net(width=1 / 16)
+    save_state_dict(src.state_dict(), tmp_path / "seam.pth")
+    same = resnet38_seam.Net(width=1 / 16)
+    assert load_pretrained(same, tmp_path / "seam.pth") == "full"
+    assert torch.equal(same.fc8.weight, src.fc8.weight)
+
+    trunk = {k: v for k, v in src.state_dict().items() if not k.startswith(("fc8", "f8_", "f9"))}
+    save_state_dict(trunk, tmp_path / "trunk.pth")
+    aff = resnet38_aff.Net(width=1 / 16)
+    f9_before = aff.f9.weight.clone()
+    assert load_pretrained(aff, tmp_path / "trunk.pth") == "backbone"
+    assert torch.equal(aff.b4.conv_branch2a.weight, src.b4.conv_branch2a.weight)
+    assert torch.equal(aff.f9.weight, f9_before)
+
+    aff = resnet38_aff.Net(width=1 / 16)
+    assert load_pretrained(aff, tmp_path / "seam.pth") == "backbone; left out the file's heads f8_3, f8_4, f9, fc8"
+    assert torch.equal(aff.b7.conv_branch1.weight, src.b7.conv_branch1.weight)
+
+    del trunk["b3.conv_branch2a.weight"]
+    save_state_dict(trunk, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match=r"broken\.pth: .*missing: b3\.conv_branch2a\.weight"):
+        load_pretrained(resnet38_aff.Net(width=1 / 16), tmp_path / "broken.pth")

@@ -200,11 +200,22 @@ def test_missing_pseudo_labels_fail_before_training(voc, tmp_path):
     assert not (tmp_path / "nolabels.pth").exists()
 
 
+def test_training_starts_from_another_stages_backbone(voc, tmp_path):
+    seam = resnet38_seam.Net(width=WIDTH)
+    save_state_dict(seam.state_dict(), tmp_path / "seam.pth")
+    train_seg.main(train_argv(voc, tmp_path, "from_seam", "--weights", str(tmp_path / "seam.pth"), "--max_step", "1",
+                              "--lr", "0"))
+    log = (tmp_path / "tb" / f"{str(tmp_path / 'from_seam').replace('/', '_')}.log").read_text()
+    assert "backbone; left out the file's heads f8_3, f8_4, f9, fc8" in log
+    state = torch.load(tmp_path / "from_seam.pth", weights_only=True)
+    assert torch.equal(state["b7.conv_branch2b2.weight"], seam.b7.conv_branch2b2.weight)  # lr 0: unchanged
+
+
 def test_training_from_a_foreign_checkpoint_fails_in_one_line(voc, tmp_path):
-    save_state_dict(resnet38_seam.Net(width=WIDTH).state_dict(), tmp_path / "seam.pth")
+    save_state_dict(resnet38_seam.Net(width=WIDTH * 2).state_dict(), tmp_path / "wide.pth")
     with pytest.raises(SystemExit) as err:
-        train_seg.main(train_argv(voc, tmp_path, "foreign", "--weights", str(tmp_path / "seam.pth")))
-    assert str(err.value).startswith("error: ") and "\n" not in str(err.value)
+        train_seg.main(train_argv(voc, tmp_path, "foreign", "--weights", str(tmp_path / "wide.pth")))
+    assert str(err.value).startswith("error: ") and "\n" not in str(err.value) and "mis-shaped" in str(err.value)
 
 
 # ---------------------------------------------------------------- inference

@@ -39,3 +39,10 @@ def save_npz(path, **arrays):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
+
+
+def require_files(paths, what):
+    """Fail before a long run, not hours into it, when inputs are missing: one line, exit status 1."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise SystemExit(f"error: {missing[0]}: {what} not found ({len(missing)} of {len(paths)} missing)")

@@ -85,20 +85,31 @@ def cam_on_grid(cams, keys, alpha, num_classes=21, stride=8):
     """(K, H, W) fg CAMs of 0-based classes `keys` -> (num_classes, H'/8, W'/8) tensor.
 
     Background = (1 - max fg)**alpha at the image size; then zero-padded right/bottom to a
-    multiple of 8 and 8x8 average-pooled, as published.
+    multiple of 8 and 8x8 average-pooled, as published. Only the background and the K present
+    channels are pooled; absent classes are zero.
     """
     cams = torch.as_tensor(np.asarray(cams, dtype=np.float32))
     h, w = cams.shape[1:]
-    full = torch.zeros(num_classes, h, w)
-    full[torch.as_tensor(np.asarray(keys, dtype=np.int64)) + 1] = cams
-    full[0] = (1 - full[1:].max(dim=0)[0]) ** alpha
+    fg_max = cams.max(dim=0)[0] if cams.shape[0] else torch.zeros(h, w)
+    present = torch.cat([((1 - fg_max) ** alpha)[None], cams])
     ph, pw = padded_size(h, w, stride)
-    full = F.pad(full, (0, pw - w, 0, ph - h))
-    return F.avg_pool2d(full[None], stride, stride)[0]
+    pooled = F.avg_pool2d(F.pad(present, (0, pw - w, 0, ph - h))[None], stride, stride)[0]
+    grid = torch.zeros(num_classes, *pooled.shape[1:])
+    grid[torch.cat([torch.zeros(1, dtype=torch.long), torch.as_tensor(np.asarray(keys, dtype=np.int64)) + 1])] = pooled
+    return grid
 
 
 def scores_to_label(scores_grid, image_hw, stride=8):
-    """Walked scores (C, h, w) -> bilinear to the padded size, argmax, crop: (H, W) uint8."""
+    """Walked scores (C, h, w) -> bilinear to the padded size, argmax, crop: (H, W) uint8.
+
+    Only the background and the non-zero channels are upsampled: an all-zero channel can never
+    win (walked background and foreground scores are non-negative and not all zero together),
+    and background stays first so ties resolve as in the full argmax.
+    """
     h, w = image_hw
-    up = F.interpolate(scores_grid[None].float(), padded_size(h, w, stride), mode="bilinear", align_corners=False)
-    return up[0].argmax(dim=0)[:h, :w].to(torch.uint8).cpu().numpy()
+    nonzero = scores_grid.flatten(1).abs().amax(dim=1) > 0
+    nonzero[0] = True
+    channels = torch.nonzero(nonzero)[:, 0]
+    up = F.interpolate(scores_grid[channels][None].float(), padded_size(h, w, stride), mode="bilinear",
+                       align_corners=False)
+    return channels[up[0].argmax(dim=0)[:h, :w]].to(torch.uint8).cpu().numpy()

@@ -41,6 +41,8 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--unfreeze", action="store_true",
                         help="train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
                              "the published recipe freezes them under ImageNet weights")
+    parser.add_argument("--no_dropout", action="store_true",
+                        help="no dropout anywhere: for short from-scratch runs of slim networks only")
 
 
 def select_device(name=None):
@@ -187,6 +189,8 @@ class Trainer:
 def build_trainer(args, model, dataset, logger, device, init_weights):
     """The set-up every training script shares: initial weights (`init_weights(model, path)`,
     returning how they were used), device, optimiser, and the resume point when asked."""
+    if args.no_dropout:
+        model.disable_dropout()
     if args.weights:
         try:
             how = init_weights(model, args.weights)

@@ -1,0 +1,52 @@
+"""The pipeline as users run it: the shell scripts, end to end on a tiny synthetic set."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(script, env_extra, *args):
+    env = {**os.environ, "SEAM_PYTHON": sys.executable, **env_extra}
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
+    work = tmp_path / "demo"
+    done = run_script("demo.sh", {"WORK_DIR": str(work), "DEMO_TINY": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {r["stage"]: r for r in json.loads((work / "results.json").read_text())}
+    assert set(rows) == {"baseline CAM (no ER/ECR/PCM)", "SEAM CAM", "SEAM CAM + CRF",
+                         "random walk (pseudo labels)", "segmentation (DeepLab)"}
+    assert all(0 <= r["miou"] <= 100 for r in rows.values())
+    assert rows["segmentation (DeepLab)"]["split"] == "val" and rows["SEAM CAM"]["images"] == 6
+    assert "| SEAM CAM |" in (work / "results.md").read_text()
+    for name in ("baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth", "demo.png"):
+        assert (work / name).is_file(), name
+    assert len(os.listdir(work / "cam")) == 16 and len(os.listdir(work / "rw")) == 16
+    assert len(os.listdir(work / "crf_4.0")) == 16 and len(os.listdir(work / "seg")) == 8
+    # every command is printed; a second run skips the finished training stages
+    assert "+ python train_seam.py" in done.stderr or "train_seam.py" in done.stderr
+    again = run_script("demo.sh", {"WORK_DIR": str(work), "DEMO_TINY": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("exists: skipping") == 4
+
+
+def test_run_voc_checks_its_arguments(tmp_path):
+    done = run_script("run_voc.sh", {})
+    assert done.returncode == 2 and "usage: bash scripts/run_voc.sh" in done.stderr
+    done = run_script("run_voc.sh", {}, str(tmp_path / "nowhere"), str(tmp_path / "w.params"), str(tmp_path / "w"))
+    assert done.returncode == 2 and done.stderr.strip() == f"error: {tmp_path / 'nowhere'}/JPEGImages not found"
+
+
+def test_stage_scripts_need_the_voc_root(tmp_path):
+    env = {"WORK_DIR": str(tmp_path), "VOC12_ROOT": ""}
+    for script in ("train_seam.sh", "infer_seam.sh", "eval_cam.sh", "train_aff.sh", "infer_aff.sh",
+                   "eval_rw.sh", "train_seg.sh", "infer_seg.sh", "eval_seg.sh"):
+        done = run_script(script, env)
+        assert done.returncode == 2 and done.stderr.startswith("error: set VOC12_ROOT"), script
