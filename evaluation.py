@@ -79,7 +79,7 @@ def load_cam_npz(path, num_classes):
 
 def load_cam_pickled_dict(path, num_classes):
     """(keys, cams) from the published pickled {class id (0-based): H x W array} .npy file."""
-    obj = np.load(path, allow_pickle=True)
+    obj = np.load(path, allow_pickle=True)  # legacy published format: only reached with --allow_pickle
     is_boxed = isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ()
     cam_dict = obj.item() if is_boxed else None
     if not isinstance(cam_dict, dict):
@@ -222,6 +222,7 @@ def report_lines(result, names):
 
 
 def append_log(path, args, n_images, result, names):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     if result["curve"]:
         threshold = "curve " + " ".join(f"{t:.2f}:{m:.3f}" for t, m in result["curve"])

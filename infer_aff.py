@@ -16,7 +16,8 @@ from network import build_network
 from network.resnet38d import IMAGENET_MEAN, infer_width
 from tool.affinity import effective_radius
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_inference
+from tool.crf import CRFPool, crf_inference, require_densecrf
+from tool.fileio import cli_errors, require_files
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
 from tool.trainer import autocast, select_device
@@ -69,9 +70,13 @@ def run(args):
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     model.eval().to(device)
-    dataset = ImageDataset(args.infer_list, args.voc12_root)
+    with cli_errors():
+        dataset = ImageDataset(args.infer_list, args.voc12_root)
     if not args.overwrite:
         dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
+    require_files([os.path.join(args.cam_dir, n + ".npz") for n in dataset.img_ids], "CAM")
+    if args.crf:
+        require_densecrf()
     print(f"{len(dataset)} images to process")
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers)
     with CRFPool(args.crf_workers if args.crf else 0) as pool:

@@ -16,8 +16,8 @@ from network import build_network
 from network.resnet38d import infer_width
 from tool.cam import cams_to_label, normalize_cams
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_with_alpha
-from tool.fileio import save_npz
+from tool.crf import CRFPool, crf_with_alpha, require_densecrf
+from tool.fileio import cli_errors, save_npz
 from tool.logger import progress
 from tool.multiscale import flip_scale_sum
 from tool.trainer import autocast, select_device
@@ -83,7 +83,7 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
         from tool.fileio import atomic_path
 
         with atomic_path(paths["cam_npy"]) as tmp, open(tmp, "wb") as f:
-            np.save(f, {int(k): c for k, c in zip(keys, cams)}, allow_pickle=True)
+            np.save(f, {int(k): c for k, c in zip(keys, cams)}, allow_pickle=True)  # legacy export
     if "pred" in paths:
         save_label_png(paths["pred"], cams_to_label(cams, keys, pred_bg))
     if crf_alphas:
@@ -105,7 +105,8 @@ def run(args):
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
 
-    dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
+    with cli_errors():
+        dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
 
@@ -114,6 +115,8 @@ def run(args):
     dataset.img_ids = todo
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
+    if crf_alphas:
+        require_densecrf()
     with CRFPool(args.crf_workers) as pool:
         for item in progress(loader, desc="infer_seam"):
             label = item["label"].to(device)

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import infer_width
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_inference
+from tool.crf import CRFPool, crf_inference, require_densecrf
+from tool.fileio import cli_errors
 from tool.logger import progress
 from tool.multiscale import flip_scale_sum
 from tool.trainer import autocast, select_device
@@ -72,7 +73,8 @@ def run(args):
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     model.eval().to(device)
-    dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
+    with cli_errors():
+        dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
 
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")
@@ -82,6 +84,8 @@ def run(args):
         dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(out_path(n))]
     print(f"{len(dataset.img_ids)} of {total} images to process")
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    if args.crf:
+        require_densecrf()
     with CRFPool(args.crf_workers if args.crf else 0) as pool:
         for item in progress(loader, desc="infer_seg"):
             probs = multiscale_probs(model, item["images"], item["size"], device, args.amp)

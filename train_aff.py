@@ -8,7 +8,7 @@ import torch
 
 from network import build_network
 from network.resnet38d import load_pretrained
-from tool.fileio import require_files
+from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -36,8 +36,9 @@ def run(args):
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
-                             crop_size=args.crop_size, radius=args.radius)
+        with cli_errors():
+            dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
+                                 crop_size=args.crop_size, radius=args.radius)
         require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
                        for n in dataset.img_ids], "CRF map")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.fileio import cli_errors
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -55,10 +56,11 @@ def run(args):
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        dataset = ClsDataset(
-            args.train_list, args.voc12_root, args.cls_labels,
-            transform=TrainClsTransform(args.crop_size, tuple(args.resize_long)),
-        )  # fmt: skip
+        with cli_errors():
+            dataset = ClsDataset(
+                args.train_list, args.voc12_root, args.cls_labels,
+                transform=TrainClsTransform(args.crop_size, tuple(args.resize_long)),
+            )  # fmt: skip
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)
 
@@ -69,7 +71,8 @@ def run(args):
             with autocast(device, args.amp):
                 cam1, cam_rv1 = model(img)
                 cam2, cam_rv2 = model(img2)
-            step_fn.last = (img, cam1, cam_rv1)
+            if (step + 1) % args.vis_interval == 0:  # keep outputs only for the step that draws a grid
+                step_fn.last = (img.detach(), cam1.detach(), cam_rv1.detach())
             return seam_losses(
                 cam1.float(), cam_rv1.float(), cam2.float(), cam_rv2.float(), label,
                 use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm,

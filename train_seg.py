@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
-from tool.fileio import require_files
+from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -52,8 +52,9 @@ def run(args):
     torch.manual_seed(args.seed)
     model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=not args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
-        dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
-                             crop_size=args.crop_size, scale_range=tuple(args.scale_range))
+        with cli_errors():
+            dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
+                                 crop_size=args.crop_size, scale_range=tuple(args.scale_range))
         require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)
@@ -63,7 +64,8 @@ def run(args):
             img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
             with autocast(device, args.amp):
                 logits = model(img)
-            step_fn.last = (img, label, logits)
+            if (step + 1) % args.vis_interval == 0:  # keep outputs only for the step that draws a grid
+                step_fn.last = (img.detach(), label, logits.detach())
             try:
                 return {"loss": segmentation_loss(logits.float(), label)}
             except ValueError as e:

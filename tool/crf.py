@@ -19,6 +19,12 @@ MISSING_PYDENSECRF = "dense CRF needs pydensecrf: pip install pydensecrf2"
 PROB_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax default
 
 
+def require_densecrf():
+    """Fail at start-up, not at the first CRF job, when pydensecrf is missing."""
+    if dcrf is None:
+        raise SystemExit(f"error: {MISSING_PYDENSECRF}")
+
+
 def _require_densecrf():
     if dcrf is None:
         raise ImportError(MISSING_PYDENSECRF)

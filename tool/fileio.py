@@ -46,3 +46,12 @@ def require_files(paths, what):
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"error: {missing[0]}: {what} not found ({len(missing)} of {len(paths)} missing)")
+
+
+@contextlib.contextmanager
+def cli_errors():
+    """Turn bad input met while setting up (a missing file, bad content) into one `error:` line."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None

@@ -202,6 +202,9 @@ def build_trainer(args, model, dataset, logger, device, init_weights):
     model.to(device)
     trainer = Trainer(args, model, dataset, logger)
     if args.resume:
-        trainer.resume(args.resume)
+        try:
+            trainer.resume(args.resume)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
     logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}")
     return trainer

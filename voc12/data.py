@@ -3,9 +3,8 @@
 Folder layout: `JPEGImages/<id>.jpg`, `SegmentationClass/<id>.png`, `SegmentationClassAug/<id>.png`.
 
 Randomness: the training transforms draw from Python's global `random` (resize, flip, crop,
-scale) and torch's global RNG (colour jitter). PyTorch seeds both in every DataLoader worker
-from the loader's base seed, so a run with `torch.manual_seed(s)` (and a generator seeded for
-the loader) is reproducible; numpy's global RNG is deliberately not used.
+scale) and torch's global RNG (colour jitter); the training loop (tool.trainer.SeededItems)
+seeds them per item from (seed, epoch, index), so runs and resumes are reproducible.
 
 Items:
 - ImageDataset:    (name, image CHW float32 tensor), no augmentation
@@ -145,6 +144,8 @@ def multiscale_flip_item(name, img, scales, normalize):
 
 class _ImageListDataset(Dataset):
     def __init__(self, img_id_list_file, voc12_root):
+        if not os.path.isdir(os.path.join(voc12_root, "JPEGImages")):
+            raise FileNotFoundError(f"{voc12_root}: no JPEGImages folder (is --voc12_root a VOC2012 folder?)")
         self.img_ids = load_img_id_list(img_id_list_file)
         self.voc12_root = voc12_root
 
