@@ -9,10 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tool.imutils import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported for the scripts)
 from tool.mxnet_params import read_ndarray_file
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def scaled(channels, width):
