@@ -43,7 +43,6 @@ class EvalSource(NamedTuple):
     pred_type: str  # png | crf | npz | npy
     thresholds: tuple  # background thresholds for CAM types; () for png
     num_classes: int = 21
-    allow_pickle: bool = False
 
 
 def _file_error(path, exc):
@@ -301,7 +300,7 @@ def run(args):
     """Evaluate as `args` say; returns the summary dict. Raises EvalError on bad input."""
     thresholds = thresholds_from_args(args)
     source = EvalSource(
-        args.predict_dir, args.gt_dir, args.type, thresholds, args.num_classes, args.allow_pickle
+        args.predict_dir, args.gt_dir, args.type, thresholds, args.num_classes
     )
     if args.num_classes < 2:
         raise EvalError(f"--num_classes must be at least 2, got {args.num_classes}")
@@ -309,8 +308,6 @@ def run(args):
         img_ids = load_img_id_list(args.list)
     except FILE_ERRORS as exc:
         raise _file_error(args.list, exc) from exc
-    if not img_ids:
-        raise EvalError(f"{args.list}: empty image list")
     confs = evaluate_list(img_ids, source, args.num_workers)
     result = summarize(confs, source.thresholds)
     names = class_names(args.num_classes)

@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.affinity import effective_radius, get_indices_of_pairs  # noqa: E402
 from tool.randomwalk import (  # noqa: E402
     cam_on_grid,
-    dense_random_walk,
     padded_size,
     random_walk,
     scores_to_label,
@@ -39,6 +38,23 @@ from tool.randomwalk import (  # noqa: E402
 
 TIE_MARGIN = 1e-5  # relative gap of the two best scores below which float32 summation order decides
 
+
+
+def dense_random_walk(cam_grid, aff, ind_from, ind_to, beta=8, logt=6):
+    """The published dense computation: reference for the benchmark (O((hw)^3) per squaring)."""
+    c, h, w = cam_grid.shape
+    area = h * w
+    frm = ind_from.repeat(aff.shape[0])
+    diag = torch.arange(area, device=aff.device)
+    dense = torch.zeros(area, area, dtype=aff.dtype, device=aff.device)
+    dense[torch.cat([frm, ind_to, diag]), torch.cat([ind_to, frm, diag])] = torch.cat(
+        [aff.reshape(-1), aff.reshape(-1), torch.ones(area, dtype=aff.dtype, device=aff.device)]
+    )
+    trans = dense**beta
+    trans = trans / trans.sum(dim=0, keepdim=True)
+    for _ in range(logt):
+        trans = trans @ trans
+    return (cam_grid.reshape(c, area) @ trans).reshape(c, h, w)
 
 def smooth_field(rng, channels, out_hw, coarse_hw):
     coarse = torch.from_numpy(rng.standard_normal((1, channels) + tuple(coarse_hw)).astype(np.float32))

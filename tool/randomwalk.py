@@ -81,23 +81,6 @@ def random_walk(cam_grid, aff, radius, beta=8, logt=6):
     return out
 
 
-def dense_random_walk(cam_grid, aff, ind_from, ind_to, beta=8, logt=6):
-    """The published dense computation: reference for the benchmark (O((hw)^3) per squaring)."""
-    c, h, w = cam_grid.shape
-    area = h * w
-    frm = ind_from.repeat(aff.shape[0])
-    diag = torch.arange(area, device=aff.device)
-    dense = torch.zeros(area, area, dtype=aff.dtype, device=aff.device)
-    dense[torch.cat([frm, ind_to, diag]), torch.cat([ind_to, frm, diag])] = torch.cat(
-        [aff.reshape(-1), aff.reshape(-1), torch.ones(area, dtype=aff.dtype, device=aff.device)]
-    )
-    trans = dense**beta
-    trans = trans / trans.sum(dim=0, keepdim=True)
-    for _ in range(logt):
-        trans = trans @ trans
-    return (cam_grid.reshape(c, area) @ trans).reshape(c, h, w)
-
-
 def padded_size(h, w, stride=8):
     return int(np.ceil(h / stride) * stride), int(np.ceil(w / stride) * stride)
 
