@@ -4,7 +4,7 @@ Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean ov
 Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
 as a wrong prediction for its pixel. CAM files (--type npz: arrays `keys`, 0-based foreground
 class ids, and `cams`, K x H x W) are turned into labels with a constant background score t;
---curve sweeps t = 0.00 .. 0.59 reading every file once. CRF files of infer_seam.py
+--curve sweeps t = 0.00 .. 0.59 (--start 0, --end 60, in hundredths) reading every file once. CRF files of infer_seam.py
 (--type crf: arrays `keys`, 0 then 1-based class ids, and `scores`) are scored by their argmax.
 """
 import argparse
@@ -24,7 +24,7 @@ from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_co
 from tool.vis import load_label_png
 from voc12.labels import CLASS_NAMES, load_img_id_list
 
-CURVE_THRESHOLDS = np.arange(60) / 100  # integer steps: no accumulated float drift
+CURVE_THRESHOLDS = np.arange(60) / 100  # the default --start 0 --end 60
 CAM_TYPES = ("npz", "npy")
 LABEL_TYPES = ("png", "crf")
 # What reading one broken or foreign file can raise; reported as a one-line error naming it.
@@ -271,7 +271,9 @@ def thresholds_from_args(args):
     if args.curve and args.t is not None:
         raise EvalError("give either --t or --curve, not both")
     if args.curve:
-        return tuple(float(t) for t in CURVE_THRESHOLDS)
+        if not 0 <= args.start < args.end:
+            raise EvalError(f"--start {args.start} / --end {args.end}: need 0 <= start < end")
+        return tuple(i / 100 for i in range(args.start, args.end))  # integer steps: no float drift
     if args.t is None:
         raise EvalError(f"--type {args.type} needs --t (background threshold, e.g. 0.26) or --curve")
     if not np.isfinite(args.t) or args.t < 0:
@@ -288,7 +290,9 @@ def build_parser():
     p.add_argument("--comment", default="")
     p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES)
     p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
-    p.add_argument("--curve", action="store_true", help="sweep t = 0.00 .. 0.59 and report the best")
+    p.add_argument("--curve", action="store_true", help="sweep t = start/100 .. (end-1)/100 and report the best")
+    p.add_argument("--start", type=int, default=0, help="first curve threshold, in hundredths")
+    p.add_argument("--end", type=int, default=60, help="curve thresholds stop before end/100")
     p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--num_classes", type=int, default=21)

@@ -1,8 +1,12 @@
 """Stage 5 inference: DeepLab label maps as VOC-palette PNGs, <out_seg>/<id>.png, for any list.
 
-Per image: logits at every scale (default 0.5 .. 1.75) for the image and its flip, upsampled to
-the image size (bilinear), flips undone, averaged; softmax of that mean; optional dense CRF
-(default parameters, on worker processes); argmax. Existing PNGs are skipped unless --overwrite.
+The authors' test procedure (seamv1-pseudovoc): normalise the image, resize the float image to
+every scale (default 0.5 .. 1.75, bicubic), the net on it and its flip (eval mode: running BN
+statistics), logits upsampled to the image size (bilinear, align_corners=True), flips undone,
+mean of the 12, softmax; dense CRF with 1 mean-field iteration and bilateral sxy 32 (on worker
+processes; --no_crf to skip); argmax. Loads our checkpoints and the authors' released one
+(deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth) strictly. Existing PNGs are skipped
+unless --overwrite.
 Score with: python evaluation.py --list L --predict_dir <out_seg> --gt_dir ROOT/SegmentationClass --type png
 """
 import argparse
@@ -12,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from network import build_network
+from network import network_module
 from network.resnet38d import infer_width
-from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.checkpoint import load_state_dict_file, load_weights_strict, strip_module_prefix
 from tool.crf import CRFPool, crf_inference, require_densecrf
 from tool.fileio import cli_errors
 from tool.logger import progress
@@ -26,14 +30,19 @@ from voc12.data import SegInferDataset, image_path, load_image
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="segmentation checkpoint of train_seg.py (<session_name>.pth)")
+    p.add_argument("--weights", required=True,
+                   help="segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release")
     p.add_argument("--network", default="network.resnet38_seg")
     p.add_argument("--num_classes", type=int, default=21)
     p.add_argument("--infer_list", default="voc12/val.txt")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
     p.add_argument("--scales", type=float, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
-    p.add_argument("--crf", action="store_true", help="dense CRF on the softmax before argmax")
+    p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
+                   help="dense CRF on the softmax before argmax (default on; --no-crf or --no_crf to skip)")
+    p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--crf_t", type=int, default=1, help="CRF mean-field iterations")
+    p.add_argument("--crf_bilateral_sxy", type=float, default=32, help="CRF bilateral kernel's spatial sigma")
     p.add_argument("--crf_workers", type=int, default=None, help="CRF processes (default: all cores)")
     p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
     p.add_argument("--device", default=None)
@@ -54,21 +63,26 @@ def multiscale_probs(model, images, size, device, amp):
         with autocast(device, amp):
             return model(pair.to(device, non_blocking=True))
 
-    total = flip_scale_sum(forward, images, size)
+    total = flip_scale_sum(forward, images, size, align_corners=True)
     return torch.softmax(total / (2 * len(images)), dim=0)
 
 
-def crf_label_png(img_path, probs, out_path):
-    """CRF worker: (C, H, W) probabilities -> dense CRF (default parameters) -> argmax PNG."""
+def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
+    """CRF worker: (C, H, W) probabilities -> dense CRF on the uint8 image -> argmax PNG."""
     img = np.asarray(load_image(img_path))
-    save_label_png(out_path, np.argmax(crf_inference(img, probs), axis=0).astype(np.uint8))
+    q = crf_inference(img, probs, t=t, bilateral_sxy=bilateral_sxy)
+    save_label_png(out_path, np.argmax(q, axis=0).astype(np.uint8))
 
 
 def run(args):
     device = select_device(args.device)
+    if args.crf:
+        require_densecrf("--no_crf")
     try:
-        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build_network(args.network, num_classes=args.num_classes, width=infer_width(state))
+        net_class = network_module(args.network).Net
+        state = net_class.adapt_state_dict(
+            strip_module_prefix(load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)))
+        model = net_class(num_classes=args.num_classes, width=infer_width(state))
         load_weights_strict(model, state, source=args.weights)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
@@ -84,14 +98,13 @@ def run(args):
         dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(out_path(n))]
     print(f"{len(dataset.img_ids)} of {total} images to process")
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
-    if args.crf:
-        require_densecrf()
     with CRFPool(args.crf_workers if args.crf else 0) as pool:
         for item in progress(loader, desc="infer_seg"):
             probs = multiscale_probs(model, item["images"], item["size"], device, args.amp)
             name = item["name"]
             if args.crf:
-                pool.submit(crf_label_png, image_path(args.voc12_root, name), probs.cpu().numpy(), out_path(name))
+                pool.submit(crf_label_png, image_path(args.voc12_root, name), probs.cpu().numpy(), out_path(name),
+                            args.crf_t, args.crf_bilateral_sxy)
             else:
                 save_label_png(out_path(name), probs.argmax(0).to(torch.uint8).cpu().numpy())
 

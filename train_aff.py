@@ -17,7 +17,7 @@ from voc12.data import AffDataset
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
-    add_training_flags(p, batch_size=8, max_epoches=8, lr=0.1)
+    add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)  # the published SEAM value (PSA used 0.1)
     p.add_argument("--network", default="network.resnet38_aff")
     p.add_argument("--train_list", default="voc12/train_aug.txt")
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")

@@ -1,11 +1,12 @@
 """Stage 5: train DeepLab-v1 (ResNet-38 backbone) on pseudo-label PNGs, e.g. infer_aff.py's output
 over train_aug (--label_dir); without --label_dir the data set's ground-truth masks are used.
-Cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
+The defaults are the authors' retraining (seamv1-pseudovoc, 64.754 val mIoU): every BN on batch
+statistics with running-statistic momentum 0.0003 and its affine untrained, nothing frozen, HSV
+shift, cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
 import argparse
 import functools
 
 import torch
-import torch.nn.functional as F
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
@@ -28,7 +29,13 @@ def get_parser():
     p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--scale_range", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
-    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
+    p.add_argument("--hsv_shift", type=int, default=10, help="random shift of each of H, S, V in [-n, n]")
+    p.add_argument("--bn_momentum", type=float, default=3e-4, help="running-statistic momentum of every BN")
+    p.add_argument("--frozen_bn", action="store_true",
+                   help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
+    p.add_argument("--weights", default=None,
+                   help="ImageNet .params, a .pth (another stage's backbone, ours or the authors' DeepLab "
+                        "checkpoint to fine-tune), or none (random init)")
     p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--label_dir", default=None,
@@ -38,7 +45,7 @@ def get_parser():
 
 def seg_grid(img, label, logits, n=4):
     """Input, label and prediction per image as (3n, 3, H, W) in [0, 1]."""
-    pred = F.interpolate(logits.detach().float(), img.shape[2:], mode="bilinear", align_corners=False).argmax(1)
+    pred = logits.detach().float().argmax(1)
     rows = []
     for i in range(min(n, img.shape[0])):
         cells = (denormalize(img[i], IMAGENET_MEAN, IMAGENET_STD), colorize(label[i].cpu().numpy()),
@@ -50,14 +57,19 @@ def seg_grid(img, label, logits, n=4):
 def run(args):
     device = select_device(args.device)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=not args.unfreeze)
+    if args.frozen_bn and args.unfreeze:
+        raise SystemExit("error: --frozen_bn and --unfreeze contradict each other")
+    # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
+    model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=args.frozen_bn,
+                          bn_momentum=args.bn_momentum, train_bn_affine=args.unfreeze)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
         with cli_errors():
-            dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir,
-                                 crop_size=args.crop_size, scale_range=tuple(args.scale_range))
+            dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir, crop_size=args.crop_size,
+                                 scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
         require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
-        trainer = build_trainer(args, model, dataset, logger, device, init)
+        # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
+        trainer = build_trainer(args, model, dataset, logger, device, init, lr_horizon_extra=1)
 
         def step_fn(batch, step):
             names, img, label = batch

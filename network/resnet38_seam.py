@@ -42,7 +42,10 @@ class Net(resnet38d.Net):
             f8_4 = F.relu(self.f8_4(d["conv5"].detach()))
             x_s = F.interpolate(x, (h, w), mode="bilinear", align_corners=True)
             f = self.f9(torch.cat([x_s, f8_3, f8_4], dim=1))
-            cam_rv = pcm_propagate(pcm_input_cam(cam), f)
+            # Affinities, their normalisation and the propagation in fp32 even under autocast:
+            # in bf16 the hw x hw normalisation and the matmul lose several digits.
+            with torch.autocast(x.device.type, enabled=False):
+                cam_rv = pcm_propagate(pcm_input_cam(cam.float()), f.float())
         else:
             cam_rv = cam
         cam_rv = F.interpolate(cam_rv, (H, W), mode="bilinear", align_corners=True)

@@ -1,58 +1,78 @@
-"""DeepLab-v1 segmentation net on the ResNet-38 backbone (SPEC section 7, stage 5).
+"""DeepLab-v1 segmentation net on the ResNet-38 backbone: the authors' retraining of stage 5
+(experiment `seamv1-pseudovoc` of their semantic-segmentation-codebase, released at 64.754 val).
 
-Head: fc6 3x3 conv dilation 12 + BN + relu, fc7 1x1 conv + BN + relu, dropout 0.5, fc8 1x1
-classifier with bias. Backbone BN stays frozen as in every stage; the head's BN layers are new
-(randomly initialised), so they train on batch statistics as in DeepLab: see `Net.train`.
+Head: conv_fov 3x3 dilation 12 -> bn_fov -> relu -> conv_fov2 1x1 -> bn_fov2 -> relu ->
+element-wise dropout 0.5 -> cls_conv 1x1 (with bias); logits upsampled to the input size
+(bilinear, align_corners=True).
+
+BatchNorm as the authors' training actually ran: every BN, backbone and head, normalises with
+batch statistics in training mode and updates its running statistics with momentum 0.0003; no
+BN weight or bias is trained; conv1a and b2* train like the rest. `frozen=True` is the variant
+of stages 1 and 3 instead (backbone BN on its ImageNet statistics, conv1a/b2* fixed).
 """
 import torch.nn.functional as F
 from torch import nn
 
 from network import resnet38d
 
+# The authors' checkpoint keeps the trunk under this prefix (their net holds it as `self.backbone`);
+# the head names (conv_fov, bn_fov, conv_fov2, bn_fov2, cls_conv) are the same as ours.
+PUBLISHED_BACKBONE_PREFIX = "backbone."
+
 
 class Net(resnet38d.Net):
-    """forward(x (N,3,H,W)) -> logits (N, num_classes, h, w) on the backbone's feature grid,
-    h = ceil(H/8), w = ceil(W/8) (448 -> 56). Logits are not upsampled: the loss and inference
-    resize them to the label / image size.
-    """
+    """forward(x (N,3,H,W)) -> logits (N, num_classes, H, W), upsampled from the H/8 grid."""
 
-    head_names = ("fc6", "fc6_bn", "fc7", "fc7_bn", "fc8")
+    head_names = ("conv_fov", "bn_fov", "conv_fov2", "bn_fov2", "cls_conv")
 
-    def __init__(self, num_classes=21, width=1.0, frozen=True):
-        super().__init__(width=width, frozen=frozen)  # freezes the backbone's BN and early blocks; the head comes after
+    def __init__(self, num_classes=21, width=1.0, frozen=False, bn_momentum=3e-4, train_bn_affine=False):
+        super().__init__(width=width, frozen=frozen)
         self.num_classes = num_classes
         mid = resnet38d.scaled(512, width)
-        self.fc6 = nn.Conv2d(self.channels["conv6"], mid, 3, padding=12, dilation=12, bias=False)
-        self.fc6_bn = nn.BatchNorm2d(mid)
-        self.fc7 = nn.Conv2d(mid, mid, 1, bias=False)
-        self.fc7_bn = nn.BatchNorm2d(mid)
-        self.dropout7 = nn.Dropout2d(0.5)  # channel dropout, as the backbone's b6/b7 and SEAM's dropout7
-        self.fc8 = nn.Conv2d(mid, num_classes, 1, bias=True)
-        nn.init.kaiming_normal_(self.fc6.weight, nonlinearity="relu")
-        nn.init.kaiming_normal_(self.fc7.weight, nonlinearity="relu")
-        nn.init.normal_(self.fc8.weight, std=0.01)  # DeepLab's classifier init: near-uniform start
-        nn.init.zeros_(self.fc8.bias)
+        self.conv_fov = nn.Conv2d(self.channels["conv6"], mid, 3, padding=12, dilation=12, bias=False)
+        self.bn_fov = nn.BatchNorm2d(mid)
+        self.conv_fov2 = nn.Conv2d(mid, mid, 1, bias=False)
+        self.bn_fov2 = nn.BatchNorm2d(mid)
+        self.dropout = nn.Dropout(0.5)
+        self.cls_conv = nn.Conv2d(mid, num_classes, 1, bias=True)  # bias: PyTorch's default init
+        for conv in (self.conv_fov, self.conv_fov2, self.cls_conv):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = bn_momentum
+                # The authors' optimiser holds conv parameters only: BN affine stays as loaded.
+                m.weight.requires_grad_(train_bn_affine and not (frozen and self._in_backbone(m)))
+                m.bias.requires_grad_(m.weight.requires_grad)
 
-    def head_batchnorms(self):
-        return (self.fc6_bn, self.fc7_bn)
+    def _in_backbone(self, module):
+        return all(module is not m for m in (self.bn_fov, self.bn_fov2))
 
     def train(self, mode=True):
-        # The backbone puts every BatchNorm2d in eval mode (its statistics are ImageNet's). The
-        # head BN has no pretrained statistics, so it normalises with batch statistics while
-        # training (batch 10 x 56 x 56 positions per channel is plenty) and learns its affine;
-        # inference uses the running estimates it accumulated.
+        # frozen=True puts every BN in eval mode (ImageNet statistics); the head's BN has none,
+        # so it always uses batch statistics in training.
         super().train(mode)
-        for bn in self.head_batchnorms():
-            bn.train(mode)
+        self.bn_fov.train(mode)
+        self.bn_fov2.train(mode)
         return self
 
     def forward(self, x):
-        x = super().forward(x)  # conv6
-        x = F.relu(self.fc6_bn(self.fc6(x)))
-        x = F.relu(self.fc7_bn(self.fc7(x)))
-        return self.fc8(self.dropout7(x))
+        H, W = x.shape[2:]
+        x = super().forward(x)  # conv6: N, 4096, H/8, W/8
+        x = F.relu(self.bn_fov(self.conv_fov(x)))
+        x = F.relu(self.bn_fov2(self.conv_fov2(x)))
+        x = self.cls_conv(self.dropout(x))
+        return F.interpolate(x, (H, W), mode="bilinear", align_corners=True)
 
     def get_parameter_groups(self):
-        """Backbone weights x1 (decay), head weights x10 (decay, BN scales included), head
-        biases x20 (no decay, BN shifts included); see resnet38d.get_parameter_groups."""
+        """Backbone conv weights x1 (decay), head conv weights x10 (decay), cls_conv bias x20
+        (no decay); see resnet38d.get_parameter_groups. BN parameters are not trained."""
         return resnet38d.get_parameter_groups(self, self.head_names)
+
+    @staticmethod
+    def adapt_state_dict(state_dict):
+        """Our key layout from the authors' (`backbone.conv1a.weight` -> `conv1a.weight`, head
+        keys unchanged); our own checkpoints pass through as they are."""
+        if not any(k.startswith(PUBLISHED_BACKBONE_PREFIX) for k in state_dict):
+            return state_dict
+        n = len(PUBLISHED_BACKBONE_PREFIX)
+        return {(k[n:] if k.startswith(PUBLISHED_BACKBONE_PREFIX) else k): v for k, v in state_dict.items()}

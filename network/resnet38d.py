@@ -115,9 +115,15 @@ class Net(nn.Module):
         """Zero every dropout rate (backbone and heads): short from-scratch runs of slim networks
         learn far faster without channel dropout; the published recipe keeps it."""
         for m in self.modules():
-            if isinstance(m, nn.Dropout2d):
+            if isinstance(m, (nn.Dropout, nn.Dropout2d)):
                 m.p = 0.0
         return self
+
+    @staticmethod
+    def adapt_state_dict(state_dict):
+        """A checkpoint's keys in this network's layout (a network whose published checkpoints
+        name things differently overrides this)."""
+        return state_dict
 
     def train(self, mode=True):
         super().train(mode)
@@ -228,6 +234,7 @@ def load_pretrained(model, path, allow_pickle=False):
         state = convert_mxnet_to_torch(path)
     else:
         state = strip_module_prefix(load_state_dict_file(path, allow_pickle=allow_pickle))
+    state = model.adapt_state_dict(state)
     own = model.state_dict()
     trunk = {k for k in own if k.split(".", 1)[0] in _BACKBONE_NAMES}
 

@@ -45,3 +45,16 @@ def test_empty_groups_are_dropped():
     w = torch.nn.Parameter(torch.ones(1))
     opt = PolyOptimizer([[w], [], [], []], lr=0.1, weight_decay=0.0, max_step=5)
     assert len(opt.param_groups) == 1
+
+
+def test_poly_horizon_of_the_segmentation_code():
+    # The authors' segmentation schedule: lr0 * (1 - itr / (max_itr + 1)) ** 0.9, so the last step keeps some lr.
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = PolyOptimizer([[w], [], [], []], lr=0.001, weight_decay=0.0, max_step=4, momentum=0.9, horizon=5)
+    lrs = []
+    for _ in range(4):
+        w.grad = torch.ones_like(w)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.001 * (1 - t / 5) ** 0.9 for t in range(4)])
+    assert lrs[-1] > 0

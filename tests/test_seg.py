@@ -1,4 +1,5 @@
 """Stage 5: DeepLab-v1 head on ResNet-38, its loss, training (resume) and multi-scale inference."""
+import functools
 import os
 import re
 
@@ -12,17 +13,58 @@ from torch import nn
 import evaluation
 import infer_seg
 import train_seg
-from network import build_network, resnet38_seam, resnet38_seg
+from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.resnet38d import infer_width
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 from tool.imutils import Normalize
 from tool.losses import segmentation_loss
 from tool.optim import PolyOptimizer
+from tests.reference_fill import fill
 from tool.vis import load_label_png
 from voc12.data import multiscale_flip_images
 from voc12.toy import generate_toy_voc
 
 WIDTH = 1 / 16
+DATA = os.path.join(os.path.dirname(__file__), "data")
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+AUTHORS_CKPT = "deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth"
+
+
+def authors_key_list(num_classes=21):
+    """(key, shape, dtype) of the authors' DeepLab checkpoint: the published backbone under
+    `backbone.`, then their head (written out here from their model, not from ours)."""
+    rows = []
+    with open(os.path.join(DATA, "resnet38d_state_dict.txt")) as f:
+        for line in f:
+            key, shape, dtype = line.split()
+            rows.append(("backbone." + key, () if shape == "scalar" else tuple(map(int, shape.split("x"))), dtype))
+
+    def bn(name):
+        return [(f"{name}.{k}", (512,), "float32") for k in ("weight", "bias", "running_mean", "running_var")] + [
+            (f"{name}.num_batches_tracked", (), "int64")]
+
+    return rows + [("conv_fov.weight", (512, 4096, 3, 3), "float32"), *bn("bn_fov"),
+                   ("conv_fov2.weight", (512, 512, 1, 1), "float32"), *bn("bn_fov2"),
+                   ("cls_conv.weight", (num_classes, 512, 1, 1), "float32"), ("cls_conv.bias", (num_classes,), "float32")]
+
+
+@functools.lru_cache(maxsize=1)
+def authors_state_dict():
+    """fill.py weights in the authors' layout; the head's BN running statistics are then
+    estimated on a random image (as training would), so that the logits vary over the image
+    instead of one class winning everywhere. Not to be modified by callers."""
+    sd = {k: torch.from_numpy(np.asarray(fill(k, shape, i))) for i, (k, shape, _) in enumerate(authors_key_list())}
+    backbone = resnet38d.Net().eval()
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")})
+    with torch.no_grad():
+        f = backbone(torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)))
+        for conv, bn in (("conv_fov", "bn_fov"), ("conv_fov2", "bn_fov2")):
+            f = F.conv2d(f, sd[f"{conv}.weight"], padding=12 if conv == "conv_fov" else 0,
+                         dilation=12 if conv == "conv_fov" else 1)
+            sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"] = f.mean(dim=(0, 2, 3)), f.var(dim=(0, 2, 3))
+            f = F.relu(F.batch_norm(f, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"],
+                                    sd[f"{bn}.bias"], False, 0.0, 1e-5))
+    return sd
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,71 +109,123 @@ def trained(voc, tmp_path_factory):
 # ---------------------------------------------------------------- network
 
 
-def test_logits_on_the_feature_grid():
+def test_logits_at_the_input_size():
     net = resnet38_seg.Net(num_classes=21, width=WIDTH).eval()
-    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 21, 8, 8)
-    assert net(torch.randn(1, 3, 65, 50)).shape == (1, 21, 9, 7)
-    assert net.fc6.dilation == (12, 12) and net.fc6.padding == (12, 12) and net.fc6.kernel_size == (3, 3)
-    assert net.fc6.out_channels == net.fc7.out_channels == 32  # 512 * width
-    assert net.fc8.bias is not None and net.fc6.bias is None
+    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 21, 64, 64)
+    assert net(torch.randn(1, 3, 65, 50)).shape == (1, 21, 65, 50)
+    assert net.conv_fov.dilation == (12, 12) and net.conv_fov.padding == (12, 12) and net.conv_fov.kernel_size == (3, 3)
+    assert net.conv_fov.out_channels == net.conv_fov2.out_channels == 32  # 512 * width
+    assert net.cls_conv.bias is not None and net.conv_fov.bias is None and net.conv_fov2.bias is None
+    assert type(net.dropout) is nn.Dropout and net.dropout.p == 0.5  # element-wise, not channel dropout
     assert build_network("network.resnet38_seg", width=WIDTH).__class__ is resnet38_seg.Net
 
 
-def test_full_width_head_channels():
+def test_logits_are_upsampled_with_align_corners():
+    torch.manual_seed(0)
+    net = resnet38_seg.Net(width=WIDTH).eval()
+    x = torch.randn(1, 3, 43, 61)
+    with torch.no_grad():
+        coarse = []
+        net.cls_conv.register_forward_hook(lambda m, i, o: coarse.append(o) and None)
+        out = net(x)
+    assert coarse[0].shape[2:] == (6, 8)
+    torch.testing.assert_close(out, F.interpolate(coarse[0], (43, 61), mode="bilinear", align_corners=True))
+
+
+def test_full_width_head_and_init():
+    torch.manual_seed(0)
     net = resnet38_seg.Net()
-    channels = (net.fc6.in_channels, net.fc6.out_channels, net.fc7.out_channels, net.fc8.out_channels)
+    channels = (net.conv_fov.in_channels, net.conv_fov.out_channels, net.conv_fov2.out_channels,
+                net.cls_conv.out_channels)
     assert channels == (4096, 512, 512, 21)
+    # kaiming normal, fan_out, relu: std sqrt(2 / (out_channels * kernel area))
+    for conv, fan_out in ((net.conv_fov, 512 * 9), (net.conv_fov2, 512), (net.cls_conv, 21)):
+        assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+    for bn in (net.bn_fov, net.bn_fov2):
+        assert torch.equal(bn.weight, torch.ones(512)) and torch.equal(bn.bias, torch.zeros(512))
+    assert all(m.momentum == 3e-4 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def test_head_bn_trains_on_batch_statistics_backbone_bn_stays_frozen():
+def test_our_keys_are_the_authors_without_the_backbone_prefix():
+    ours = list(resnet38_seg.Net().state_dict())
+    assert [k for k, _, _ in authors_key_list()] == [
+        k if k.split(".", 1)[0] in resnet38_seg.Net.head_names else "backbone." + k for k in ours
+    ]
+
+
+def test_every_bn_uses_batch_statistics_with_momentum_0_0003():
     torch.manual_seed(0)
     net = resnet38_seg.Net(width=WIDTH).train()
-    assert net.fc6_bn.training and net.fc7_bn.training and not net.bn7.training and not net.b3.bn_branch2a.training
-    assert net.fc6_bn.weight.requires_grad and net.fc7_bn.bias.requires_grad
-    assert not net.bn7.weight.requires_grad
-    head_mean, trunk_mean = net.fc6_bn.running_mean.clone(), net.bn7.running_mean.clone()
-    net(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(net.fc6_bn.running_mean, head_mean)
-    assert torch.equal(net.bn7.running_mean, trunk_mean)
-    net.eval()
-    assert not net.fc6_bn.training and not net.dropout7.training
-    x = torch.randn(1, 3, 64, 64)
-    assert torch.equal(net(x), net(x))  # eval: running statistics, no dropout
+    bns = {name: m for name, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert all(m.training for m in bns.values()) and {"b2.bn_branch2a", "bn7", "bn_fov", "bn_fov2"} <= set(bns)
+    seen, before = {}, {n: m.running_mean.clone() for n, m in bns.items()}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            seen[name] = (inputs[0], output)
+
+        return hook
+
+    for name, m in bns.items():
+        m.register_forward_hook(keep(name))
+    net(torch.randn(3, 3, 48, 40))
+    for name, m in bns.items():
+        x, y = seen[name]
+        batch_mean = x.mean(dim=(0, 2, 3))
+        torch.testing.assert_close(m.running_mean, (1 - 3e-4) * before[name] + 3e-4 * batch_mean)
+        normalised = (x - batch_mean[None, :, None, None]) / (x.var(dim=(0, 2, 3), unbiased=False)[None, :, None, None]
+                                                              + m.eps).sqrt()
+        want = normalised * m.weight[None, :, None, None] + m.bias[None, :, None, None]
+        torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)  # batch statistics, not running ones
 
 
-def test_head_gets_10x_and_20x_learning_rate():
+def test_parameter_groups_train_every_conv_and_no_bn():
     net = resnet38_seg.Net(width=WIDTH)
     opt = PolyOptimizer(net.get_parameter_groups(), lr=0.001, weight_decay=5e-4, max_step=10, momentum=0.9)
-
-    def group_of(p):
-        (group,) = [g for g in opt.param_groups if any(q is p for q in g["params"])]
-        return group["lr"], group["weight_decay"]
-
-    assert group_of(net.b3.conv_branch2a.weight) == pytest.approx((0.001, 5e-4))
-    for p in (net.fc6.weight, net.fc7.weight, net.fc8.weight, net.fc6_bn.weight):
-        assert group_of(p) == pytest.approx((0.01, 5e-4))
-    for p in (net.fc8.bias, net.fc6_bn.bias, net.fc7_bn.bias):
-        assert group_of(p) == pytest.approx((0.02, 0.0))
-    trainable = {id(p) for g in opt.param_groups for p in g["params"]}
-    assert id(net.b2.conv_branch2a.weight) not in trainable and id(net.bn7.weight) not in trainable
+    group = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    for name, p in net.named_parameters():
+        top = name.split(".", 1)[0]
+        if ".bn" in "." + name:
+            assert id(p) not in group and not p.requires_grad, name  # BN affine never trained
+        elif top in ("conv_fov", "conv_fov2", "cls_conv") and name.endswith("weight"):
+            assert group[id(p)] == pytest.approx((0.01, 5e-4)), name
+        elif name == "cls_conv.bias":
+            assert group[id(p)] == pytest.approx((0.02, 0.0))
+        else:
+            assert group[id(p)] == pytest.approx((0.001, 5e-4)), name  # conv1a and b2* included
+    assert id(net.conv1a.weight) in group and id(net.b2_2.conv_branch2b1.weight) in group
     assert opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_frozen_bn_variant():
+    net = resnet38_seg.Net(width=WIDTH, frozen=True).train()
+    assert not net.bn7.training and not net.b3.bn_branch2a.training and net.bn_fov.training
+    assert not net.conv1a.weight.requires_grad and not net.b2.conv_branch2a.weight.requires_grad
+    assert net.b3.conv_branch2a.weight.requires_grad
+    head_mean, trunk_mean = net.bn_fov.running_mean.clone(), net.bn7.running_mean.clone()
+    net(torch.randn(2, 3, 64, 64))
+    assert not torch.equal(net.bn_fov.running_mean, head_mean) and torch.equal(net.bn7.running_mean, trunk_mean)
+    net.eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(net(x), net(x))  # eval: running statistics, no dropout
 
 
 # ---------------------------------------------------------------- loss
 
 
-def test_loss_is_cross_entropy_on_upsampled_logits_ignoring_255():
+def test_loss_is_cross_entropy_ignoring_255():
     torch.manual_seed(0)
-    logits = torch.randn(2, 21, 4, 4)
+    logits = torch.randn(2, 21, 32, 32)
     labels = torch.randint(0, 21, (2, 32, 32))
     labels[:, :8] = 255
-    want = F.cross_entropy(F.interpolate(logits, (32, 32), mode="bilinear", align_corners=False), labels,
-                           ignore_index=255)
+    want = F.cross_entropy(logits, labels, ignore_index=255)
     assert segmentation_loss(logits, labels).item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"logits are \(4, 4\), labels \(32, 32\)"):
+        segmentation_loss(torch.randn(2, 21, 4, 4), labels)
 
 
 def test_all_ignore_gives_zero_loss_and_zero_gradient():
-    logits = torch.randn(2, 21, 4, 4, requires_grad=True)
+    logits = torch.randn(2, 21, 32, 32, requires_grad=True)
     loss = segmentation_loss(logits, torch.full((2, 32, 32), 255))
     loss.backward()
     assert torch.isfinite(loss) and loss.item() == 0.0
@@ -140,17 +234,10 @@ def test_all_ignore_gives_zero_loss_and_zero_gradient():
 
 def test_out_of_range_label_is_an_error():
     with pytest.raises(ValueError, match="label value 21 outside 0..20"):
-        segmentation_loss(torch.randn(1, 21, 2, 2), torch.full((1, 16, 16), 21))
+        segmentation_loss(torch.randn(1, 21, 16, 16), torch.full((1, 16, 16), 21))
 
 
 # ---------------------------------------------------------------- training
-
-
-def test_published_defaults():
-    args = train_seg.get_parser().parse_args(["--voc12_root", "x"])
-    assert (args.batch_size, args.max_step, args.lr, args.momentum, args.wt_dec) == (10, 20000, 0.001, 0.9, 5e-4)
-    assert (args.crop_size, tuple(args.scale_range), args.network) == (448, (0.5, 1.5), "network.resnet38_seg")
-    assert args.label_dir is None and args.train_list == "voc12/train_aug.txt"
 
 
 def test_training_writes_a_strictly_loadable_checkpoint(trained):
@@ -235,7 +322,7 @@ def test_multiscale_probs_is_softmax_of_mean_unflipped_logits():
             plain = model(pair[:1])
             flipped = model(pair[1:]).flip(-1)  # forward on the flipped image, flip the output back
             for out in (plain, flipped):
-                logits.append(F.interpolate(out, (30, 44), mode="bilinear", align_corners=False)[0])
+                logits.append(F.interpolate(out, (30, 44), mode="bilinear", align_corners=True)[0])
     want = torch.softmax(torch.stack(logits).mean(0), dim=0)
     assert probs.shape == (5, 30, 44)
     torch.testing.assert_close(probs, want, rtol=1e-5, atol=1e-6)
@@ -244,7 +331,7 @@ def test_multiscale_probs_is_softmax_of_mean_unflipped_logits():
 
 def infer_argv(voc, ckpt, out_dir, *extra):
     return ["--weights", str(ckpt), "--voc12_root", str(voc), "--infer_list", str(voc / "val.txt"),
-            "--out_seg", str(out_dir), "--num_workers", "0", "--device", "cpu", *extra]
+            "--out_seg", str(out_dir), "--num_workers", "0", "--crf_workers", "0", "--device", "cpu", *extra]
 
 
 def test_inference_writes_pngs_that_evaluation_scores(voc, trained, tmp_path, capsys):
@@ -288,3 +375,137 @@ def test_wrong_checkpoint_is_a_one_line_error(voc, tmp_path):
     message = str(err.value)
     assert message.startswith("error: ") and "does not match network.resnet38_seg.Net" in message
     assert "\n" not in message and not (tmp_path / "out").exists()
+
+
+def test_one_training_step_trains_every_conv_and_no_bn_parameter(voc, tmp_path):
+    torch.manual_seed(1)
+    start = resnet38_seg.Net(width=WIDTH).state_dict()
+    save_state_dict(start, tmp_path / "start.pth")
+    train_seg.main(train_argv(voc, tmp_path, "one", "--weights", str(tmp_path / "start.pth"), "--max_step", "1",
+                              "--lr", "0.01"))
+    after = load_state_dict_file(tmp_path / "one.pth")
+    bn_affine = [k for k in start if ".bn" in "." + k and k.endswith(("weight", "bias"))]
+    stats = [k for k in start if k.endswith("running_mean")]
+    convs = [k for k in start if k not in bn_affine and k.endswith(("weight", "bias")) and ".bn" not in "." + k]
+    assert bn_affine and all(torch.equal(start[k], after[k]) for k in bn_affine)
+    assert "conv1a.weight" in convs and all(not torch.equal(start[k], after[k]) for k in convs)
+    for k in stats:  # one update of momentum 0.0003 from the initial 0
+        moved = (after[k] - start[k]).abs().max().item()
+        assert 0 < moved < 3e-4 * 100, k
+
+
+def test_frozen_bn_and_unfreeze_contradict(voc, tmp_path):
+    with pytest.raises(SystemExit, match="--frozen_bn and --unfreeze"):
+        train_seg.main(train_argv(voc, tmp_path, "x", "--frozen_bn", "--unfreeze"))
+
+
+# ---------------------------------------------------------------- the authors' checkpoint
+
+
+@pytest.fixture(scope="module")
+def authors_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("authors") / AUTHORS_CKPT
+    torch.save({"module." + k: v for k, v in authors_state_dict().items()}, path)  # saved from DataParallel
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_images(tmp_path_factory):
+    """A VOC-style folder with two images whose sides are not multiples of 8."""
+    root = tmp_path_factory.mktemp("odd")
+    (root / "JPEGImages").mkdir()
+    rng = np.random.default_rng(0)
+    names = []
+    for k, (h, w) in enumerate(((37, 53), (45, 30))):
+        blocks = rng.integers(0, 256, (4, 4, 3)).astype(np.float64)  # colour patches of about 10 x 10
+        img = blocks[np.arange(h) * 4 // h][:, np.arange(w) * 4 // w] + rng.normal(0, 8, (h, w, 3))
+        names.append(f"odd_{k}")
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "JPEGImages" / f"{names[-1]}.jpg")
+    (root / "list.txt").write_text("\n".join(names) + "\n")
+    return root, names
+
+
+def authors_forward(backbone, sd, x):
+    """Their DeepLab-v1 head in eval mode, written out with the functional API."""
+    h, w = x.shape[2:]
+
+    def bn(t, name):
+        return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
+                            sd[f"{name}.bias"], False, 0.0, 1e-5)
+
+    f = backbone(x)
+    f = F.relu(bn(F.conv2d(f, sd["conv_fov.weight"], padding=12, dilation=12), "bn_fov"))
+    f = F.relu(bn(F.conv2d(f, sd["conv_fov2.weight"]), "bn_fov2"))
+    f = F.conv2d(f, sd["cls_conv.weight"], sd["cls_conv.bias"])
+    return F.interpolate(f, (h, w), mode="bilinear", align_corners=True)
+
+
+def authors_test_labels(img, sd, crf, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
+    """Their test procedure: normalise, cubic resize of the float image, the net on it and its
+    flip, logits upsampled to the image (align_corners=True), flips undone, mean, softmax,
+    dense CRF (1 iteration, bilateral sxy 32) on the uint8 image, argmax."""
+    cv2 = pytest.importorskip("cv2")
+    backbone = resnet38d.Net().eval()
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")})
+    h, w = img.shape[:2]
+    norm = ((img / 255.0 - MEAN) / STD).astype(np.float32)
+    total = torch.zeros(1, 21, h, w)
+    with torch.no_grad():
+        for s in scales:
+            x = torch.from_numpy(cv2.resize(norm, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1))
+            x = x[None].contiguous()
+            for out in (authors_forward(backbone, sd, x), authors_forward(backbone, sd, x.flip(-1)).flip(-1)):
+                total += F.interpolate(out, (h, w), mode="bilinear", align_corners=True)
+    prob = torch.softmax(total / (2 * len(scales)), dim=1)[0].numpy()
+    if crf:
+        dcrf = pytest.importorskip("pydensecrf.densecrf")
+        from pydensecrf.utils import unary_from_softmax
+
+        d = dcrf.DenseCRF2D(w, h, 21)
+        d.setUnaryEnergy(unary_from_softmax(prob))
+        d.addPairwiseGaussian(sxy=3, compat=3)
+        d.addPairwiseBilateral(sxy=32, srgb=13, rgbim=np.ascontiguousarray(img).copy(), compat=10)
+        prob = np.array(d.inference(1)).reshape(21, h, w)
+    return prob.argmax(0), prob
+
+
+@pytest.mark.parametrize("crf", [False, True], ids=["no_crf", "crf"])
+def test_authors_checkpoint_gives_the_labels_of_their_test_procedure(authors_ckpt, odd_images, tmp_path, crf):
+    root, names = odd_images
+    out = tmp_path / "seg"
+    infer_seg.main(["--weights", str(authors_ckpt), "--voc12_root", str(root), "--infer_list", str(root / "list.txt"),
+                    "--out_seg", str(out), "--num_workers", "0", "--crf_workers", "0", "--device", "cpu",
+                    *([] if crf else ["--no_crf"])])
+    sd = authors_state_dict()
+    for name in names:
+        img = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg").convert("RGB"))
+        want, prob = authors_test_labels(img, sd, crf)
+        got = load_label_png(out / f"{name}.png")
+        assert got.shape == img.shape[:2] and len(np.unique(want)) > 1
+        top2 = np.sort(prob, axis=0)[-2:]
+        differ = got != want
+        # float32 summation order may only flip near-ties between the two best classes
+        assert np.all(top2[1][differ] - top2[0][differ] < 1e-4), (name, differ.sum())
+        assert differ.mean() <= 0.001
+
+
+def test_authors_checkpoint_fine_tunes_through_train_seg(voc, authors_ckpt, tmp_path):
+    train_seg.main(train_argv(voc, tmp_path, "ft", "--weights", str(authors_ckpt), "--width", "1", "--max_step", "1",
+                              "--lr", "0", "--batch_size", "1", "--crop_size", "32"))
+    log = (tmp_path / "tb" / f"{str(tmp_path / 'ft').replace('/', '_')}.log").read_text()
+    assert f"initialised from {authors_ckpt} (full)" in log
+    after = load_state_dict_file(tmp_path / "ft.pth")
+    sd = authors_state_dict()
+    assert torch.equal(after["cls_conv.weight"], sd["cls_conv.weight"])  # lr 0: unchanged
+    assert torch.equal(after["b7.conv_branch2b2.weight"], sd["backbone.b7.conv_branch2b2.weight"])
+
+
+def test_a_wrong_authors_file_is_one_line_error_naming_the_keys(voc, tmp_path):
+    sd = {k: v for k, v in authors_state_dict().items() if not k.startswith("cls_conv")}
+    sd["aux_head.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(SystemExit) as err:
+        infer_seg.main(infer_argv(voc, tmp_path / "bad.pth", tmp_path / "out"))
+    message = str(err.value)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "missing: cls_conv.weight, cls_conv.bias" in message and "unexpected: aux_head.weight" in message

@@ -2,6 +2,7 @@ import os
 import pickle
 import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -309,13 +310,14 @@ def test_seg_dataset_label_dir_and_scaled_crop(toy_root, tmp_path):
     for k, i in enumerate(ids):
         _, img, lab = ds[k]
         assert img.shape == (3, 40, 40) and lab.shape == (40, 40) and lab.dtype == torch.int64
-        gt = Image.fromarray(load_label_png(os.path.join(lab_dir, i + ".png")))
-        gt = np.asarray(gt.resize((32, 32), Image.NEAREST))
+        gt = load_label_png(os.path.join(lab_dir, i + ".png"))
+        # flip before scale, as the authors: nearest sampling of the flipped mask
+        shrunk = [cv2.resize(np.ascontiguousarray(g), (32, 32), interpolation=cv2.INTER_NEAREST) for g in (gt, gt[:, ::-1])]
         pad = (img == 0).all(0).numpy()
         rows, cols = np.nonzero(~pad)
         block = lab.numpy()[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
         assert block.shape == (32, 32) and np.all(lab.numpy()[pad] == 255)
-        assert np.array_equal(block, gt) or np.array_equal(block, gt[:, ::-1])
+        assert np.array_equal(block, shrunk[0]) or np.array_equal(block, shrunk[1])
 
 
 def test_seg_infer_dataset(toy_root):
@@ -324,3 +326,39 @@ def test_seg_infer_dataset(toy_root):
     assert item["name"] == "2008_000002" and item["size"] == (64, 64)
     assert [tuple(t.shape) for t in item["images"]] == [(2, 3, 32, 32), (2, 3, 80, 80)]
     assert "label" not in item
+
+
+def test_seg_dataset_follows_the_authors_augmentation(toy_root, tmp_path, monkeypatch):
+    """HSV shift -> flip -> scale (cubic / nearest) -> normalise -> crop, each as the authors' OpenCV code."""
+    name = labels.load_img_id_list(os.path.join(toy_root, "val.txt"))[0]
+    ds = data.SegDataset(_list_file(tmp_path, [name]), toy_root, crop_size=80, scale_range=(0.75, 0.75))
+    rgb = np.asarray(Image.open(os.path.join(toy_root, "JPEGImages", name + ".jpg")).convert("RGB"))
+    gt = load_label_png(os.path.join(toy_root, "SegmentationClassAug", name + ".png"))
+    draws = iter([-10, 10, 3])  # H, S, V shifts; then the flip, the scale draw and the crop offsets
+    monkeypatch.setattr(data.imutils, "rand_int", lambda rng, lo, hi: next(draws))
+    monkeypatch.setattr(data.imutils, "rand_coin", lambda rng: True)
+    monkeypatch.setattr(data.imutils, "crop_window", lambda h, w, c, rng=None: (5, 7, 0, 0, h, w))
+    _, img, lab = ds[0]
+
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.int32)
+    hsv[..., 0] = (hsv[..., 0] - 10) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] + 10, 0, 255)
+    hsv[..., 2] = np.clip(hsv[..., 2] + 3, 0, 255)
+    want = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[:, ::-1]
+    want = cv2.resize(np.ascontiguousarray(want), None, fx=0.75, fy=0.75, interpolation=cv2.INTER_CUBIC)
+    want = (want / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    want_lab = cv2.resize(np.ascontiguousarray(gt[:, ::-1]), None, fx=0.75, fy=0.75, interpolation=cv2.INTER_NEAREST)
+    assert want.shape[:2] == (48, 48)  # 64 * 0.75: placed at (5, 7) inside the 80 x 80 crop
+    np.testing.assert_allclose(img.numpy()[:, 5:53, 7:55], want.transpose(2, 0, 1), atol=1e-5)
+    assert np.array_equal(lab.numpy()[5:53, 7:55], want_lab)
+    outside = np.ones((80, 80), bool)
+    outside[5:53, 7:55] = False
+    assert np.all(img.numpy()[:, outside] == 0) and np.all(lab.numpy()[outside] == 255)
+
+
+def test_hsv_shift_draws_every_integer_of_the_closed_range():
+    random.seed(0)
+    grey = np.full((2, 2, 3), 128, np.uint8)  # H = S = 0, V = 128: a V shift moves every channel by it
+    shifts = {int(data.imutils.random_hsv_shift(grey, (0, 0, 10))[0, 0, 0]) - 128 for _ in range(400)}
+    assert shifts == set(range(-10, 11))
+    assert data.imutils.random_hsv_shift(grey, (0, 0, 0)).tolist() == grey.tolist()

@@ -19,10 +19,11 @@ MISSING_PYDENSECRF = "dense CRF needs pydensecrf: pip install pydensecrf2"
 PROB_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax default
 
 
-def require_densecrf():
-    """Fail at start-up, not at the first CRF job, when pydensecrf is missing."""
+def require_densecrf(alternative=None):
+    """Fail at start-up, not at the first CRF job, when pydensecrf is missing; `alternative`
+    (e.g. "--no_crf") is named as the way to run without it."""
     if dcrf is None:
-        raise SystemExit(f"error: {MISSING_PYDENSECRF}")
+        raise SystemExit(f"error: {MISSING_PYDENSECRF}" + (f" (or pass {alternative})" if alternative else ""))
 
 
 def _require_densecrf():
@@ -42,11 +43,12 @@ def unary_from_probs(probs_khw, clip=PROB_CLIP):
     return np.ascontiguousarray(unary, dtype=np.float32)
 
 
-def crf_inference(img_uint8_hwc, probs_khw, t=10, scale_factor=1, labels=None):
+def crf_inference(img_uint8_hwc, probs_khw, t=10, scale_factor=1, labels=None, bilateral_sxy=80):
     """Dense CRF over K labels on an (H, W, 3) uint8 RGB image; returns (K, H, W) float32 marginals.
 
-    Gaussian kernel sxy 3, compat 3; bilateral sxy 80, srgb 13, compat 10; `t` mean-field
-    iterations. `labels` defaults to probs.shape[0] and must match it when given.
+    Gaussian kernel sxy 3, compat 3; bilateral sxy `bilateral_sxy` (SEAM 80, the authors'
+    segmentation test 32), srgb 13, compat 10; `t` mean-field iterations. `labels` defaults to
+    probs.shape[0] and must match it when given.
     """
     densecrf = _require_densecrf()
     img = np.asarray(img_uint8_hwc)
@@ -61,7 +63,7 @@ def crf_inference(img_uint8_hwc, probs_khw, t=10, scale_factor=1, labels=None):
     crf.setUnaryEnergy(unary_from_probs(probs))
     crf.addPairwiseGaussian(sxy=3 / scale_factor, compat=3)
     # pydensecrf keeps a pointer to the image: pass a private contiguous copy
-    crf.addPairwiseBilateral(sxy=80 / scale_factor, srgb=13, rgbim=np.ascontiguousarray(img).copy(),
+    crf.addPairwiseBilateral(sxy=bilateral_sxy / scale_factor, srgb=13, rgbim=np.ascontiguousarray(img).copy(),
                              compat=10)
     q = crf.inference(t)
     return np.asarray(q, dtype=np.float32).reshape((n_labels, h, w))

@@ -166,6 +166,33 @@ def avg_pool_hw(arr, k):
     return arr.reshape((hb, k, wb, k) + arr.shape[2:]).mean(axis=(1, 3))
 
 
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise ImportError("the segmentation stage's image ops need OpenCV: pip install opencv-python") from None
+    return cv2
+
+
+def cv2_rescale(arr, scale, order):
+    """Resize an HW / HWC array by `scale` as cv2.resize(fx=fy=scale) (size round(W*s) x
+    round(H*s)); order 0 nearest, 3 bicubic. Works on uint8 and float32 alike."""
+    cv2 = _cv2()
+    interp = {0: cv2.INTER_NEAREST, 3: cv2.INTER_CUBIC}[order]
+    return cv2.resize(np.asarray(arr), None, fx=scale, fy=scale, interpolation=interp)
+
+
+def random_hsv_shift(img_uint8_rgb, max_shift=(10, 10, 10), rng=None):
+    """The authors' segmentation colour augmentation: in OpenCV's HSV (H in 0..179), shift H, S
+    and V each by a random integer in [-m, m]; H wraps modulo 180, S and V clip to 0..255."""
+    cv2 = _cv2()
+    hsv = cv2.cvtColor(np.ascontiguousarray(img_uint8_rgb, dtype=np.uint8), cv2.COLOR_RGB2HSV).astype(np.int32)
+    shift = [rand_int(rng, -m, m) for m in max_shift]
+    hsv[..., 0] = (hsv[..., 0] + shift[0]) % 180
+    hsv[..., 1:] = np.clip(hsv[..., 1:] + np.asarray(shift[1:]), 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
 def color_jitter():
     """The published colour jitter (torchvision; draws from torch's global RNG)."""
     from torchvision.transforms import ColorJitter

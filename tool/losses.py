@@ -89,17 +89,17 @@ def affinity_loss(aff, bg_pos, fg_pos, neg):
 
 
 def segmentation_loss(logits, labels, ignore_index=255):
-    """Pixel cross-entropy of (N, C, h, w) logits against (N, H, W) int64 labels, `ignore_index` skipped.
+    """Pixel cross-entropy of (N, C, H, W) logits against (N, H, W) int64 labels, `ignore_index` skipped.
 
-    The logits are upsampled (bilinear, align_corners=False) to the label size. The mean is over
-    the labelled pixels; a batch with none (all ignore) gives 0 with zero gradients, not NaN.
-    Label values outside 0..C-1 other than `ignore_index` raise ValueError.
+    The mean is over the labelled pixels; a batch with none (all ignore) gives 0 with zero
+    gradients, not NaN. Label values outside 0..C-1 other than `ignore_index`, or logits of
+    another size than the labels, raise ValueError.
     """
     num_classes = logits.shape[1]
+    if logits.shape[2:] != labels.shape[1:]:
+        raise ValueError(f"logits are {tuple(logits.shape[2:])}, labels {tuple(labels.shape[1:])}")
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
     if bad.any():
         raise ValueError(f"label value {int(labels[bad][0])} outside 0..{num_classes - 1} and {ignore_index}")
-    if logits.shape[2:] != labels.shape[1:]:
-        logits = F.interpolate(logits, labels.shape[1:], mode="bilinear", align_corners=False)
     total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
     return total / (labels != ignore_index).sum().clamp(min=1)

@@ -8,26 +8,27 @@ GROUP_DECAY = (True, False, True, False)
 
 
 class PolyOptimizer(torch.optim.SGD):
-    """SGD whose group learning rates follow lr0 * (1 - step / max_step) ** power.
+    """SGD whose group learning rates follow lr0 * (1 - step / horizon) ** power.
 
-    The published code passed its weight decay into SGD's momentum slot, so the effective
+    The horizon is max_step in the SEAM code; the authors' segmentation code uses max_step + 1.
+    The published SEAM code passed its weight decay into SGD's momentum slot, so the effective
     momentum was 5e-4; that is the default here (`momentum` flag to change it).
     """
 
-    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9):
+    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9, horizon=None):
         groups = [
             {"params": list(params), "lr": lr * mult, "weight_decay": weight_decay if decay else 0.0}
             for params, mult, decay in zip(param_groups, GROUP_LR_MULT, GROUP_DECAY)
         ]
         groups = [g for g in groups if g["params"]]
         super().__init__(groups, lr=lr, momentum=momentum)
-        self.max_step = max_step
+        self.horizon = max_step if horizon is None else horizon
         self.power = power
         self.global_step = 0
         self.initial_lr = [g["lr"] for g in self.param_groups]
 
     def lr_mult(self, step):
-        return (1 - step / self.max_step) ** self.power if step < self.max_step else 0.0
+        return (1 - step / self.horizon) ** self.power if step < self.horizon else 0.0
 
     def step(self, closure=None):
         mult = self.lr_mult(self.global_step)

@@ -101,7 +101,7 @@ class Trainer:
     step, keeping the last good checkpoint.
     """
 
-    def __init__(self, args, model, dataset, logger, collate_fn=None):
+    def __init__(self, args, model, dataset, logger, collate_fn=None, lr_horizon_extra=0):
         self.args, self.model, self.logger = args, model, logger
         self.dataset = SeededItems(dataset, args.seed)
         self.collate_fn = collate_fn
@@ -110,7 +110,8 @@ class Trainer:
             raise SystemExit(f"error: --batch_size {args.batch_size} is larger than the training list ({len(dataset)})")
         self.max_step = args.max_step or self.steps_per_epoch * args.max_epoches
         self.optimizer = PolyOptimizer(
-            model.get_parameter_groups(), args.lr, args.wt_dec, self.max_step, args.momentum
+            model.get_parameter_groups(), args.lr, args.wt_dec, self.max_step, args.momentum,
+            horizon=self.max_step + lr_horizon_extra,
         )
         self.resume_path = args.session_name + ".resume.pt"
         self.final_path = args.session_name + ".pth"
@@ -186,9 +187,10 @@ class Trainer:
         self.logger.info(f"wrote {self.final_path}")
 
 
-def build_trainer(args, model, dataset, logger, device, init_weights):
+def build_trainer(args, model, dataset, logger, device, init_weights, lr_horizon_extra=0):
     """The set-up every training script shares: initial weights (`init_weights(model, path)`,
-    returning how they were used), device, optimiser, and the resume point when asked."""
+    returning how they were used), device, optimiser, and the resume point when asked.
+    `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     if args.no_dropout:
         model.disable_dropout()
     if args.weights:
@@ -200,7 +202,7 @@ def build_trainer(args, model, dataset, logger, device, init_weights):
     elif not args.resume:
         logger.info("warning: no --weights: random initialisation (for synthetic data only)")
     model.to(device)
-    trainer = Trainer(args, model, dataset, logger)
+    trainer = Trainer(args, model, dataset, logger, lr_horizon_extra=lr_horizon_extra)
     if args.resume:
         try:
             trainer.resume(args.resume)

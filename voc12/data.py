@@ -122,21 +122,28 @@ class TrainClsTransform:
         return torch.from_numpy(imutils.hwc_to_chw(arr))
 
 
+def _with_flip(arr_hwc):
+    """(2, 3, h, w) float32 tensor: an HWC image and its horizontal flip."""
+    pair = np.stack([arr_hwc, arr_hwc[:, ::-1]]).transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(pair, dtype=np.float32))
+
+
 def multiscale_flip_images(img, scales, normalize):
     """Per scale a (2, 3, h_s, w_s) float32 tensor: the image resized (bicubic) to
-    (round(W*s), round(H*s)), normalised, and its horizontal flip."""
-    images = []
-    for s in scales:
-        arr = normalize(imutils.pil_rescale(img, s, order=3))
-        pair = np.stack([arr, arr[:, ::-1]]).transpose(0, 3, 1, 2)
-        images.append(torch.from_numpy(np.ascontiguousarray(pair)))
-    return images
+    (round(W*s), round(H*s)), normalised, and its horizontal flip (the SEAM CAM inference)."""
+    return [_with_flip(normalize(imutils.pil_rescale(img, s, order=3))) for s in scales]
 
 
-def multiscale_flip_item(name, img, scales, normalize):
+def normalized_multiscale_flip_images(img, scales, normalize):
+    """As multiscale_flip_images, but the authors' segmentation test order: normalise the full
+    image first, then resize the float image (OpenCV bicubic, fx = fy = s)."""
+    arr = normalize(img)
+    return [_with_flip(imutils.cv2_rescale(arr, s, order=3)) for s in scales]
+
+
+def multiscale_flip_item(name, img, scales, normalize, images_fn=multiscale_flip_images):
     """dict name (str), images (list per scale, see multiscale_flip_images), size ((H, W) ints)."""
-    return {"name": name, "images": multiscale_flip_images(img, scales, normalize),
-            "size": (img.size[1], img.size[0])}
+    return {"name": name, "images": images_fn(img, scales, normalize), "size": (img.size[1], img.size[0])}
 
 
 # ---------------------------------------------------------------- datasets
@@ -206,8 +213,8 @@ class ClsDatasetMSF(ClsDataset):
 
 
 class SegInferDataset(_ImageListDataset):
-    """Multi-scale + flip items for segmentation inference: dict name, images, size
-    (as ClsDatasetMSF, without label)."""
+    """Multi-scale + flip items for segmentation inference: dict name, images, size (as
+    ClsDatasetMSF, without label; see normalized_multiscale_flip_images for the order)."""
 
     def __init__(self, img_id_list_file, voc12_root, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
         super().__init__(img_id_list_file, voc12_root)
@@ -216,7 +223,7 @@ class SegInferDataset(_ImageListDataset):
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        return multiscale_flip_item(name, img, self.scales, self.normalize)
+        return multiscale_flip_item(name, img, self.scales, self.normalize, normalized_multiscale_flip_images)
 
 
 class AffDataset(_ImageListDataset):
@@ -272,28 +279,32 @@ class AffDataset(_ImageListDataset):
 class SegDataset(_ImageListDataset):
     """Segmentation training items: (name, image CHW float32 tensor, label HxW int64 tensor).
 
-    Random scale in scale_range (image bicubic, label nearest), joint flip, colour jitter,
-    normalise, joint random crop (image padded with 0 after normalisation, label with 255).
+    The authors' order (OpenCV on the uint8 RGB image): HSV shift (each of H, S, V by an integer
+    in [-hsv_shift, hsv_shift]), joint horizontal flip, joint random scale in [scale_range)
+    (image bicubic, label nearest), normalise, joint random crop (an image smaller than the
+    crop sits at a random offset; padding: image 0 after normalisation, label 255).
     """
 
-    def __init__(self, img_id_list_file, voc12_root, label_dir=None, crop_size=448, scale_range=(0.5, 1.5)):
+    def __init__(self, img_id_list_file, voc12_root, label_dir=None, crop_size=448, scale_range=(0.5, 1.5),
+                 hsv_shift=10):
         super().__init__(img_id_list_file, voc12_root)
         self.label_dir = label_dir
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
-        self.jitter = imutils.color_jitter()
+        self.hsv_shift = (hsv_shift,) * 3
         self.normalize = imutils.Normalize()
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
         path = label_path(self.voc12_root, name, self.label_dir)
-        label = Image.fromarray(load_label(path))
-        if label.size != img.size:
-            raise ValueError(f"{path}: label is {label.size[::-1]}, image is {img.size[::-1]}")
-        scale = imutils.rand_uniform(None, *self.scale_range)
-        img = imutils.pil_rescale(img, scale, order=3)
-        label = imutils.pil_rescale(label, scale, order=0)
+        label = load_label(path)
+        img = np.asarray(img)
+        if label.shape != img.shape[:2]:
+            raise ValueError(f"{path}: label is {label.shape}, image is {img.shape[:2]}")
+        img = imutils.random_hsv_shift(img, self.hsv_shift)
         img, label = imutils.random_hflip(img, label)
-        img = self.normalize(self.jitter(img))
-        img, label = imutils.random_crop_pair(img, np.asarray(label), self.crop_size, img_fill=0.0, label_fill=255)
+        scale = imutils.rand_uniform(None, *self.scale_range)
+        img = imutils.cv2_rescale(img, scale, order=3)
+        label = imutils.cv2_rescale(label, scale, order=0)
+        img, label = imutils.random_crop_pair(self.normalize(img), label, self.crop_size, img_fill=0.0, label_fill=255)
         return name, torch.from_numpy(imutils.hwc_to_chw(img)), torch.from_numpy(label.astype(np.int64))
