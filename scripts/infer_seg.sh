@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stage 5 inference: multi-scale + flip segmentation of $LIST (default val) -> $WORK_DIR/seg
+# Stage 5 inference: multi-scale + flip segmentation + CRF of $LIST (default val) -> $WORK_DIR/seg.
+# SEG_WEIGHTS: another checkpoint, e.g. the authors' deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need VOC12_ROOT

@@ -17,7 +17,7 @@ bash "$here/train_aff.sh"
 bash "$here/infer_aff.sh"                       # pseudo labels for train_aug
 bash "$here/eval_rw.sh"
 bash "$here/train_seg.sh"
-bash "$here/infer_seg.sh" --crf
+bash "$here/infer_seg.sh"
 bash "$here/eval_seg.sh"
 source "$here/common.sh"
 run_py scripts/results.py "$WORK_DIR" --title "PASCAL VOC 2012"

@@ -15,11 +15,11 @@ import infer_seg
 import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.resnet38d import infer_width
+from tests.reference_fill import fill
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 from tool.imutils import Normalize
 from tool.losses import segmentation_loss
 from tool.optim import PolyOptimizer
-from tests.reference_fill import fill
 from tool.vis import load_label_png
 from voc12.data import multiscale_flip_images
 from voc12.toy import generate_toy_voc
@@ -45,7 +45,8 @@ def authors_key_list(num_classes=21):
 
     return rows + [("conv_fov.weight", (512, 4096, 3, 3), "float32"), *bn("bn_fov"),
                    ("conv_fov2.weight", (512, 512, 1, 1), "float32"), *bn("bn_fov2"),
-                   ("cls_conv.weight", (num_classes, 512, 1, 1), "float32"), ("cls_conv.bias", (num_classes,), "float32")]
+                   ("cls_conv.weight", (num_classes, 512, 1, 1), "float32"),
+                   ("cls_conv.bias", (num_classes,), "float32")]
 
 
 @functools.lru_cache(maxsize=1)

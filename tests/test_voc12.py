@@ -312,7 +312,8 @@ def test_seg_dataset_label_dir_and_scaled_crop(toy_root, tmp_path):
         assert img.shape == (3, 40, 40) and lab.shape == (40, 40) and lab.dtype == torch.int64
         gt = load_label_png(os.path.join(lab_dir, i + ".png"))
         # flip before scale, as the authors: nearest sampling of the flipped mask
-        shrunk = [cv2.resize(np.ascontiguousarray(g), (32, 32), interpolation=cv2.INTER_NEAREST) for g in (gt, gt[:, ::-1])]
+        shrunk = [cv2.resize(np.ascontiguousarray(g), (32, 32), interpolation=cv2.INTER_NEAREST)
+                  for g in (gt, gt[:, ::-1])]
         pad = (img == 0).all(0).numpy()
         rows, cols = np.nonzero(~pad)
         block = lab.numpy()[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
