@@ -10,6 +10,7 @@ import torch
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.batchnorm import forward_in_bn_groups
 from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
@@ -21,7 +22,9 @@ from voc12.data import SegDataset, label_path
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
     # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
-    add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9)
+    add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
+                       unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
+                                     "loaded): for random initialisation only")
     p.set_defaults(max_step=20000)
     p.add_argument("--network", default="network.resnet38_seg")
     p.add_argument("--num_classes", type=int, default=21)
@@ -31,6 +34,9 @@ def get_parser():
     p.add_argument("--scale_range", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
     p.add_argument("--hsv_shift", type=int, default=10, help="random shift of each of H, S, V in [-n, n]")
     p.add_argument("--bn_momentum", type=float, default=3e-4, help="running-statistic momentum of every BN")
+    p.add_argument("--bn_groups", type=int, default=2,
+                   help="BN batch statistics over this many equal parts of the batch, running statistics from "
+                        "the first: the published run's DataParallel over 2 GPUs (5 images each). With DDP, 1")
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     p.add_argument("--weights", default=None,
@@ -59,6 +65,8 @@ def run(args):
     torch.manual_seed(args.seed)
     if args.frozen_bn and args.unfreeze:
         raise SystemExit("error: --frozen_bn and --unfreeze contradict each other")
+    if not 1 <= args.bn_groups <= args.batch_size:
+        raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
     model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=args.frozen_bn,
                           bn_momentum=args.bn_momentum, train_bn_affine=args.unfreeze)
@@ -75,7 +83,7 @@ def run(args):
             names, img, label = batch
             img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
             with autocast(device, args.amp):
-                logits = model(img)
+                logits = forward_in_bn_groups(model, img, args.bn_groups)
             if (step + 1) % args.vis_interval == 0:  # keep outputs only for the step that draws a grid
                 step_fn.last = (img.detach(), label, logits.detach())
             try:

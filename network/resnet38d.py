@@ -75,6 +75,8 @@ class Net(nn.Module):
     where there are no pretrained statistics to freeze (the synthetic-data demo).
     """
 
+    head_names = ()  # top-level modules a stage adds on the trunk (none here)
+
     def __init__(self, width=1.0, frozen=True):
         super().__init__()
         self.frozen = frozen
@@ -220,6 +222,13 @@ def infer_width(state_dict):
     return state_dict[key].numel() / 4096
 
 
+def _stage_heads():
+    """The head module names of every stage's network."""
+    from network import resnet38_aff, resnet38_seam, resnet38_seg
+
+    return [set(m.Net.head_names) for m in (resnet38_aff, resnet38_seam, resnet38_seg)]
+
+
 def load_pretrained(model, path, allow_pickle=False):
     """Initialise `model` from `path`: the ImageNet `.params`, a backbone-only `.pth`, the
     backbone of another stage's checkpoint (e.g. SEAM's for the segmentation net; its heads are
@@ -242,12 +251,16 @@ def load_pretrained(model, path, allow_pickle=False):
         return {k for k in keys if k.split(".", 1)[0] not in _BACKBONE_NAMES and not k.endswith("num_batches_tracked")}
 
     file_heads = head_keys(state)
-    if file_heads != head_keys(own):
-        # Backbone only (or another network's heads): the trunk must match exactly, heads stay fresh.
+    file_modules = {k.split(".", 1)[0] for k in file_heads}
+    # Another stage's checkpoint (its heads exactly those of another of our networks, or none):
+    # the trunk must match exactly and the heads stay fresh. A file whose heads are neither that
+    # nor exactly ours (a damaged or foreign checkpoint of this network) fails strict loading below.
+    other_stage = file_modules != set(model.head_names) and (not file_modules or file_modules in _stage_heads())
+    if file_heads != head_keys(own) and other_stage:
         heads = {k: v for k, v in own.items() if k not in trunk}
         trunk_state = {k: v for k, v in state.items() if k not in file_heads}
         load_weights_strict(model, {**heads, **trunk_state}, source=str(path))
-        left_out = sorted({k.split(".", 1)[0] for k in file_heads})
+        left_out = sorted(file_modules)
         return f"backbone; left out the file's heads {', '.join(left_out)}" if left_out else "backbone"
     load_weights_strict(model, state, source=str(path))
     return "full"

@@ -16,6 +16,7 @@ import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.resnet38d import infer_width
 from tests.reference_fill import fill
+from tool.batchnorm import forward_in_bn_groups
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 from tool.imutils import Normalize
 from tool.losses import segmentation_loss
@@ -492,7 +493,7 @@ def test_authors_checkpoint_gives_the_labels_of_their_test_procedure(authors_ckp
 
 def test_authors_checkpoint_fine_tunes_through_train_seg(voc, authors_ckpt, tmp_path):
     train_seg.main(train_argv(voc, tmp_path, "ft", "--weights", str(authors_ckpt), "--width", "1", "--max_step", "1",
-                              "--lr", "0", "--batch_size", "1", "--crop_size", "32"))
+                              "--lr", "0", "--batch_size", "1", "--bn_groups", "1", "--crop_size", "32"))
     log = (tmp_path / "tb" / f"{str(tmp_path / 'ft').replace('/', '_')}.log").read_text()
     assert f"initialised from {authors_ckpt} (full)" in log
     after = load_state_dict_file(tmp_path / "ft.pth")
@@ -510,3 +511,38 @@ def test_a_wrong_authors_file_is_one_line_error_naming_the_keys(voc, tmp_path):
     message = str(err.value)
     assert message.startswith("error: ") and "\n" not in message
     assert "missing: cls_conv.weight, cls_conv.bias" in message and "unexpected: aux_head.weight" in message
+
+
+@pytest.mark.parametrize("damage", ["no cls_conv", "extra head", "one buffer missing"])
+def test_a_damaged_authors_file_does_not_fine_tune_from_a_fresh_head(voc, tmp_path, damage):
+    sd = dict(authors_state_dict())
+    if damage == "no cls_conv":
+        sd = {k: v for k, v in sd.items() if not k.startswith("cls_conv")}
+    elif damage == "extra head":
+        sd["aux_head.weight"] = torch.zeros(1)
+    else:
+        del sd["bn_fov2.running_var"]
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(SystemExit) as err:
+        train_seg.main(train_argv(voc, tmp_path, "bad", "--weights", str(tmp_path / "bad.pth"), "--width", "1"))
+    message = str(err.value)
+    assert message.startswith("error: ") and "\n" not in message and "does not match network.resnet38_seg" in message
+    assert not (tmp_path / "bad.pth.resume.pt").exists() and not (tmp_path / "bad.resume.pt").exists()
+
+
+def test_bn_groups_act_as_dataparallel_over_two_gpus():
+    torch.manual_seed(0)
+    net = resnet38_seg.Net(width=WIDTH).disable_dropout().train()
+    x = torch.randn(5, 3, 40, 48)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    got = forward_in_bn_groups(net, x, 2)
+    after_groups = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(start)
+    first = net(x[:3])  # DataParallel's scatter: 3 + 2 images
+    after_first = {k: v.clone() for k, v in net.state_dict().items()}
+    second = net(x[3:])
+    torch.testing.assert_close(got, torch.cat([first, second]))
+    for k in start:  # running statistics and counters: the first part's update only
+        assert torch.equal(after_groups[k], after_first[k]), k
+    assert not torch.equal(after_first["bn_fov.running_mean"], start["bn_fov.running_mean"])
+    assert all(m.momentum == 3e-4 for m in net.modules() if isinstance(m, nn.BatchNorm2d))  # restored

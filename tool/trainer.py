@@ -18,8 +18,11 @@ from tool.checkpoint import load_training_state, save_state_dict, save_training_
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 
+UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
+                 "the published recipe freezes them under ImageNet weights")
 
-def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4):
+
+def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP):
     """Flags every training script has, with the stage's published defaults."""
     parser.add_argument("--batch_size", type=int, default=batch_size)
     parser.add_argument("--max_epoches", type=int, default=max_epoches)
@@ -38,9 +41,7 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--vis_interval", type=int, default=500, help="steps between tensorboard image grids")
     parser.add_argument("--tblog_dir", default="./tblog")
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = published)")
-    parser.add_argument("--unfreeze", action="store_true",
-                        help="train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
-                             "the published recipe freezes them under ImageNet weights")
+    parser.add_argument("--unfreeze", action="store_true", help=unfreeze_help)
     parser.add_argument("--no_dropout", action="store_true",
                         help="no dropout anywhere: for short from-scratch runs of slim networks only")
 
