@@ -2,8 +2,10 @@
 
 Usage: python scripts/demo_figure.py WORK_DIR VOC12_ROOT LIST [--n 4] [--out WORK_DIR/demo.png]
 CAM columns show the max foreground CAM over the image; label columns use the VOC palette.
+Column titles carry each stage's mIoU from WORK_DIR/results.json (scripts/results.py) when present.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -15,6 +17,23 @@ from voc12.data import image_path, load_cam, load_image  # noqa: E402
 from voc12.labels import load_img_id_list  # noqa: E402
 
 COLUMNS = ("image", "ground truth", "baseline CAM", "SEAM CAM", "random walk", "segmentation")
+# the results-table row behind each column
+COLUMN_ROWS = {"baseline CAM": "baseline CAM (no ER/ECR/PCM)", "SEAM CAM": "SEAM CAM",
+               "random walk": "random walk (pseudo labels)", "segmentation": "segmentation (DeepLab)"}
+
+
+def column_titles(work_dir):
+    """COLUMNS with a second line '<mIoU> <split>' where the results table has the row."""
+    path = os.path.join(work_dir, "results.json")
+    if not os.path.exists(path):
+        return COLUMNS
+    with open(path) as f:
+        rows = {r["stage"]: r for r in json.load(f)}
+    titles = []
+    for col in COLUMNS:
+        r = rows.get(COLUMN_ROWS.get(col))
+        titles.append(f"{col}\n{r['miou']:.1f} {r['split']}" if r else col)
+    return tuple(titles)
 
 
 def row(work_dir, voc12_root, name):
@@ -40,7 +59,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     names = load_img_id_list(args.list)[: args.n]
     out = args.out or os.path.join(args.work_dir, "demo.png")
-    save_grid_png(out, [row(args.work_dir, args.voc12_root, n) for n in names], labels=COLUMNS)
+    save_grid_png(out, [row(args.work_dir, args.voc12_root, n) for n in names], labels=column_titles(args.work_dir))
     print(f"picture: {out}")
 
 

@@ -90,7 +90,7 @@ def _as_rgb_cell(image, cell_hw):
 
 
 GRID_GAP = 2  # pixels between cells
-GRID_TITLE_HEIGHT = 16  # header strip for column titles
+GRID_TITLE_HEIGHT = 16  # header strip per line of the column titles
 
 
 def save_grid_png(path, rows_of_images, labels=None, cell_hw=None):
@@ -99,7 +99,7 @@ def save_grid_png(path, rows_of_images, labels=None, cell_hw=None):
     Every cell is resized to `cell_hw` (default: the first image's (H, W)); short rows are
     padded with white. `labels` are column titles drawn in a header strip. The PNG is
     (title + rows*h + (rows-1)*gap) x (cols*w + (cols-1)*gap) with gap = GRID_GAP and
-    title = GRID_TITLE_HEIGHT when labels are given, else 0.
+    title = GRID_TITLE_HEIGHT per line of the longest title ("\n" breaks lines), else 0.
     """
     from PIL import ImageDraw
 
@@ -110,7 +110,7 @@ def save_grid_png(path, rows_of_images, labels=None, cell_hw=None):
     if labels is not None and len(labels) > n_cols:
         raise ValueError(f"{path}: {len(labels)} column titles for {n_cols} columns")
     cell_h, cell_w = cell_hw if cell_hw is not None else np.asarray(next(r for r in rows if r)[0]).shape[:2]
-    title_h = GRID_TITLE_HEIGHT if labels else 0
+    title_h = GRID_TITLE_HEIGHT * max(str(t).count("\n") + 1 for t in labels) if labels else 0
     width = n_cols * cell_w + (n_cols - 1) * GRID_GAP
     height = title_h + len(rows) * cell_h + (len(rows) - 1) * GRID_GAP
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
