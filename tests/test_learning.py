@@ -24,12 +24,7 @@ from voc12.toy import generate_toy_voc
 SEG_STEPS, SEAM_STEPS, AFF_STEPS = "300", "300", "100"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: thread hand-offs cost more than they gain on 2 cores
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

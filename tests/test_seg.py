@@ -69,14 +69,7 @@ def authors_state_dict():
     return sd
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These nets are tiny: on a busy 2-core machine, OpenMP threads waiting on each other cost
-    # far more than they gain (a forward pass measured 1.6 s with 2 threads, 4 ms with 1).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
