@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from network import network_module
+from network import build_network
 from network.resnet38d import infer_width
-from tool.checkpoint import load_state_dict_file, load_weights_strict, strip_module_prefix
+from tool.checkpoint import load_state_dict_file, load_weights_strict
 from tool.crf import CRFPool, crf_inference, require_densecrf
 from tool.fileio import cli_errors
 from tool.logger import progress
@@ -79,10 +79,8 @@ def run(args):
     if args.crf:
         require_densecrf("--no_crf")
     try:
-        net_class = network_module(args.network).Net
-        state = net_class.adapt_state_dict(
-            strip_module_prefix(load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)))
-        model = net_class(num_classes=args.num_classes, width=infer_width(state))
+        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+        model = build_network(args.network, num_classes=args.num_classes, width=infer_width(state))
         load_weights_strict(model, state, source=args.weights)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None

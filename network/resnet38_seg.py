@@ -37,15 +37,14 @@ class Net(resnet38d.Net):
         self.cls_conv = nn.Conv2d(mid, num_classes, 1, bias=True)  # bias: PyTorch's default init
         for conv in (self.conv_fov, self.conv_fov2, self.cls_conv):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.momentum = bn_momentum
-                # The authors' optimiser holds conv parameters only: BN affine stays as loaded.
-                m.weight.requires_grad_(train_bn_affine and not (frozen and self._in_backbone(m)))
-                m.bias.requires_grad_(m.weight.requires_grad)
-
-    def _in_backbone(self, module):
-        return all(module is not m for m in (self.bn_fov, self.bn_fov2))
+        bns = [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in bns:
+            m.momentum = bn_momentum
+        # The authors' optimiser holds conv parameters only: BN affine stays as loaded (with
+        # frozen=True the backbone's is fixed already).
+        for m in (self.bn_fov, self.bn_fov2) if frozen else bns:
+            m.weight.requires_grad_(train_bn_affine)
+            m.bias.requires_grad_(train_bn_affine)
 
     def train(self, mode=True):
         # frozen=True puts every BN in eval mode (ImageNet statistics); the head's BN has none,

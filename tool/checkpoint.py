@@ -38,9 +38,13 @@ def strip_module_prefix(state_dict):
 def load_weights_strict(model, state_dict, source="state dict"):
     """Load with strict key/shape matching; only missing `num_batches_tracked` buffers are tolerated.
 
+    A network that names its published checkpoints' keys differently maps them with its
+    `adapt_state_dict` (e.g. the segmentation net's `backbone.` prefix).
     Raises ValueError with one line naming every missing / unexpected / mis-shaped key.
     """
     state_dict = strip_module_prefix(dict(state_dict))
+    if hasattr(model, "adapt_state_dict"):
+        state_dict = model.adapt_state_dict(state_dict)
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in own]
