@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
 from tool.fileio import cli_errors
+from tool.imutils import PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.trainer import add_training_flags, autocast, build_trainer, select_device
@@ -26,6 +27,8 @@ def get_parser():
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--resize_long", type=int, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
     p.add_argument("--scale_factor", type=float, default=0.3, help="size of the second branch")
+    p.add_argument("--color_jitter", type=float, nargs=4, default=PUBLISHED_COLOR_JITTER,
+                   metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")
     p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
     p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     p.add_argument("--voc12_root", required=True)
@@ -59,7 +62,7 @@ def run(args):
         with cli_errors():
             dataset = ClsDataset(
                 args.train_list, args.voc12_root, args.cls_labels,
-                transform=TrainClsTransform(args.crop_size, tuple(args.resize_long)),
+                transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
             )  # fmt: skip
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)

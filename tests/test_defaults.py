@@ -40,6 +40,7 @@ TABLES = {
         ("--momentum", 5e-4, SAME, "the published code's effective momentum (wd passed as momentum)"),
         ("--resize_long", (448, 768), SAME, ""),
         ("--scale_factor", 0.3, SAME, ""),
+        ("--color_jitter", (0.3, 0.3, 0.3, 0.1), SAME, ""),
     ]),
     "infer_seam": (infer_seam.get_parser, [
         ("--weights", REQUIRED, SAME, ""),

@@ -193,8 +193,12 @@ def random_hsv_shift(img_uint8_rgb, max_shift=(10, 10, 10), rng=None):
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
-def color_jitter():
-    """The published colour jitter (torchvision; draws from torch's global RNG)."""
+PUBLISHED_COLOR_JITTER = (0.3, 0.3, 0.3, 0.1)  # brightness, contrast, saturation, hue
+
+
+def color_jitter(strengths=PUBLISHED_COLOR_JITTER):
+    """torchvision ColorJitter (draws from torch's global RNG); the published one by default."""
     from torchvision.transforms import ColorJitter
 
-    return ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+    brightness, contrast, saturation, hue = strengths
+    return ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)

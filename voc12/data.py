@@ -108,9 +108,9 @@ class TrainClsTransform:
     Picklable; randomness from the global RNGs (see the module docstring).
     """
 
-    def __init__(self, crop_size=448, resize_long=(448, 768)):
+    def __init__(self, crop_size=448, resize_long=(448, 768), color_jitter=imutils.PUBLISHED_COLOR_JITTER):
         self.resize = imutils.RandomResizeLong(*resize_long)
-        self.jitter = imutils.color_jitter()
+        self.jitter = imutils.color_jitter(color_jitter)
         self.normalize = imutils.Normalize()
         self.crop = imutils.RandomCrop(crop_size)
 
