@@ -65,7 +65,7 @@ def test_every_id_has_files_and_consistent_classes(toy_root):
             assert 1 <= box[0] <= box[2] <= 64 and 1 <= box[1] <= box[3] <= 64
             inside = mask[box[1] - 1:box[3], box[0] - 1:box[2]]
             assert np.any(inside == CAT_NAMES.index(obj.findtext("name")) + 1)
-    assert 1 <= min(n_objects) and max(n_objects) == 2
+    assert 1 <= min(n_objects) and max(n_objects) <= 3 and max(n_objects) > 1
 
 
 def test_bands_only_in_segmentation_class(toy_root):
@@ -110,10 +110,7 @@ def test_class_styles_are_distinct():
     for i in range(20):
         for j in range(i + 1, 20):
             assert np.mean(masks[i] != masks[j]) > 0.05, (toy.SHAPES[i][0], toy.SHAPES[j][0])
-    assert len({(s["hue"], s["tone"]) for s in toy.CLASS_STYLE}) == 20
-    # vivid and pastel stay apart under the published saturation jitter (x0.7 .. x1.3)
-    (vivid_s, _), (pastel_s, _) = toy.TONES
-    assert vivid_s[0] * 0.7 > min(pastel_s[1] * 1.3, 1.0)
+    assert len({s["hue"] for s in toy.CLASS_STYLE}) == 20
 
 
 def test_datasets_load_toy(toy_root):

@@ -7,12 +7,8 @@ along every instance outline), SegmentationClassAug/ (every id, no bands, like S
 Annotations/ (VOC xml), ImageSets/Segmentation/{train,val,trainval}.txt and top-level
 train_aug.txt, train.txt (a subset of train_aug), val.txt (disjoint) and cls_labels.txt.
 
-Every class has its own shape and its own colour: ten hues 36 degrees apart, each vivid (classes
-1-10) or pastel (11-20), so that a slim CNN trained from scratch on a CPU can tell the classes
-apart within minutes. The colours survive the published brightness, contrast and saturation
-jitter, but not its hue jitter (+-0.1 of the circle is the spacing of the hues): the demo trains
-with `--color_jitter 0.3 0.3 0.3 0`. Backgrounds are low-saturation smooth noise with grey
-distractor blobs; one or two objects per image, 40-75% of the image side.
+Every class has its own shape, hue and texture (plain, stripes, checker) so that a small CNN
+can tell them apart; backgrounds are low-saturation smooth noise with grey distractor blobs.
 Each image comes from its own Generator seeded by (seed, split, index): fully deterministic.
 """
 import argparse
@@ -71,14 +67,25 @@ SHAPES = (
     ("dumbbell", lambda u, v: _disc(u, v, -0.62, 0, 0.38) | _disc(u, v, 0.62, 0, 0.38)
      | _box(u, v, -0.7, 0.7, -0.15, 0.15)),
 )
-N_HUES = 10
-# (saturation range, value range) of the vivid and the pastel half of the classes: apart even
-# after the published saturation jitter (x0.7..1.3), and both far from the near-grey background.
-TONES = (((0.85, 1.0), (0.85, 1.0)), ((0.3, 0.4), (0.9, 1.0)))
+TEXTURES = ("plain", "h_stripes", "v_stripes", "diag_stripes", "checker")
 CLASS_STYLE = tuple(
-    {"shape": SHAPES[c][1], "hue": (c % N_HUES) / N_HUES, "tone": TONES[c // N_HUES]}
+    {"shape": SHAPES[c][1], "hue": c / len(CAT_NAMES), "texture": TEXTURES[c % len(TEXTURES)]}
     for c in range(len(CAT_NAMES))
 )
+
+
+def texture_pattern(name, pu, pv, period):
+    """0/1 pattern on object-local pixel coordinates (so it turns with the object)."""
+    half = period / 2.0
+    if name == "plain":
+        return np.zeros_like(pu)
+    if name == "h_stripes":
+        return np.floor(pv / half) % 2
+    if name == "v_stripes":
+        return np.floor(pu / half) % 2
+    if name == "diag_stripes":
+        return np.floor((pu + pv) / (half * 1.41)) % 2
+    return (np.floor(pu / half) + np.floor(pv / half)) % 2
 
 
 def hsv_rgb(h, s, v):
@@ -102,9 +109,9 @@ def draw_background(rng, size):
     return img
 
 
-def object_mask(rng, cls, size):
-    """A random placement of class `cls`: (mask (H, W) bool, unclipped area)."""
-    side = rng.uniform(0.4, 0.75) * size
+def object_mask_and_texture(rng, cls, size):
+    """A random placement of class `cls`: (mask (H, W) bool, texture (H, W) 0/1, unclipped area)."""
+    side = rng.uniform(0.15, 0.6) * size
     aspect = rng.uniform(0.8, 1.25)
     half_u, half_v = side / 2 * np.sqrt(aspect), side / 2 / np.sqrt(aspect)
     cx, cy = rng.uniform(0.1, 0.9, 2) * size
@@ -112,20 +119,24 @@ def object_mask(rng, cls, size):
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     pu = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
     pv = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-    shape = CLASS_STYLE[cls]["shape"]
-    mask = shape(pu / half_u, pv / half_v)
+    style = CLASS_STYLE[cls]
+    mask = style["shape"](pu / half_u, pv / half_v)
     # area of the shape if it were not clipped by the border, estimated on a local grid
     g = np.linspace(-1.2, 1.2, 49, dtype=np.float32)
     gu, gv = np.meshgrid(g, g)
-    full_area = shape(gu, gv).mean() * (2.4 * half_u) * (2.4 * half_v)
-    return mask, full_area
+    full_area = style["shape"](gu, gv).mean() * (2.4 * half_u) * (2.4 * half_v)
+    period = max(4.0, size / 14.0)
+    texture = texture_pattern(style["texture"], pu, pv, period)
+    return mask, texture, full_area
 
 
-def paint_object(rng, img, cls, mask):
+def paint_object(rng, img, cls, mask, texture):
     style = CLASS_STYLE[cls]
-    (s_lo, s_hi), (v_lo, v_hi) = style["tone"]
     hue = style["hue"] + rng.uniform(-0.01, 0.01)
-    img[mask] = hsv_rgb(hue, rng.uniform(s_lo, s_hi), rng.uniform(v_lo, v_hi))
+    light = hsv_rgb(hue, rng.uniform(0.75, 0.95), rng.uniform(0.85, 1.0))
+    dark = hsv_rgb(hue, rng.uniform(0.75, 0.95), rng.uniform(0.4, 0.5))
+    t = texture[mask][:, None]
+    img[mask] = light * (1 - t) + dark * t
 
 
 def boundary_band(instances):
@@ -137,11 +148,11 @@ def boundary_band(instances):
 
 
 def place_objects(rng, size, img, max_tries=30):
-    """Draw 1-2 objects; a later one may occlude an earlier one but leaves it well visible.
+    """Draw 1-3 objects; later ones occlude earlier ones but leave each well visible.
 
     Returns (instances (H, W) int, 0 = background, k = k-th object; classes, list of 0-based ids).
     """
-    n_objects = int(rng.choice([1, 2], p=[0.6, 0.4]))
+    n_objects = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     min_px = max(20, int(0.006 * size * size))
     instances = np.zeros((size, size), np.int32)
     full_visible, classes = [], []
@@ -149,14 +160,14 @@ def place_objects(rng, size, img, max_tries=30):
         if len(classes) == n_objects:
             break
         cls = int(rng.integers(len(CAT_NAMES)))
-        mask, full_area = object_mask(rng, cls, size)
+        mask, texture, full_area = object_mask_and_texture(rng, cls, size)
         area = int(mask.sum())
         if area < max(min_px, 0.5 * full_area):
             continue
         remaining = [np.count_nonzero((instances == k + 1) & ~mask) for k in range(len(classes))]
         if any(r < max(min_px, 0.4 * a) for r, a in zip(remaining, full_visible)):
             continue
-        paint_object(rng, img, cls, mask)
+        paint_object(rng, img, cls, mask, texture)
         instances[mask] = len(classes) + 1
         classes.append(cls)
         full_visible.append(area)
