@@ -16,11 +16,20 @@ from network import build_network
 from network.resnet38d import IMAGENET_MEAN, infer_width
 from tool.affinity import effective_radius
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_inference, require_densecrf
+from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
+from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, require_files
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
-from tool.trainer import autocast, select_device
+from tool.runtime import (
+    add_speed_flags,
+    autocast,
+    channels_last_enabled,
+    lagged_to_host,
+    setup_device,
+    to_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import ImageDataset, image_path, load_cam, load_image
 
@@ -41,9 +50,8 @@ def get_parser():
     p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
     p.add_argument("--crf_workers", type=int, default=None)
     p.add_argument("--num_classes", type=int, default=21)
-    p.add_argument("--device", default=None)
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
-                   help="mixed precision for the affinity features (off: exact fp32)")
+    add_speed_flags(p, amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
+                                "off = exact fp32 (no TF32); the walk itself is fp32", compile_flag=False)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
@@ -62,25 +70,28 @@ def crf_label(img_path, scores, image_hw, out_path):
 
 
 def run(args):
-    device = select_device(args.device)
+    device = setup_device(args)
     try:
         state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
         model = build_network(args.network, width=infer_width(state), radius=args.radius)
         load_weights_strict(model, state, source=args.weights)  # the published strict=False ran a random head
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    model.eval().to(device)
+    channels_last = channels_last_enabled(device, args.channels_last)
+    to_device(model.eval(), device, channels_last)
     with cli_errors():
         dataset = ImageDataset(args.infer_list, args.voc12_root)
     if not args.overwrite:
         dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
+    dataset.img_ids = shard(dataset.img_ids)  # under torchrun each rank takes every N-th image
     require_files([os.path.join(args.cam_dir, n + ".npz") for n in dataset.img_ids], "CAM")
     if args.crf:
         require_densecrf()
     print(f"{len(dataset)} images to process")
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers)
-    with CRFPool(args.crf_workers if args.crf else 0) as pool:
-        for name, img in progress(loader, desc="infer_aff"):
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+
+    def walked_on_device(items):
+        for name, img in items:
             cam_path = os.path.join(args.cam_dir, name + ".npz")
             try:
                 keys, cams = load_cam(cam_path)
@@ -91,15 +102,27 @@ def run(args):
                 raise SystemExit(f"error: {cam_path}: CAM is {cams.shape[1:]}, image is {(h, w)}")
             ph, pw = padded_size(h, w)
             with torch.no_grad(), autocast(device, args.amp):
-                aff = model(F.pad(img, (0, pw - w, 0, ph - h))[None].to(device))[0].float()
-            grid = cam_on_grid(cams, keys, args.alpha, args.num_classes).to(device)
+                aff = model(to_input(F.pad(img, (0, pw - w, 0, ph - h))[None], device, channels_last))[0].float()
+            grid = cam_on_grid(cams, keys, args.alpha, args.num_classes).to(device, non_blocking=True)
             walked = random_walk(grid, aff, effective_radius(args.radius, grid.shape[1:]), args.beta, args.logt)
+            if args.crf:
+                yield (name, (h, w)), F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
+            else:
+                channels = np.concatenate([[0], keys + 1])  # a walk keeps the other channels zero
+                yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
+
+    if args.crf:  # CRF on processes; else the PNG writes on a thread
+        pool = CRFPool(default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers)
+    else:
+        pool = CRFPool(1, threads=True)
+    with pool:
+        items = progress(loader, desc="infer_aff", enabled=is_main())
+        for (name, hw), out in lagged_to_host(walked_on_device(items), device):
             out_path = os.path.join(args.out_rw, name + ".png")
             if args.crf:
-                up = F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
-                pool.submit(crf_label, image_path(args.voc12_root, name), up.cpu().numpy(), (h, w), out_path)
+                pool.submit(crf_label, image_path(args.voc12_root, name), out.numpy(), hw, out_path)
             else:
-                save_label_png(out_path, scores_to_label(walked, (h, w)))
+                pool.submit(save_label_png, out_path, out.numpy())
 
 
 def main(argv=None):

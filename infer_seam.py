@@ -16,11 +16,20 @@ from network import build_network
 from network.resnet38d import infer_width
 from tool.cam import cams_to_label, normalize_cams
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_with_alpha, require_densecrf
+from tool.crf import CRFPool, crf_with_alpha, default_crf_workers, require_densecrf
+from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, save_npz
 from tool.logger import progress
 from tool.multiscale import flip_scale_sum
-from tool.trainer import autocast, select_device
+from tool.runtime import (
+    add_speed_flags,
+    autocast,
+    channels_last_enabled,
+    lagged_to_host,
+    setup_device,
+    to_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
 
@@ -32,7 +41,8 @@ def get_parser():
     p.add_argument("--infer_list", default="voc12/train.txt")
     p.add_argument("--cls_labels", default="voc12/cls_labels.txt")
     p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
-    p.add_argument("--crf_workers", type=int, default=None, help="CRF processes (default: all cores)")
+    p.add_argument("--crf_workers", type=int, default=None,
+                   help="CRF processes (default: the cores this process may use, less the loader workers)")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--out_cam", default=None)
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
@@ -43,9 +53,8 @@ def get_parser():
     p.add_argument("--crf_alphas", type=float, nargs="+", default=(4.0, 24.0))
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
-                   help="mixed precision for the forward passes (off: exact fp32 CAMs)")
+    add_speed_flags(p, amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
+                                "off = exact fp32 CAMs (no TF32)", compile_flag=False)
     p.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
     p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
@@ -65,12 +74,12 @@ def output_paths(args, name):
     return paths
 
 
-def multiscale_cam(model, images, label, size, device, amp):
+def multiscale_cam(model, images, label, size, device, amp, channels_last=False):
     """Sum over scales and flips of the label-masked foreground cam_rv at the image size (20, H, W)."""
 
     def forward(pair):
         with autocast(device, amp):
-            return model(pair.to(device, non_blocking=True))[1][:, 1:]
+            return model(to_input(pair, device, channels_last))[1][:, 1:]
 
     return flip_scale_sum(forward, images, size) * label.view(-1, 1, 1)
 
@@ -94,14 +103,15 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
 
 
 def run(args):
-    device = select_device(args.device)
+    device = setup_device(args)
     try:
         state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
         model = build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm)
         load_weights_strict(model, state, source=args.weights)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    model.eval().to(device)
+    channels_last = channels_last_enabled(device, args.channels_last)
+    to_device(model.eval(), device, channels_last)
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
 
@@ -110,19 +120,26 @@ def run(args):
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
 
-    todo = dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if not complete(n)]
+    # under torchrun each rank takes every N-th image of the list; a rerun skips what exists
+    todo = shard(dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if not complete(n)])
     print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
     dataset.img_ids = todo
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
     if crf_alphas:
         require_densecrf()
-    with CRFPool(args.crf_workers) as pool:
-        for item in progress(loader, desc="infer_seam"):
-            label = item["label"].to(device)
-            total = multiscale_cam(model, item["images"], label, item["size"], device, args.amp)
+
+    def cams_on_device(items):
+        for item in items:
+            label = item["label"].to(device, non_blocking=True)
+            yield item, multiscale_cam(model, item["images"], label, item["size"], device, args.amp, channels_last)
+
+    workers = default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers
+    with CRFPool(workers) as pool:
+        for item, total in lagged_to_host(cams_on_device(progress(loader, desc="infer_seam", enabled=is_main())),
+                                          device):
             keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
-            cams = normalize_cams(total.cpu().numpy())[keys]
+            cams = normalize_cams(total.numpy())[keys]
             name = item["name"]
             pool.submit(write_outputs, image_path(args.voc12_root, name), cams, keys,
                         output_paths(args, name), args.out_cam_pred_alpha, crf_alphas)

@@ -19,11 +19,20 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import infer_width
 from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.crf import CRFPool, crf_inference, require_densecrf
+from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
+from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
 from tool.logger import progress
 from tool.multiscale import flip_scale_sum
-from tool.trainer import autocast, select_device
+from tool.runtime import (
+    add_speed_flags,
+    autocast,
+    channels_last_enabled,
+    lagged_to_host,
+    setup_device,
+    to_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
 
@@ -43,17 +52,17 @@ def get_parser():
     p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--crf_t", type=int, default=1, help="CRF mean-field iterations")
     p.add_argument("--crf_bilateral_sxy", type=float, default=32, help="CRF bilateral kernel's spatial sigma")
-    p.add_argument("--crf_workers", type=int, default=None, help="CRF processes (default: all cores)")
+    p.add_argument("--crf_workers", type=int, default=None,
+                   help="CRF processes (default: the cores this process may use, less the loader workers)")
     p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
-    p.add_argument("--device", default=None)
-    p.add_argument("--amp", choices=["auto", "bf16", "off"], default="off",
-                   help="mixed precision for the forward passes (off: exact fp32)")
+    add_speed_flags(p, amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
+                                "off = exact fp32 (no TF32)", compile_flag=False)
     p.add_argument("--overwrite", action="store_true", help="recompute images whose PNG exists")
     p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
 
 
-def multiscale_probs(model, images, size, device, amp):
+def multiscale_probs(model, images, size, device, amp, channels_last=False):
     """Softmax of the mean logits over scales and flips, at the image size: (C, H, W) float32 tensor.
 
     `images`: per scale a (2, 3, h, w) batch of the image and its horizontal flip.
@@ -61,7 +70,7 @@ def multiscale_probs(model, images, size, device, amp):
 
     def forward(pair):
         with autocast(device, amp):
-            return model(pair.to(device, non_blocking=True))
+            return model(to_input(pair, device, channels_last))
 
     total = flip_scale_sum(forward, images, size, align_corners=True)
     return torch.softmax(total / (2 * len(images)), dim=0)
@@ -75,7 +84,7 @@ def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
 
 
 def run(args):
-    device = select_device(args.device)
+    device = setup_device(args)
     if args.crf:
         require_densecrf("--no_crf")
     try:
@@ -84,7 +93,8 @@ def run(args):
         load_weights_strict(model, state, source=args.weights)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    model.eval().to(device)
+    channels_last = channels_last_enabled(device, args.channels_last)
+    to_device(model.eval(), device, channels_last)
     with cli_errors():
         dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
 
@@ -94,17 +104,27 @@ def run(args):
     total = len(dataset.img_ids)
     if not args.overwrite:
         dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(out_path(n))]
+    dataset.img_ids = shard(dataset.img_ids)  # under torchrun each rank takes every N-th image
     print(f"{len(dataset.img_ids)} of {total} images to process")
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
-    with CRFPool(args.crf_workers if args.crf else 0) as pool:
-        for item in progress(loader, desc="infer_seg"):
-            probs = multiscale_probs(model, item["images"], item["size"], device, args.amp)
-            name = item["name"]
+
+    def outputs_on_device(items):
+        for item in items:
+            probs = multiscale_probs(model, item["images"], item["size"], device, args.amp, channels_last)
+            yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
+
+    if args.crf:  # CRF on processes; else the PNG writes on a thread
+        pool = CRFPool(default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers)
+    else:
+        pool = CRFPool(1, threads=True)
+    with pool:
+        items = progress(loader, desc="infer_seg", enabled=is_main())
+        for name, out in lagged_to_host(outputs_on_device(items), device):
             if args.crf:
-                pool.submit(crf_label_png, image_path(args.voc12_root, name), probs.cpu().numpy(), out_path(name),
+                pool.submit(crf_label_png, image_path(args.voc12_root, name), out.numpy(), out_path(name),
                             args.crf_t, args.crf_bilateral_sxy)
             else:
-                save_label_png(out_path(name), probs.argmax(0).to(torch.uint8).cpu().numpy())
+                pool.submit(save_label_png, out_path(name), out.numpy())
 
 
 def main(argv=None):

@@ -8,10 +8,12 @@ import torch
 
 from network import build_network
 from network.resnet38d import load_pretrained
+from tool.distributed import global_share, is_main
 from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
-from tool.trainer import add_training_flags, autocast, build_trainer, select_device
+from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
+from tool.trainer import add_training_flags, build_trainer
 from voc12.data import AffDataset
 
 
@@ -32,10 +34,10 @@ def get_parser():
 
 
 def run(args):
-    device = select_device(args.device)
+    device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
-    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         with cli_errors():
             dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
                                  crop_size=args.crop_size, radius=args.radius)
@@ -44,11 +46,15 @@ def run(args):
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         trainer = build_trainer(args, model, dataset, logger, device, init)
 
-        def step_fn(batch, step):
-            _, img, (bg_pos, fg_pos, neg) = batch
+        channels_last = channels_last_enabled(device, args.channels_last)
+
+        def step_fn(batch, draw):
+            _, img, pair_labels = batch
+            bg_pos, fg_pos, neg = (t.to(device, non_blocking=True) for t in pair_labels)
             with autocast(device, args.amp):
-                aff = model(img.to(device, non_blocking=True))
-            return affinity_loss(aff.float(), bg_pos.to(device), fg_pos.to(device), neg.to(device))
+                aff = trainer.forward(to_input(img, device, channels_last))
+            counts = global_share(torch.stack([bg_pos.sum(), fg_pos.sum(), neg.sum()]))
+            return affinity_loss(aff.float(), bg_pos, fg_pos, neg, counts=counts), None
 
         trainer.run(step_fn)
 

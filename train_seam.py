@@ -5,14 +5,17 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from tool.distributed import is_main
 from tool.fileio import cli_errors
 from tool.imutils import PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
-from tool.trainer import add_training_flags, autocast, build_trainer, select_device
+from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
+from tool.trainer import add_training_flags, build_trainer
 from tool.vis import denormalize, max_cam_overlay
 from voc12.data import ClsDataset, TrainClsTransform
 
@@ -54,36 +57,47 @@ def cam_grid(img, cam, cam_rv, n=4):
     return torch.stack(rows)
 
 
+class TwoBranch(nn.Module):
+    """Both SEAM branches in one call, the image and its `scale_factor` copy, so that DDP and
+    torch.compile see one forward per step: (cam1, cam_rv1, cam2, cam_rv2)."""
+
+    def __init__(self, net, scale_factor):
+        super().__init__()
+        self.net, self.scale_factor = net, scale_factor
+
+    def forward(self, img):  # N, 3, H, W
+        img2 = F.interpolate(img, scale_factor=self.scale_factor, mode="bilinear", align_corners=True)
+        return (*self.net(img), *self.net(img2))
+
+
 def run(args):
-    device = select_device(args.device)
+    device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm, frozen=not args.unfreeze)
-    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         with cli_errors():
             dataset = ClsDataset(
                 args.train_list, args.voc12_root, args.cls_labels,
                 transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
             )  # fmt: skip
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
-        trainer = build_trainer(args, model, dataset, logger, device, init)
+        trainer = build_trainer(args, model, dataset, logger, device, init, forward=TwoBranch(model, args.scale_factor))
+        channels_last = channels_last_enabled(device, args.channels_last)
 
-        def step_fn(batch, step):
+        def step_fn(batch, draw):
             _, img, label = batch
-            img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
-            img2 = F.interpolate(img, scale_factor=args.scale_factor, mode="bilinear", align_corners=True)
+            img, label = to_input(img, device, channels_last), label.to(device, non_blocking=True)
             with autocast(device, args.amp):
-                cam1, cam_rv1 = model(img)
-                cam2, cam_rv2 = model(img2)
-            if (step + 1) % args.vis_interval == 0:  # keep outputs only for the step that draws a grid
-                step_fn.last = (img.detach(), cam1.detach(), cam_rv1.detach())
-            return seam_losses(
+                cam1, cam_rv1, cam2, cam_rv2 = trainer.forward(img)
+            terms = seam_losses(
                 cam1.float(), cam_rv1.float(), cam2.float(), cam_rv2.float(), label,
                 use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm,
             )  # fmt: skip
+            return terms, (img.detach(), cam1.detach(), cam_rv1.detach()) if draw else None
 
-        def vis_fn(batch, step):
+        def vis_fn(step, drawn):
             if logger.writer is not None:
-                logger.images(step, "cam/input_cam_pcm", cam_grid(*step_fn.last))
+                logger.images(step, "cam/input_cam_pcm", cam_grid(*drawn))
 
         trainer.run(step_fn, vis_fn)
 

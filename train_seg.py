@@ -10,11 +10,13 @@ import torch
 
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
-from tool.batchnorm import forward_in_bn_groups
+from tool.batchnorm import BNGroups
+from tool.distributed import global_share, is_main, world
 from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
-from tool.trainer import add_training_flags, autocast, build_trainer, select_device
+from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
+from tool.trainer import add_training_flags, build_trainer
 from tool.vis import colorize, denormalize
 from voc12.data import SegDataset, label_path
 
@@ -35,8 +37,13 @@ def get_parser():
     p.add_argument("--hsv_shift", type=int, default=10, help="random shift of each of H, S, V in [-n, n]")
     p.add_argument("--bn_momentum", type=float, default=3e-4, help="running-statistic momentum of every BN")
     p.add_argument("--bn_groups", type=int, default=2,
-                   help="BN batch statistics over this many equal parts of the batch, running statistics from "
-                        "the first: the published run's DataParallel over 2 GPUs (5 images each). With DDP, 1")
+                   help="BN batch statistics over this many equal parts of the global batch, running statistics "
+                        "from the first: the published run's DataParallel over 2 GPUs (5 images each). Under "
+                        "torchrun with N processes each computes bn_groups / N of them (N = 2: exactly the "
+                        "published statistics, one group per GPU); with N >= bn_groups each process's "
+                        "batch_size / N images are one group")
+    p.add_argument("--sync_bn", action="store_true",
+                   help="under torchrun: BN statistics over the whole global batch (SyncBatchNorm), not per group")
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     p.add_argument("--weights", default=None,
@@ -61,39 +68,46 @@ def seg_grid(img, label, logits, n=4):
 
 
 def run(args):
-    device = select_device(args.device)
-    torch.manual_seed(args.seed)
     if args.frozen_bn and args.unfreeze:
         raise SystemExit("error: --frozen_bn and --unfreeze contradict each other")
     if not 1 <= args.bn_groups <= args.batch_size:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
+    n_proc = world()[1]
+    if n_proc < args.bn_groups and args.bn_groups % n_proc and not args.sync_bn:
+        raise SystemExit(f"error: --bn_groups {args.bn_groups} is not divisible by the {n_proc} torchrun processes")
+    local_groups = 1 if args.sync_bn else max(1, args.bn_groups // n_proc)
+    device = setup_device(args, fixed_shapes=True)
+    torch.manual_seed(args.seed)
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
     model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=args.frozen_bn,
                           bn_momentum=args.bn_momentum, train_bn_affine=args.unfreeze)
-    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args) as logger:
+    if args.sync_bn and n_proc > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         with cli_errors():
             dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir, crop_size=args.crop_size,
-                                 scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
+                                 scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift,
+                                 num_classes=args.num_classes)
         require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
         init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
-        trainer = build_trainer(args, model, dataset, logger, device, init, lr_horizon_extra=1)
+        trainer = build_trainer(args, model, dataset, logger, device, init, forward=BNGroups(model, local_groups),
+                                lr_horizon_extra=1)
+        channels_last = channels_last_enabled(device, args.channels_last)
 
-        def step_fn(batch, step):
-            names, img, label = batch
-            img, label = img.to(device, non_blocking=True), label.to(device, non_blocking=True)
+        def step_fn(batch, draw):
+            _, img, label = batch
+            img, label = to_input(img, device, channels_last), label.to(device, non_blocking=True)
             with autocast(device, args.amp):
-                logits = forward_in_bn_groups(model, img, args.bn_groups)
-            if (step + 1) % args.vis_interval == 0:  # keep outputs only for the step that draws a grid
-                step_fn.last = (img.detach(), label, logits.detach())
-            try:
-                return {"loss": segmentation_loss(logits.float(), label)}
-            except ValueError as e:
-                raise SystemExit(f"error: {e} in the labels of {', '.join(names)}") from None
+                logits = trainer.forward(img)
+            # label values were checked by the data workers: no GPU sync here
+            count = global_share((label != 255).sum())
+            terms = {"loss": segmentation_loss(logits.float(), label, check_labels=False, count=count)}
+            return terms, (img.detach(), label, logits.detach()) if draw else None
 
-        def vis_fn(batch, step):
+        def vis_fn(step, drawn):
             if logger.writer is not None:
-                logger.images(step, "seg/input_label_pred", seg_grid(*step_fn.last))
+                logger.images(step, "seg/input_label_pred", seg_grid(*drawn))
 
         trainer.run(step_fn, vis_fn)
 

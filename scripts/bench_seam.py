@@ -1,8 +1,10 @@
 """Benchmark SEAM training (images/s) and multi-scale CAM inference (s/image): fp32 eager vs the
-fast path (bf16 autocast + channels_last). Prints JSON lines.
+fast path (bf16 autocast + channels_last, then + torch.compile and fused SGD). Prints JSON lines.
 
 CPU default: a slim network (--width 0.125) at crop 96; on CUDA: the published size (width 1,
-batch 8, crop 448) with peak memory.
+batch 8, crop 448) with peak memory, model FLOP utilisation (training FLOPs counted once by
+torch.utils.flop_counter, over the card's dense bf16 peak) and the projected time of stage 1's
+10,576 steps (8 epochs of train_aug at batch 8).
 """
 import argparse
 import json
@@ -17,7 +19,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import resnet38_seam  # noqa: E402
 from tool.losses import seam_losses  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
-from tool.trainer import autocast  # noqa: E402
+from tool.runtime import autocast, set_precision  # noqa: E402
+
+STAGE1_STEPS = 10576
+# dense bf16 Tensor Core peaks (TFLOP/s) by device-name fragment
+BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
+CONFIGS = {  # name: (amp, channels_last, compile, fused SGD)
+    "fp32_eager": ("off", False, False, False),
+    "bf16_channels_last": ("bf16", True, False, True),
+    "bf16_channels_last_compile": ("bf16", True, True, True),
+}
 
 
 def sync(device):
@@ -25,9 +36,26 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def bench_train(model, device, amp, batch, crop, steps, warmup):
-    opt = PolyOptimizer(model.get_parameter_groups(), 0.01, 5e-4, max_step=10**6)
+def train_step(forward, opt, x, labels, device, amp):
+    with autocast(device, amp):
+        cam1, rv1, cam2, rv2 = forward(x)
+    loss = seam_losses(cam1.float(), rv1.float(), cam2.float(), rv2.float(), labels)["loss"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def bench_train(model, device, amp, batch, crop, steps, warmup, compile_model=False, fused=False):
+    """images/s of the stage-1 step (both branches, every loss, backward, SGD) on fixed data."""
+    from train_seam import TwoBranch
+
+    opt = PolyOptimizer(model.get_parameter_groups(), 0.01, 5e-4, max_step=10**6, fused=fused)
+    forward = TwoBranch(model, 0.3)
+    if compile_model:
+        forward = torch.compile(forward)
     x = torch.randn(batch, 3, crop, crop, device=device)
+    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
     labels = (torch.rand(batch, 20, device=device) < 0.15).float()
     labels[:, 0] = 1
     model.train()
@@ -35,24 +63,43 @@ def bench_train(model, device, amp, batch, crop, steps, warmup):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
-        x2 = F.interpolate(x, scale_factor=0.3, mode="bilinear", align_corners=True)
-        with autocast(device, amp):
-            cam1, rv1 = model(x)
-            cam2, rv2 = model(x2)
-        loss = seam_losses(cam1.float(), rv1.float(), cam2.float(), rv2.float(), labels)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(forward, opt, x, labels, device, amp)
     sync(device)
     return batch * steps / (time.perf_counter() - t0)
+
+
+def train_flops(width, device, batch, crop):
+    """FLOPs of one stage-1 training step (forward and backward), counted on the device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from train_seam import TwoBranch
+
+    model = resnet38_seam.Net(width=width).to(device).train()
+    x = torch.randn(batch, 3, crop, crop, device=device)
+    labels = torch.zeros(batch, 20, device=device)
+    labels[:, 0] = 1
+    with FlopCounterMode(display=False) as counter:
+        cam1, rv1, cam2, rv2 = TwoBranch(model, 0.3)(x)
+        seam_losses(cam1, rv1, cam2, rv2, labels)["loss"].backward()
+    return counter.get_total_flops()
+
+
+def bf16_peak(device):
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v * 1e12 for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
 def bench_infer(model, device, amp, size, images, warmup):
     model.eval()
     h, w = size
     x = torch.randn(1, 3, h, w)
+    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     passes = [F.interpolate(x, (round(h * s), round(w * s)), mode="bilinear") for s in (0.5, 1.0, 1.5, 2.0)]
     passes = [torch.cat([p, p.flip(-1)]).to(device) for p in passes]
+    if channels_last:
+        passes = [p.contiguous(memory_format=torch.channels_last) for p in passes]
     for i in range(warmup + images):
         if i == warmup:
             sync(device)
@@ -76,7 +123,9 @@ def main(argv=None):
     p.add_argument("--crop", type=int, default=None)
     p.add_argument("--infer_size", type=int, nargs=2, default=None, help="H W of the inference image")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens there)")
+    p.add_argument("--impls", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--no_infer", action="store_true", help="training only")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -85,26 +134,39 @@ def main(argv=None):
     crop = args.crop or (448 if gpu else 96)
     infer_size = tuple(args.infer_size or ((375, 500) if gpu else (96, 128)))
     torch.manual_seed(0)
-    configs = (("fp32_eager", "off", False), ("fp32_channels_last", "off", True),
-               ("fast_bf16_channels_last", "bf16", True))
-    for name, amp, channels_last in configs:
+    peak = bf16_peak(device)
+    flops = train_flops(width, device, batch, crop) if gpu else None
+    base = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if gpu else "cpu",
+            "torch": torch.__version__, "width": width}
+    for name in args.impls:
+        amp, channels_last, compile_model, fused = CONFIGS[name]
+        set_precision(device, amp, fixed_shapes=True)
+        fused = fused and gpu
         model = resnet38_seam.Net(width=width).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if gpu:
             torch.cuda.reset_peak_memory_stats()
-        ips = bench_train(model, device, amp, batch, crop, args.steps, args.warmup)
-        row = {"bench": "seam_train", "impl": name, "device": str(device), "width": width, "batch": batch,
-               "crop": crop, "images_per_s": round(ips, 3)}
+        t0 = time.perf_counter()
+        ips = bench_train(model, device, amp, batch, crop, args.steps, args.warmup, compile_model, fused)
+        row = {"bench": "seam_train", "impl": name, **base, "batch": batch, "crop": crop,
+               "images_per_s": round(ips, 2), "wall_s": round(time.perf_counter() - t0, 1),
+               "stage1_minutes": round(STAGE1_STEPS * batch / ips / 60, 1)}
         if gpu:
             row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            row["train_tflop_per_step"] = round(flops / 1e12, 3)
+            if peak:
+                row["mfu_bf16"] = round(flops * ips / batch / peak, 4)
         print(json.dumps(row), flush=True)
-        spi = bench_infer(model, device, amp, infer_size, args.steps, args.warmup)
-        row = {"bench": "seam_infer", "impl": name, "device": str(device), "width": width,
-               "size": list(infer_size), "scales": [0.5, 1.0, 1.5, 2.0], "flips": True,
-               "seconds_per_image": round(spi, 4)}
-        print(json.dumps(row), flush=True)
+        if not args.no_infer and not compile_model:  # inference shapes vary per image: no compile there
+            set_precision(device, amp)
+            spi = bench_infer(model, device, amp, infer_size, args.steps, args.warmup)
+            row = {"bench": "seam_infer", "impl": name, **base, "size": list(infer_size),
+                   "scales": [0.5, 1.0, 1.5, 2.0], "flips": True, "seconds_per_image": round(spi, 4)}
+            print(json.dumps(row), flush=True)
         del model
+        if gpu:
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

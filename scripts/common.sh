@@ -4,6 +4,7 @@
 #   WORK_DIR         where every stage writes (default ./work)
 #   CLS_LABELS       image-level labels (default voc12/cls_labels.txt)
 #   SEAM_PYTHON      interpreter (default: active venv/conda, else $SEAM_VENV or .venv, else python3)
+#   NPROC            processes (GPUs) for the training and inference stages: torchrun when > 1
 SEAM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${WORK_DIR:-work}"
 CLS_LABELS="${CLS_LABELS:-$SEAM_ROOT/voc12/cls_labels.txt}"
@@ -30,6 +31,15 @@ run_py() {  # run_py script.py args...: print the command, then run it
   "$PY" "$SEAM_ROOT/$1" "${@:2}"
 }
 
+run_stage() {  # run_stage script.py args...: run_py, or on NPROC GPUs of this machine under torchrun
+  if [ "${NPROC:-1}" -gt 1 ]; then
+    echo "+ torchrun --standalone --nproc_per_node $NPROC $*" >&2
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" "$SEAM_ROOT/$1" "${@:2}"
+  else
+    run_py "$@"
+  fi
+}
+
 # --weights for the training stages when IMAGENET_PARAMS is set (else random init, with a warning)
 WEIGHTS_ARGS=()
 if [ -n "${IMAGENET_PARAMS:-}" ]; then WEIGHTS_ARGS=(--weights "$IMAGENET_PARAMS"); fi
@@ -39,5 +49,5 @@ train_stage() {  # train_stage SESSION script.py args...: skip when done, resume
   if [ -f "$session.pth" ]; then echo "[seam] $session.pth exists: skipping $1" >&2; return 0; fi
   local resume=()
   if [ -f "$session.resume.pt" ]; then resume=(--resume "$session.resume.pt"); fi
-  run_py "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${@:2}"
+  run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${@:2}"
 }

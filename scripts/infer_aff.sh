@@ -4,5 +4,5 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need VOC12_ROOT
-run_py infer_aff.py --voc12_root "$VOC12_ROOT" --weights "${AFF_WEIGHTS:-$WORK_DIR/resnet38_aff.pth}" \
+run_stage infer_aff.py --voc12_root "$VOC12_ROOT" --weights "${AFF_WEIGHTS:-$WORK_DIR/resnet38_aff.pth}" \
   --infer_list "${LIST:-$SEAM_ROOT/voc12/train_aug.txt}" --cam_dir "$WORK_DIR/${CAM_DIR:-cam}" --out_rw "$WORK_DIR/rw" "$@"

@@ -7,6 +7,6 @@ source "$(dirname "$0")/common.sh"
 need VOC12_ROOT
 crf=(--out_crf "$WORK_DIR/crf")
 if [ -n "${SKIP_CRF:-}" ]; then crf=(); fi
-run_py infer_seam.py --voc12_root "$VOC12_ROOT" --cls_labels "$CLS_LABELS" \
+run_stage infer_seam.py --voc12_root "$VOC12_ROOT" --cls_labels "$CLS_LABELS" \
   --weights "${SEAM_WEIGHTS:-$WORK_DIR/${SEAM_SESSION:-resnet38_SEAM}.pth}" \
   --infer_list "${LIST:-$SEAM_ROOT/voc12/train_aug.txt}" --out_cam "$WORK_DIR/${CAM_DIR:-cam}" "${crf[@]}" "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole paper pipeline on PASCAL VOC 2012, resumable (every finished stage is skipped):
-#   bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]
+#   [NPROC=N] bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]
+# NPROC=N runs every training and inference stage on N GPUs of this machine (torchrun).
 # train_aug trains every stage and gets pseudo labels; train scores CAMs and the random walk;
 # val scores the segmentation. Ends with the results table next to the paper's figures.
 set -euo pipefail

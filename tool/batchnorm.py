@@ -31,3 +31,14 @@ def forward_in_bn_groups(model, x, groups):
     with running_stats_frozen(model):
         outputs += [model(c) for c in chunks[1:]]
     return torch.cat(outputs)
+
+
+class BNGroups(nn.Module):
+    """`forward_in_bn_groups(net, x, groups)` as a module, so that DDP and torch.compile wrap one call."""
+
+    def __init__(self, net, groups):
+        super().__init__()
+        self.net, self.groups = net, groups
+
+    def forward(self, x):
+        return forward_in_bn_groups(self.net, x, self.groups)

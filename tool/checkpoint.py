@@ -1,5 +1,6 @@
 """Checkpoint I/O: atomic saves, strict pickle-free loading, resumable training state."""
 import random
+import threading
 
 import numpy as np
 import torch
@@ -7,10 +8,57 @@ import torch
 from tool.fileio import atomic_path
 
 
+def to_cpu(obj):
+    """A copy of a (nested) state with every tensor copied to the CPU: what is saved never
+    aliases tensors that training goes on changing, and loads where there is no GPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def save_state_dict(state_dict, path):
-    """Save a plain state dict atomically (loadable with weights_only=True)."""
+    """Save a plain state dict atomically (CPU tensors, loadable with weights_only=True)."""
+    state_dict = to_cpu(state_dict)
     with atomic_path(path) as tmp:
         torch.save(state_dict, tmp)
+
+
+class BackgroundSaver:
+    """Writes checkpoints on a thread while training goes on, one at a time.
+
+    `save(state, path)` snapshots the state to the CPU first (so exact resume holds), waits
+    for the previous write, then writes atomically in the background. `wait()` raises the
+    error of a failed write; call it before reading the file or leaving.
+    """
+
+    def __init__(self):
+        self._thread = None
+        self._error = None
+
+    def save(self, state, path):
+        snapshot = to_cpu(state)
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(snapshot, path), daemon=True)
+        self._thread.start()
+
+    def _write(self, state, path):
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
+        except BaseException as e:  # reported by wait() on the training thread
+            self._error = e
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_state_dict_file(path, allow_pickle=False):
@@ -72,8 +120,8 @@ def rng_state():
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's device only: resumable on fewer GPUs
     return state
 
 
@@ -84,20 +132,13 @@ def set_rng_state(state):
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda)  # older files: every GPU
 
 
-def save_training_state(path, model, optimizer, step, extra=None):
+def training_state(model, optimizer, step):
     """Everything needed to resume exactly: model, optimiser, step, RNG states."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "rng": rng_state(),
-        "extra": extra or {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng_state()}
 
 
 def load_training_state(path):

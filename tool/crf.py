@@ -2,7 +2,7 @@
 
 pydensecrf is optional: importing this module always works, calling the CRF without it raises
 a one-line ImportError. The CRF is CPU-bound and single-threaded, so CRFPool spreads it over
-all cores while the GPU works on the next images.
+the cores while the GPU works on the next images.
 """
 import concurrent.futures as cf
 import multiprocessing
@@ -93,6 +93,17 @@ def crf_with_alpha(img, cams_kxhxw_fg, alpha, t=10):
     return crf_inference(img, scores, t=t, labels=scores.shape[0])
 
 
+def default_crf_workers(loader_workers=0):
+    """CRF processes: the cores this process may use (its CPU affinity, shared among the torchrun
+    ranks of the node), less the data loader's workers; at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, cores // ranks - loader_workers)
+
+
 def _call(fn, args, kwargs):
     return fn(*args, **kwargs)
 
@@ -106,17 +117,20 @@ class CRFPool:
     arguments picklable; pass numpy arrays and paths, not tensors on the GPU.
 
     Fail fast: a job that raised makes the next `submit` (or leaving the `with` block) raise
-    its exception. `num_workers=0` runs each job inline inside `submit` (tests, debugging).
+    its exception. `num_workers=0` runs each job inline inside `submit` (tests, debugging);
+    `threads=True` runs jobs on threads instead (file writes, which release the GIL).
     """
 
-    def __init__(self, num_workers=None, max_pending=None):
-        self.num_workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
+    def __init__(self, num_workers=None, max_pending=None, threads=False):
+        self.num_workers = default_crf_workers() if num_workers is None else int(num_workers)
         if self.num_workers < 0:
             raise ValueError(f"CRFPool: num_workers must be >= 0, got {num_workers}")
         self.max_pending = max(1, int(max_pending) if max_pending is not None else 2 * self.num_workers)
         self._pending = set()
         self._executor = None
-        if self.num_workers > 0:
+        if self.num_workers > 0 and threads:
+            self._executor = cf.ThreadPoolExecutor(max_workers=self.num_workers)
+        elif self.num_workers > 0:
             self._executor = cf.ProcessPoolExecutor(
                 max_workers=self.num_workers, mp_context=multiprocessing.get_context("spawn"))
 

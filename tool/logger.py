@@ -19,7 +19,10 @@ class RunLogger:
     line, so a run can be repeated from its log alone.
     """
 
-    def __init__(self, log_dir, session_name, args=None, tensorboard=True):
+    def __init__(self, log_dir, session_name, args=None, tensorboard=True, enabled=True):
+        self._file, self.writer, self.enabled = None, None, enabled
+        if not enabled:  # the other ranks of a torchrun job: rank 0 alone logs
+            return
         os.makedirs(log_dir, exist_ok=True)
         self.log_path = os.path.join(log_dir, f"{session_name}.log")
         self._file = open(self.log_path, "a", buffering=1)  # line-buffered: readable while training
@@ -35,6 +38,8 @@ class RunLogger:
 
     def info(self, msg):
         """Print `msg` and append it to the text log."""
+        if not self.enabled:
+            return
         print(msg, flush=True)
         if self._file is not None:
             self._file.write(f"{msg}\n")
@@ -71,11 +76,12 @@ class RunLogger:
         return False
 
 
-def progress(iterable_or_total, desc=None):
-    """tqdm bar over an iterable, or over a count when given an int (update it by hand)."""
+def progress(iterable_or_total, desc=None, enabled=True):
+    """tqdm bar over an iterable, or over a count when given an int (update it by hand);
+    `enabled=False` (torchrun ranks other than 0) iterates without a bar."""
     if isinstance(iterable_or_total, int):
-        return tqdm(total=iterable_or_total, desc=desc, mininterval=1, file=sys.stderr)
-    return tqdm(iterable_or_total, desc=desc, mininterval=1, file=sys.stderr)
+        return tqdm(total=iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+    return tqdm(iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
 
 
 class AverageMeter:
@@ -86,9 +92,10 @@ class AverageMeter:
         self._counts = {}
 
     def add(self, values):
-        """Add one observation per name; values may be numbers or 0-d tensors."""
+        """Add one observation per name; values may be numbers or 0-d tensors. Tensors are
+        summed where they are (no GPU synchronisation) and read only by get / pop."""
         for name, value in values.items():
-            value = float(value.item() if hasattr(value, "item") else value)
+            value = value.detach().float() if hasattr(value, "detach") else float(value)
             self._sums[name] = self._sums.get(name, 0.0) + value
             self._counts[name] = self._counts.get(name, 0) + 1
 
@@ -97,12 +104,12 @@ class AverageMeter:
         for name in names:
             if name not in self._sums:
                 raise KeyError(f"AverageMeter: no values for {name!r}")
-        means = tuple(self._sums[n] / self._counts[n] for n in names)
+        means = tuple(float(self._sums[n]) / self._counts[n] for n in names)
         return means[0] if len(means) == 1 else means
 
     def pop(self):
         """Return {name: mean} for every name and start over."""
-        means = {n: self._sums[n] / self._counts[n] for n in self._sums}
+        means = {n: float(self._sums[n]) / self._counts[n] for n in self._sums}
         self._sums.clear()
         self._counts.clear()
         return means

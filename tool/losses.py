@@ -80,26 +80,38 @@ def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True,
     return terms
 
 
-def affinity_loss(aff, bg_pos, fg_pos, neg):
-    """AffinityNet loss: bg/4 + fg/4 + neg/2, each a mean over its pairs (N, offsets, P)."""
-    bg = torch.sum(-bg_pos * torch.log(aff + 1e-5)) / (bg_pos.sum() + 1e-5)
-    fg = torch.sum(-fg_pos * torch.log(aff + 1e-5)) / (fg_pos.sum() + 1e-5)
-    ng = torch.sum(-neg * torch.log(1.0 + 1e-5 - aff)) / (neg.sum() + 1e-5)
+def affinity_loss(aff, bg_pos, fg_pos, neg, counts=None):
+    """AffinityNet loss: bg/4 + fg/4 + neg/2, each a mean over its pairs (N, offsets, P).
+
+    `counts`: the three pair counts to divide by (default: this batch's); a torchrun rank passes
+    its share of the global batch's counts (tool.distributed.global_share), so that DDP's mean
+    of the ranks' gradients is the one-process gradient.
+    """
+    if counts is None:
+        counts = (bg_pos.sum(), fg_pos.sum(), neg.sum())
+    bg = torch.sum(-bg_pos * torch.log(aff + 1e-5)) / (counts[0] + 1e-5)
+    fg = torch.sum(-fg_pos * torch.log(aff + 1e-5)) / (counts[1] + 1e-5)
+    ng = torch.sum(-neg * torch.log(1.0 + 1e-5 - aff)) / (counts[2] + 1e-5)
     return {"bg": bg, "fg": fg, "neg": ng, "loss": bg / 4 + fg / 4 + ng / 2}
 
 
-def segmentation_loss(logits, labels, ignore_index=255):
+def segmentation_loss(logits, labels, ignore_index=255, check_labels=True, count=None):
     """Pixel cross-entropy of (N, C, H, W) logits against (N, H, W) int64 labels, `ignore_index` skipped.
 
     The mean is over the labelled pixels; a batch with none (all ignore) gives 0 with zero
     gradients, not NaN. Label values outside 0..C-1 other than `ignore_index`, or logits of
-    another size than the labels, raise ValueError.
+    another size than the labels, raise ValueError (`check_labels=False` skips the value check,
+    a GPU sync, where the data loader has checked them). `count`: the number of labelled pixels
+    to divide by (default: this batch's; under torchrun a rank's share of the global batch's).
     """
     num_classes = logits.shape[1]
     if logits.shape[2:] != labels.shape[1:]:
         raise ValueError(f"logits are {tuple(logits.shape[2:])}, labels {tuple(labels.shape[1:])}")
-    bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
-    if bad.any():
-        raise ValueError(f"label value {int(labels[bad][0])} outside 0..{num_classes - 1} and {ignore_index}")
+    if check_labels:
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+        if bad.any():
+            raise ValueError(f"label value {int(labels[bad][0])} outside 0..{num_classes - 1} and {ignore_index}")
     total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
-    return total / (labels != ignore_index).sum().clamp(min=1)
+    if count is None:
+        count = (labels != ignore_index).sum()
+    return total / count.clamp(min=1)

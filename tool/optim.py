@@ -15,13 +15,15 @@ class PolyOptimizer(torch.optim.SGD):
     momentum was 5e-4; that is the default here (`momentum` flag to change it).
     """
 
-    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9, horizon=None):
+    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9, horizon=None,
+                 fused=False):
         groups = [
             {"params": list(params), "lr": lr * mult, "weight_decay": weight_decay if decay else 0.0}
             for params, mult, decay in zip(param_groups, GROUP_LR_MULT, GROUP_DECAY)
         ]
         groups = [g for g in groups if g["params"]]
-        super().__init__(groups, lr=lr, momentum=momentum)
+        # fused: one CUDA kernel for every parameter's update (same arithmetic as the loop)
+        super().__init__(groups, lr=lr, momentum=momentum, **({"fused": True} if fused else {}))
         self.horizon = max_step if horizon is None else horizon
         self.power = power
         self.global_step = 0

@@ -103,17 +103,24 @@ def cam_on_grid(cams, keys, alpha, num_classes=21, stride=8):
     return grid
 
 
-def scores_to_label(scores_grid, image_hw, stride=8):
-    """Walked scores (C, h, w) -> bilinear to the padded size, argmax, crop: (H, W) uint8.
+def scores_to_label(scores_grid, image_hw, stride=8, channels=None, as_tensor=False):
+    """Walked scores (C, h, w) -> bilinear to the padded size, argmax, crop: (H, W) uint8
+    (a numpy array, or a tensor on the scores' device with `as_tensor`).
 
     Only the background and the non-zero channels are upsampled: an all-zero channel can never
     win (walked background and foreground scores are non-negative and not all zero together),
-    and background stays first so ties resolve as in the full argmax.
+    and background stays first so ties resolve as in the full argmax. `channels` (ascending,
+    0 first): those channels, known to the caller (background and the image's classes: a walk
+    keeps zero channels zero), so that the GPU need not be asked which are non-zero.
     """
     h, w = image_hw
-    nonzero = scores_grid.flatten(1).abs().amax(dim=1) > 0
-    nonzero[0] = True
-    channels = torch.nonzero(nonzero)[:, 0]
+    if channels is None:
+        nonzero = scores_grid.flatten(1).abs().amax(dim=1) > 0
+        nonzero[0] = True
+        channels = torch.nonzero(nonzero)[:, 0]
+    else:
+        channels = torch.as_tensor(channels, dtype=torch.long).to(scores_grid.device, non_blocking=True)
     up = F.interpolate(scores_grid[channels][None].float(), padded_size(h, w, stride), mode="bilinear",
                        align_corners=False)
-    return channels[up[0].argmax(dim=0)[:h, :w]].to(torch.uint8).cpu().numpy()
+    label = channels[up[0].argmax(dim=0)[:h, :w]].to(torch.uint8)
+    return label if as_tensor else label.cpu().numpy()

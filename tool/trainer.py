@@ -1,22 +1,28 @@
 """The training loop shared by every stage: device, seeding, mixed precision, deterministic
-batches, resumable checkpoints, NaN guard, logging. Model- and dataset-agnostic.
+batches, resumable checkpoints, NaN guard, logging, torchrun DDP. Model- and dataset-agnostic.
 
 Determinism: the batch order of an epoch and every item's augmentation are functions of
 (seed, epoch, index) alone, so a run resumed from any checkpoint continues exactly as the
-uninterrupted run would have, whatever the number of loader workers.
+uninterrupted run would have, whatever the number of loader workers (bit-exact on CPU; CUDA
+kernels such as bilinear upsampling's backward are not deterministic).
+
+Under torchrun every rank takes its contiguous share of the same global batch (as DataParallel
+scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs and saves.
 """
-import contextlib
 import os
 import random
 import time
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from tool.checkpoint import load_training_state, save_state_dict, save_training_state, set_rng_state
+from tool.checkpoint import BackgroundSaver, load_training_state, save_state_dict, set_rng_state, training_state
+from tool.distributed import world
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
+from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, to_device
 
 UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
                  "the published recipe freezes them under ImageNet weights")
@@ -24,43 +30,27 @@ UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random ini
 
 def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP):
     """Flags every training script has, with the stage's published defaults."""
-    parser.add_argument("--batch_size", type=int, default=batch_size)
+    parser.add_argument("--batch_size", type=int, default=batch_size,
+                        help="global batch: under torchrun each of N processes takes batch_size / N")
     parser.add_argument("--max_epoches", type=int, default=max_epoches)
     parser.add_argument("--max_step", type=int, default=None, help="overrides --max_epoches when given")
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--wt_dec", type=float, default=wt_dec)
     parser.add_argument("--momentum", type=float, default=momentum)
-    parser.add_argument("--num_workers", type=int, default=8)
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--num_workers", type=int, default=8, help="data loader processes (per rank)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
-                        help="mixed precision: auto = bf16 on CUDA, off on CPU")
+    add_speed_flags(parser)
     parser.add_argument("--resume", default=None, help="resumable checkpoint (<session>.resume.pt) to continue")
-    parser.add_argument("--ckpt_interval", type=int, default=500, help="steps between resumable checkpoints")
-    parser.add_argument("--log_interval", type=int, default=50, help="steps between log lines")
+    parser.add_argument("--ckpt_interval", type=int, default=500,
+                        help="steps between resumable checkpoints (written on a background thread)")
+    parser.add_argument("--log_interval", type=int, default=50,
+                        help="steps between log lines (loss values are read from the GPU only then)")
     parser.add_argument("--vis_interval", type=int, default=500, help="steps between tensorboard image grids")
     parser.add_argument("--tblog_dir", default="./tblog")
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = published)")
     parser.add_argument("--unfreeze", action="store_true", help=unfreeze_help)
     parser.add_argument("--no_dropout", action="store_true",
                         help="no dropout anywhere: for short from-scratch runs of slim networks only")
-
-
-def select_device(name=None):
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is available")
-    return device
-
-
-def autocast(device, amp):
-    """bf16 autocast on CUDA by default; fp32 on CPU unless asked."""
-    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _item_seed(seed, epoch, index):
@@ -89,34 +79,75 @@ class SeededItems(Dataset):
         random.seed(s)
         np.random.seed(s)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
+            torch.default_generator.manual_seed(s)  # the CPU generator only: CUDA's drives dropout
             return self.dataset[index]
 
 
-class Trainer:
-    """Runs `step_fn(batch, step) -> {name: scalar tensor}` (with `loss`) for max_step steps.
+class StepBatches:
+    """Batch sampler over the steps [start, max_step): epoch e's batches are
+    epoch_batches(n, batch_size, seed, e); rank r of N takes the r-th contiguous 1/N of each.
+    One loader iterates it for the whole run, so its workers start once."""
 
-    Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states) every
-    `ckpt_interval` steps and at each epoch end, and `<session_name>.pth` (plain state dict)
-    at the end. A non-finite loss stops the run (SystemExit with one line) before the optimiser
-    step, keeping the last good checkpoint.
+    def __init__(self, n, batch_size, seed, start, max_step, rank=0, world_size=1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.max_step = start, max_step
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = n // batch_size
+
+    def __len__(self):
+        return max(0, self.max_step - self.start)
+
+    def __iter__(self):
+        step, share = self.start, self.batch_size // self.world_size
+        while step < self.max_step:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            for batch in epoch_batches(self.n, self.batch_size, self.seed, epoch)[offset:]:
+                if step >= self.max_step:
+                    return
+                yield batch[self.rank * share : (self.rank + 1) * share]
+                step += 1
+
+
+class Trainer:
+    """Runs `step_fn(batch, draw) -> (terms, drawn)` for max_step steps: `terms` a dict of
+    scalar loss tensors with `loss`; when `draw` is true (a step whose outputs are drawn to
+    tensorboard), `drawn` holds what `vis_fn(step, drawn)` needs, else None.
+
+    `forward`: the module the step calls (the model, or a wrapper running both SEAM branches or
+    the BN groups in one call); the Trainer wraps it in DDP under torchrun and compiles it with
+    --compile. The step reaches it as `trainer.forward`.
+
+    Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states; on a background thread)
+    every `ckpt_interval` steps and at each epoch end, and `<session_name>.pth` (plain CPU state
+    dict) at the end. Losses stay on the device between log lines; a non-finite loss, found at
+    the next log line or checkpoint, stops the run with one line naming the first bad step and
+    the last checkpoint written before it (no checkpoint is written after a non-finite loss or
+    with non-finite weights).
     """
 
-    def __init__(self, args, model, dataset, logger, collate_fn=None, lr_horizon_extra=0):
-        self.args, self.model, self.logger = args, model, logger
+    def __init__(self, args, model, dataset, logger, device, forward=None, lr_horizon_extra=0):
+        self.args, self.model, self.logger, self.device = args, model, logger, device
+        self.rank, self.world_size = world()
+        self.is_main = self.rank == 0
+        if args.batch_size % self.world_size:
+            raise SystemExit(f"error: --batch_size {args.batch_size} is not divisible by the {self.world_size} "
+                             "torchrun processes")
         self.dataset = SeededItems(dataset, args.seed)
-        self.collate_fn = collate_fn
         self.steps_per_epoch = len(dataset) // args.batch_size
         if self.steps_per_epoch == 0:
             raise SystemExit(f"error: --batch_size {args.batch_size} is larger than the training list ({len(dataset)})")
         self.max_step = args.max_step or self.steps_per_epoch * args.max_epoches
         self.optimizer = PolyOptimizer(
             model.get_parameter_groups(), args.lr, args.wt_dec, self.max_step, args.momentum,
-            horizon=self.max_step + lr_horizon_extra,
+            horizon=self.max_step + lr_horizon_extra, fused=device.type == "cuda",
         )
         self.resume_path = args.session_name + ".resume.pt"
         self.final_path = args.session_name + ".pth"
         self.step = 0
+        self.forward = forward if forward is not None else model
+        self.saver = BackgroundSaver()
+        self._last_saved = None
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def resume(self, path):
         state = load_training_state(path)
@@ -124,51 +155,84 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
+        self._last_saved = path
         self.logger.info(f"resumed from {path} at step {self.step}")
 
-    def save(self):
-        save_training_state(self.resume_path, self.model, self.optimizer, self.step)
+    def wrap(self, compile_model=False):
+        """DDP under torchrun (after the weights are final: it broadcasts rank 0's), then compile."""
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
+        if compile_model:
+            self.forward = CompiledOrEager(self.forward, warn=self.logger.info)
 
-    def batches(self):
-        """Batches from the current step on; an epoch's order is fixed by (seed, epoch)."""
-        while self.step < self.max_step:
-            epoch, offset = divmod(self.step, self.steps_per_epoch)
-            plan = epoch_batches(len(self.dataset), self.args.batch_size, self.args.seed, epoch)[offset:]
-            loader = DataLoader(
-                self.dataset, batch_sampler=plan, num_workers=self.args.num_workers,
-                collate_fn=self.collate_fn, pin_memory=torch.cuda.is_available(),
-                # Items are seeded by SeededItems; a private generator keeps the loader from
-                # drawing on the global RNG, which must follow the same sequence after a resume.
-                generator=torch.Generator().manual_seed(self.args.seed),
-            )  # fmt: skip
-            for batch in loader:
-                yield batch
-                if self.step >= self.max_step:
-                    return
+    def check_finite(self):
+        """Stop (SystemExit, one line) if a loss since the start was non-finite, on any rank: one GPU sync."""
+        first_bad = self._first_bad
+        if self.world_size > 1:  # every rank stops together, or the others would wait forever
+            never = torch.iinfo(torch.long).max
+            first_bad = torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)
+            torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
+            first_bad = torch.where(first_bad == never, torch.full_like(first_bad, -1), first_bad)
+        bad = int(first_bad)
+        if bad < 0:
+            return
+        last = self._last_saved or "none written"
+        msg = f"error: non-finite loss at step {bad}; last good checkpoint: {last}"
+        self.logger.info(msg)
+        raise SystemExit(msg)
+
+    def save(self):
+        self.check_finite()
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
+            msg = f"error: non-finite weights at step {self.step}; last good checkpoint: {self._last_saved}"
+            self.logger.info(msg)
+            raise SystemExit(msg)
+        if self.is_main:
+            self.saver.save(training_state(self.model, self.optimizer, self.step), self.resume_path)
+            self._last_saved = self.resume_path
+
+    def loader(self):
+        """One loader for the remaining steps: pinned batches, workers started once, prefetching."""
+        plan = StepBatches(len(self.dataset), self.args.batch_size, self.args.seed, self.step, self.max_step,
+                           self.rank, self.world_size)
+        workers = self.args.num_workers
+        return DataLoader(
+            self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+            # Items are seeded by SeededItems; a private generator keeps the loader from
+            # drawing on the global RNG, which must follow the same sequence after a resume.
+            generator=torch.Generator().manual_seed(self.args.seed),
+        )  # fmt: skip
 
     def run(self, step_fn, vis_fn=None):
+        try:
+            self._run(step_fn, vis_fn)
+        finally:
+            self.saver.wait()  # a checkpoint being written is complete before anything else happens
+
+    def _run(self, step_fn, vis_fn):
         args, meter = self.args, AverageMeter()
         self.model.train()
-        bar = progress(self.max_step, desc=os.path.basename(args.session_name))
+        bar = progress(self.max_step, desc=os.path.basename(args.session_name), enabled=self.is_main)
         bar.update(self.step)
         t0, images = time.perf_counter(), 0
-        for batch in self.batches():
-            terms = step_fn(batch, self.step)
+        for batch in self._batches():
+            draw = vis_fn is not None and self.is_main and (self.step + 1) % args.vis_interval == 0
+            terms, drawn = step_fn(batch, draw)
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                bad = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                last = self.resume_path if os.path.exists(self.resume_path) else "none yet"
-                msg = f"error: non-finite loss at step {self.step} ({bad}); last good checkpoint: {last}"
-                self.logger.info(msg)
-                raise SystemExit(msg)
+            # Recorded on the device, read at the next log line or checkpoint: no sync per step.
+            self._first_bad = torch.where((self._first_bad < 0) & ~torch.isfinite(loss.detach()),
+                                          torch.full_like(self._first_bad, self.step), self._first_bad)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.step += 1
             images += args.batch_size
-            meter.add({k: v.detach() for k, v in terms.items()})
+            meter.add(terms)
             bar.update(1)
             if self.step % args.log_interval == 0 or self.step == self.max_step:
+                self.check_finite()
                 rate = images / (time.perf_counter() - t0)
                 t0, images = time.perf_counter(), 0
                 means = meter.pop()
@@ -178,19 +242,27 @@ class Trainer:
                                  + " ".join(f"{k}={v:.4f}" for k, v in means.items())
                                  + f" lr={lr:.3g} img/s={rate:.1f}")
                 self.logger.scalars(self.step, {**{f"loss/{k}": v for k, v in means.items()}, "lr": lr})
-            if vis_fn is not None and self.step % args.vis_interval == 0:
-                vis_fn(batch, self.step)
+            if draw:
+                vis_fn(self.step, drawn)
             if self.step % args.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
                 self.save()
         bar.close()
         self.save()
-        save_state_dict(self.model.state_dict(), self.final_path)
-        self.logger.info(f"wrote {self.final_path}")
+        if self.is_main:
+            save_state_dict(self.model.state_dict(), self.final_path)
+            self.logger.info(f"wrote {self.final_path}")
+
+    def _batches(self):
+        try:
+            yield from self.loader()
+        except ValueError as e:  # bad data met by a loader worker: its message's last line, not a traceback
+            raise SystemExit(f"error: {str(e).strip().splitlines()[-1].removeprefix('ValueError: ')}") from None
 
 
-def build_trainer(args, model, dataset, logger, device, init_weights, lr_horizon_extra=0):
+def build_trainer(args, model, dataset, logger, device, init_weights, forward=None, lr_horizon_extra=0):
     """The set-up every training script shares: initial weights (`init_weights(model, path)`,
-    returning how they were used), device, optimiser, and the resume point when asked.
+    returning how they were used), device and memory format, optimiser, the resume point when
+    asked, DDP and compilation of `forward` (default: the model).
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     if args.no_dropout:
         model.disable_dropout()
@@ -202,12 +274,14 @@ def build_trainer(args, model, dataset, logger, device, init_weights, lr_horizon
         logger.info(f"initialised from {args.weights} ({how})")
     elif not args.resume:
         logger.info("warning: no --weights: random initialisation (for synthetic data only)")
-    model.to(device)
-    trainer = Trainer(args, model, dataset, logger, lr_horizon_extra=lr_horizon_extra)
+    to_device(model, device, channels_last_enabled(device, args.channels_last))
+    trainer = Trainer(args, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
     if args.resume:
         try:
             trainer.resume(args.resume)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
-    logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}")
+    trainer.wrap(compile_model=args.compile)
+    procs = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}{procs}")
     return trainer

@@ -283,11 +283,14 @@ class SegDataset(_ImageListDataset):
     in [-hsv_shift, hsv_shift]), joint horizontal flip, joint random scale in [scale_range)
     (image bicubic, label nearest), normalise, joint random crop (an image smaller than the
     crop sits at a random offset; padding: image 0 after normalisation, label 255).
+    A label value other than 0..num_classes-1 and 255 is a ValueError naming the file (checked
+    here, on the loader workers, so the training step need not read labels back from the GPU).
     """
 
     def __init__(self, img_id_list_file, voc12_root, label_dir=None, crop_size=448, scale_range=(0.5, 1.5),
-                 hsv_shift=10):
+                 hsv_shift=10, num_classes=21):
         super().__init__(img_id_list_file, voc12_root)
+        self.num_classes = num_classes
         self.label_dir = label_dir
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
@@ -301,6 +304,9 @@ class SegDataset(_ImageListDataset):
         img = np.asarray(img)
         if label.shape != img.shape[:2]:
             raise ValueError(f"{path}: label is {label.shape}, image is {img.shape[:2]}")
+        bad = (label != 255) & (label >= self.num_classes)
+        if bad.any():
+            raise ValueError(f"{path}: label value {int(label[bad][0])} outside 0..{self.num_classes - 1} and 255")
         img = imutils.random_hsv_shift(img, self.hsv_shift)
         img, label = imutils.random_hflip(img, label)
         scale = imutils.rand_uniform(None, *self.scale_range)

@@ -1,0 +1,137 @@
+"""torchrun DDP on the CPU (gloo): 2 processes give the update of 1 process with the same global
+batch, and a 2-process run resumes exactly. Every run is a subprocess with one thread."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from voc12.toy import generate_toy_voc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs a stage's main() as torchrun would, optionally stopping every rank at the same loss call
+# (a crash mid-run); the checkpoint written before it must survive.
+WRAPPER = """
+import os, sys
+sys.path.insert(0, {root!r})
+import importlib
+stage = importlib.import_module(sys.argv[1])
+crash_at = int(os.environ.get("CRASH_AT_CALL", "0"))
+loss_name = {{"train_seam": "seam_losses", "train_seg": "segmentation_loss"}}[sys.argv[1]]
+real, calls = getattr(stage, loss_name), []
+def counted(*a, **k):
+    calls.append(1)
+    if len(calls) == crash_at:
+        raise SystemExit("crash for the test")
+    return real(*a, **k)
+setattr(stage, loss_name, counted)
+stage.main(sys.argv[2:])
+"""
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    generate_toy_voc(str(root), n_train_aug=16, n_train=4, n_val=2, size=64, seed=0)
+    wrapper = root / "run_stage.py"
+    wrapper.write_text(WRAPPER.format(root=ROOT))
+    return root
+
+
+def launch(toy, stage, nproc, argv, crash_at=0):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
+           "PYTHONPATH": ROOT}
+    if nproc == 1:
+        cmd = [sys.executable, str(toy / "run_stage.py"), stage, *argv]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               str(toy / "run_stage.py"), stage, *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def seam_argv(toy, session, *extra):
+    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
+            str(toy / "cls_labels.txt"), "--session_name", str(session), "--tblog_dir", str(session.parent / "tb"),
+            "--batch_size", "4", "--num_workers", "0", "--device", "cpu", "--width", "0.0625", "--crop_size", "64",
+            "--resize_long", "64", "96", "--no_dropout", "--max_step", "6", "--ckpt_interval", "3",
+            "--log_interval", "1", *extra]
+
+
+def seg_argv(toy, session, *extra):
+    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--session_name", str(session),
+            "--tblog_dir", str(session.parent / "tb"), "--batch_size", "4", "--num_workers", "0", "--device", "cpu",
+            "--width", "0.0625", "--crop_size", "64", "--no_dropout", "--max_step", "4", "--log_interval", "1",
+            "--lr", "0.01", *extra]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)
+
+
+def assert_close_states(a, b, exact=False):
+    assert a.keys() == b.keys()
+    for k in a:
+        if exact:
+            assert torch.equal(a[k], b[k]), k
+        elif a[k].is_floating_point():
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+def check(result):
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
+    one, two, crashed = tmp_path / "one" / "seam", tmp_path / "two" / "seam", tmp_path / "crashed" / "seam"
+    check(launch(toy, "train_seam", 1, seam_argv(toy, one)))
+    result = launch(toy, "train_seam", 2, seam_argv(toy, two))
+    check(result)
+    assert "2 processes" in result.stdout
+    # each rank took 2 of the 4 images of every batch; DDP averaged the gradients
+    assert_close_states(weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth")))
+
+    # both ranks stop in step 4 (the 4th loss call), mid-epoch; rank 0 wrote the step-3 checkpoint
+    assert launch(toy, "train_seam", 2, seam_argv(toy, crashed), crash_at=4).returncode != 0
+    assert not crashed.with_suffix(".pth").exists()
+    assert torch.load(str(crashed) + ".resume.pt", weights_only=True)["step"] == 3
+    check(launch(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt")))
+    assert_close_states(weights(two.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
+
+
+def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp_path):
+    # one process: BN statistics over two halves of each batch of 4 (--bn_groups 2, the default);
+    # two processes: each rank's 2 images are one group, and the loss divides by the global count
+    one, two = tmp_path / "one" / "seg", tmp_path / "two" / "seg"
+    check(launch(toy, "train_seg", 1, seg_argv(toy, one)))
+    check(launch(toy, "train_seg", 2, seg_argv(toy, two)))
+    a, b = weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth"))
+    assert_close_states(a, b)
+    # running statistics moved (momentum 3e-4 from rank 0's group, as DataParallel kept the first replica's)
+    assert any("running_mean" in k and a[k].abs().sum() > 0 for k in a)
+
+
+def test_inference_under_torchrun_shards_the_list_and_writes_what_one_process_writes(toy, tmp_path):
+    from network import resnet38_seg
+    from tool.checkpoint import save_state_dict
+
+    torch.manual_seed(0)
+    save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": ROOT}
+    outs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"seg{nproc}"
+        argv = [os.path.join(ROOT, "infer_seg.py"), "--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(toy),
+                "--infer_list", str(toy / "train_aug.txt"), "--out_seg", str(out), "--no_crf", "--num_workers", "0",
+                "--device", "cpu", "--scales", "1.0"]
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if nproc == 2 else []
+        result = subprocess.run([sys.executable, *launcher, *argv], env=env, capture_output=True, text=True,
+                                timeout=300)
+        check(result)
+        if nproc == 2:  # each rank took its half of the 16 images
+            assert result.stdout.count("8 of 16 images to process") == 2, result.stdout
+        outs[nproc] = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    assert len(outs[1]) == 16 and outs[1] == outs[2]

@@ -1,0 +1,115 @@
+"""Device, precision and speed settings shared by the training and inference scripts."""
+import contextlib
+
+import torch
+
+from tool.distributed import init_distributed
+
+
+def select_device(name=None):
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {name} but no CUDA device is available")
+    return device
+
+
+def set_precision(device, amp, fixed_shapes=False):
+    """`--amp off` promises exact fp32: no TF32 in convolutions (cuDNN's default) or matmuls.
+    `fixed_shapes` (training crops): let cuDNN time its kernels once per shape and keep the fastest."""
+    if device.type == "cuda":
+        exact = amp == "off"
+        torch.backends.cudnn.allow_tf32 = not exact
+        torch.backends.cuda.matmul.allow_tf32 = False  # PyTorch's default; PCM's fp32 matmuls stay fp32
+        torch.backends.cudnn.benchmark = fixed_shapes and not exact
+
+
+def setup_device(args, fixed_shapes=False):
+    """The device of this process (cuda:LOCAL_RANK under torchrun) with its precision set."""
+    device = init_distributed(select_device(args.device))
+    set_precision(device, args.amp, fixed_shapes)
+    return device
+
+
+def autocast(device, amp):
+    """bf16 autocast on CUDA by default; fp32 on CPU unless asked."""
+    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def channels_last_enabled(device, flag):
+    """`--channels_last auto|on|off`: auto = on for CUDA (Tensor Core convolutions want NHWC)."""
+    return flag == "on" or (flag == "auto" and device.type == "cuda")
+
+
+def to_device(model, device, channels_last):
+    return model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+
+
+def to_input(x, device, channels_last):
+    """A batch on the device, asynchronously from pinned memory, in the model's memory format."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+class CompiledOrEager:
+    """torch.compile(module), falling back to the module itself, with one warning line, when
+    compilation fails at the first call (no compiler, an unsupported op, an old GPU)."""
+
+    def __init__(self, module, warn=print):
+        self.module, self.warn = module, warn
+        self.compiled = torch.compile(module)
+        self.ok = None  # unknown until the first call
+
+    def __call__(self, *args, **kwargs):
+        if self.ok is False:
+            return self.module(*args, **kwargs)
+        try:
+            out = self.compiled(*args, **kwargs)
+        except Exception as e:
+            if self.ok:  # compiled fine before: a real error of the model
+                raise
+            self.warn(f"warning: --compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eager")
+            self.ok = False
+            return self.module(*args, **kwargs)
+        self.ok = True
+        return out
+
+
+def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off on CPU (off: exact fp32, no TF32)",
+                    compile_flag=True):
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help=amp_help)
+    parser.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
+                        help="NHWC memory format (auto: on CUDA)")
+    if compile_flag:
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the model (falls back to eager with a warning where it cannot)")
+
+
+def lagged_to_host(items, device):
+    """(meta, device tensor) pairs -> (meta, CPU tensor) pairs, one item late: each copy to the
+    host starts asynchronously and is collected after the next item's GPU work is queued, so
+    the GPU computes image i+1 while the host post-processes and writes image i."""
+    pending = None
+    for meta, tensor in items:
+        if device.type == "cuda":
+            host = tensor.to("cpu", non_blocking=True)  # pinned, asynchronous
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host, done = tensor, None
+        if pending is not None:
+            yield _collect(*pending)
+        pending = (meta, host, done)
+    if pending is not None:
+        yield _collect(*pending)
+
+
+def _collect(meta, host, done):
+    if done is not None:
+        done.synchronize()
+    return meta, host
