@@ -1,5 +1,6 @@
 """Benchmark SEAM training (images/s) and multi-scale CAM inference (s/image): fp32 eager vs the
-fast path (bf16 autocast + channels_last, then + torch.compile and fused SGD). Prints JSON lines.
+fast path (bf16 autocast + channels_last + fused SGD, then + torch.compile). Prints JSON lines.
+fp32_eager is PyTorch's default precision (TF32 convolutions allowed); fp32_exact is --amp off.
 
 CPU default: a slim network (--width 0.125) at crop 96; on CUDA: the published size (width 1,
 batch 8, crop 448) with peak memory, model FLOP utilisation (training FLOPs counted once by
@@ -24,11 +25,24 @@ from tool.runtime import autocast, set_precision  # noqa: E402
 STAGE1_STEPS = 10576
 # dense bf16 Tensor Core peaks (TFLOP/s) by device-name fragment
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
-CONFIGS = {  # name: (amp, channels_last, compile, fused SGD)
-    "fp32_eager": ("off", False, False, False),
-    "bf16_channels_last": ("bf16", True, False, True),
-    "bf16_channels_last_compile": ("bf16", True, True, True),
+CONFIGS = {  # name: (amp, channels_last, compile, fused SGD, precision flags)
+    # PyTorch's defaults (cuDNN may use TF32 for fp32 convolutions; no autotuning): the usual baseline
+    "fp32_eager": ("off", False, False, False, "pytorch_default"),
+    # what --amp off gives: TF32 off, exact fp32
+    "fp32_exact": ("off", False, False, False, "ours"),
+    # the stage scripts' CUDA default, then with --compile
+    "bf16_channels_last": ("bf16", True, False, True, "ours"),
+    "bf16_channels_last_compile": ("bf16", True, True, True, "ours"),
 }
+
+
+def apply_precision(device, amp, flags, fixed_shapes):
+    if flags == "ours":
+        set_precision(device, amp, fixed_shapes)
+    elif device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
 
 
 def sync(device):
@@ -124,7 +138,8 @@ def main(argv=None):
     p.add_argument("--infer_size", type=int, nargs=2, default=None, help="H W of the inference image")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens there)")
-    p.add_argument("--impls", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--impls", nargs="+", default=["fp32_eager", "bf16_channels_last", "bf16_channels_last_compile"],
+                   choices=list(CONFIGS))
     p.add_argument("--no_infer", action="store_true", help="training only")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -139,8 +154,8 @@ def main(argv=None):
     base = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if gpu else "cpu",
             "torch": torch.__version__, "width": width}
     for name in args.impls:
-        amp, channels_last, compile_model, fused = CONFIGS[name]
-        set_precision(device, amp, fixed_shapes=True)
+        amp, channels_last, compile_model, fused, flags = CONFIGS[name]
+        apply_precision(device, amp, flags, fixed_shapes=True)
         fused = fused and gpu
         model = resnet38_seam.Net(width=width).to(device)
         if channels_last:
@@ -159,7 +174,7 @@ def main(argv=None):
                 row["mfu_bf16"] = round(flops * ips / batch / peak, 4)
         print(json.dumps(row), flush=True)
         if not args.no_infer and not compile_model:  # inference shapes vary per image: no compile there
-            set_precision(device, amp)
+            apply_precision(device, amp, flags, fixed_shapes=False)
             spi = bench_infer(model, device, amp, infer_size, args.steps, args.warmup)
             row = {"bench": "seam_infer", "impl": name, **base, "size": list(infer_size),
                    "scales": [0.5, 1.0, 1.5, 2.0], "flips": True, "seconds_per_image": round(spi, 4)}

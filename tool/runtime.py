@@ -1,5 +1,6 @@
 """Device, precision and speed settings shared by the training and inference scripts."""
 import contextlib
+import os
 
 import torch
 
@@ -77,6 +78,16 @@ class CompiledOrEager:
             return self.module(*args, **kwargs)
         self.ok = True
         return out
+
+
+def default_loader_workers(cap=16):
+    """Training loader processes: the cores this process may use (shared among the torchrun ranks
+    of the node), at most `cap`. The published 8 could not feed one H100 (bench_loader.py)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cap, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
 
 def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off on CPU (off: exact fp32, no TF32)",

@@ -22,7 +22,7 @@ from tool.checkpoint import BackgroundSaver, load_training_state, save_state_dic
 from tool.distributed import world
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
-from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, to_device
+from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, default_loader_workers, to_device
 
 UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
                  "the published recipe freezes them under ImageNet weights")
@@ -37,7 +37,9 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--wt_dec", type=float, default=wt_dec)
     parser.add_argument("--momentum", type=float, default=momentum)
-    parser.add_argument("--num_workers", type=int, default=8, help="data loader processes (per rank)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="data loader processes per rank (default: the usable cores, at most 16; the published "
+                             "8 fed one H100 only 102 of the 113 images/s its bf16 step takes)")
     parser.add_argument("--seed", type=int, default=0)
     add_speed_flags(parser)
     parser.add_argument("--resume", default=None, help="resumable checkpoint (<session>.resume.pt) to continue")
@@ -196,7 +198,7 @@ class Trainer:
         """One loader for the remaining steps: pinned batches, workers started once, prefetching."""
         plan = StepBatches(len(self.dataset), self.args.batch_size, self.args.seed, self.step, self.max_step,
                            self.rank, self.world_size)
-        workers = self.args.num_workers
+        workers = default_loader_workers() if self.args.num_workers is None else self.args.num_workers
         return DataLoader(
             self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None,
