@@ -30,6 +30,9 @@ class Net(resnet38d.Net):
         nn.init.kaiming_normal_(self.f8_3.weight)
         nn.init.kaiming_normal_(self.f8_4.weight)
         nn.init.xavier_uniform_(self.f9.weight, gain=4)
+        if not use_pcm:  # unused heads: untrained (and DDP must not wait for their gradients)
+            for head in (self.f8_3, self.f8_4, self.f9):
+                head.weight.requires_grad_(False)
 
     def forward(self, x):
         H, W = x.shape[2:]

@@ -101,6 +101,10 @@ def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
     check(launch(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt")))
     assert_close_states(weights(two.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
 
+    # the plain-CAM ablation leaves the PCM heads unused: DDP must not wait for their gradients
+    plain = tmp_path / "plain" / "seam"
+    check(launch(toy, "train_seam", 2, seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step", "2")))
+
 
 def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp_path):
     # one process: BN statistics over two halves of each batch of 4 (--bn_groups 2, the default);
