@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, infer_width
 from tool.affinity import effective_radius
-from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, require_files
@@ -24,10 +24,8 @@ from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_lab
 from tool.runtime import (
     add_speed_flags,
     autocast,
-    channels_last_enabled,
     lagged_to_host,
     setup_device,
-    to_device,
     to_input,
 )
 from tool.vis import save_label_png
@@ -71,14 +69,9 @@ def crf_label(img_path, scores, image_hw, out_path):
 
 def run(args):
     device = setup_device(args)
-    try:
-        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build_network(args.network, width=infer_width(state), radius=args.radius)
-        load_weights_strict(model, state, source=args.weights)  # the published strict=False ran a random head
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    channels_last = channels_last_enabled(device, args.channels_last)
-    to_device(model.eval(), device, channels_last)
+    # strictly: the published strict=False ran a random head on a wrong file
+    model, channels_last = load_model(
+        args, lambda state: build_network(args.network, width=infer_width(state), radius=args.radius), device)
     with cli_errors():
         dataset = ImageDataset(args.infer_list, args.voc12_root)
     if not args.overwrite:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import infer_width
 from tool.cam import cams_to_label, normalize_cams
-from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_with_alpha, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, save_npz
@@ -24,10 +24,8 @@ from tool.multiscale import flip_scale_sum
 from tool.runtime import (
     add_speed_flags,
     autocast,
-    channels_last_enabled,
     lagged_to_host,
     setup_device,
-    to_device,
     to_input,
 )
 from tool.vis import save_label_png
@@ -104,14 +102,8 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
 
 def run(args):
     device = setup_device(args)
-    try:
-        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm)
-        load_weights_strict(model, state, source=args.weights)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    channels_last = channels_last_enabled(device, args.channels_last)
-    to_device(model.eval(), device, channels_last)
+    model, channels_last = load_model(
+        args, lambda state: build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm), device)
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
 

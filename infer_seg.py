@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from network import build_network
 from network.resnet38d import infer_width
-from tool.checkpoint import load_state_dict_file, load_weights_strict
+from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
@@ -27,10 +27,8 @@ from tool.multiscale import flip_scale_sum
 from tool.runtime import (
     add_speed_flags,
     autocast,
-    channels_last_enabled,
     lagged_to_host,
     setup_device,
-    to_device,
     to_input,
 )
 from tool.vis import save_label_png
@@ -87,14 +85,9 @@ def run(args):
     device = setup_device(args)
     if args.crf:
         require_densecrf("--no_crf")
-    try:
-        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build_network(args.network, num_classes=args.num_classes, width=infer_width(state))
-        load_weights_strict(model, state, source=args.weights)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    channels_last = channels_last_enabled(device, args.channels_last)
-    to_device(model.eval(), device, channels_last)
+    model, channels_last = load_model(
+        args, lambda state: build_network(args.network, num_classes=args.num_classes, width=infer_width(state)),
+        device)
     with cli_errors():
         dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
 
