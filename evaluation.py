@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tool.camfile import check_cam, load_cam, load_crf
 from tool.fileio import atomic_path
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.vis import load_label_png
@@ -63,19 +64,6 @@ def load_gt(path, num_classes):
     return gt
 
 
-def load_cam_npz(path, num_classes):
-    """(keys, cams) from an npz with `keys` (K,) int and `cams` (K, H, W) float; no pickles."""
-    data = np.load(path, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise EvalError(f"{path}: not an npz archive")
-    with data:
-        missing = [name for name in ("keys", "cams") if name not in data.files]
-        if missing:
-            raise EvalError(f"{path}: missing array(s) {', '.join(missing)} (has {', '.join(data.files)})")
-        keys, cams = data["keys"], data["cams"]
-    return _checked_cam(path, keys, cams, num_classes)
-
-
 def load_cam_pickled_dict(path, num_classes):
     """(keys, cams) from the published pickled {class id (0-based): H x W array} .npy file."""
     obj = np.load(path, allow_pickle=True)  # legacy published format: only reached with --allow_pickle
@@ -87,33 +75,14 @@ def load_cam_pickled_dict(path, num_classes):
     if not keys.size:
         raise EvalError(f"{path}: empty CAM dict (no size to evaluate)")
     cams = np.stack([np.asarray(cam_dict[k], dtype=np.float32) for k in keys.tolist()])
-    return _checked_cam(path, keys, cams, num_classes)
+    check_cam(path, keys, cams, num_classes)
+    return keys, cams
 
 
 def load_crf_label(path, num_classes):
-    """Label map (argmax) of a CRF npz with `keys` (0, then 1-based classes) and `scores` (K, H, W)."""
-    with np.load(path, allow_pickle=False) as data:
-        missing = [name for name in ("keys", "scores") if name not in data.files]
-        if missing:
-            raise EvalError(f"{path}: missing array(s) {', '.join(missing)} (has {', '.join(data.files)})")
-        keys, scores = data["keys"].astype(np.int64), data["scores"]
-    if scores.ndim != 3 or scores.shape[0] != keys.shape[0] or keys.size == 0:
-        raise EvalError(f"{path}: scores {scores.shape} do not match keys {keys.tolist()}")
-    if keys.min() < 0 or keys.max() > num_classes - 1:
-        raise EvalError(f"{path}: keys {keys.tolist()} outside 0..{num_classes - 1}")
+    """Label map (argmax) of a CRF file (tool.camfile)."""
+    keys, scores = load_crf(path, num_classes)
     return keys[np.argmax(scores, axis=0)].astype(np.uint8)
-
-
-def _checked_cam(path, keys, cams, num_classes):
-    if keys.ndim != 1 or keys.dtype.kind not in "iu":
-        raise EvalError(f"{path}: keys must be a 1-D integer array, got {keys.dtype} {keys.shape}")
-    if cams.ndim != 3 or cams.shape[0] != keys.shape[0] or cams.dtype.kind != "f":
-        raise EvalError(
-            f"{path}: cams must be float (K={keys.shape[0]}, H, W), got {cams.dtype} {cams.shape}"
-        )
-    if keys.size and (keys.min() < 0 or keys.max() > num_classes - 2):
-        raise EvalError(f"{path}: keys {keys.tolist()} outside 0..{num_classes - 2} (0-based foreground ids)")
-    return keys, cams
 
 
 def image_confusions(img_id, source):
@@ -130,7 +99,7 @@ def image_confusions(img_id, source):
                 raise EvalError(f"{pred_path}: size {pred.shape} differs from ground truth {gt.shape}")
             return confusion_counts(pred, gt, n)[None]
         if source.pred_type == "npz":
-            keys, cams = load_cam_npz(pred_path, n)
+            keys, cams = load_cam(pred_path, n)
         else:
             keys, cams = load_cam_pickled_dict(pred_path, n)
         if cams.shape[1:] != gt.shape:

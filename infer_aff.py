@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import IMAGENET_MEAN, infer_width
 from tool.affinity import effective_radius
+from tool.camfile import load_cam
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
@@ -29,7 +30,7 @@ from tool.runtime import (
     to_input,
 )
 from tool.vis import save_label_png
-from voc12.data import ImageDataset, image_path, load_cam, load_image
+from voc12.data import ImageDataset, image_path, load_image
 
 
 def get_parser():

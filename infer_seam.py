@@ -15,10 +15,11 @@ from torch.utils.data import DataLoader
 from network import build_network
 from network.resnet38d import infer_width
 from tool.cam import cams_to_label, normalize_cams
+from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_with_alpha, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, save_npz
+from tool.fileio import cli_errors
 from tool.logger import progress
 from tool.multiscale import flip_scale_sum
 from tool.runtime import (
@@ -85,7 +86,7 @@ def multiscale_cam(model, images, label, size, device, amp, channels_last=False)
 def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
     """Runs on a CRF worker: files for one image from its normalised present-class CAMs."""
     if "cam" in paths:
-        save_npz(paths["cam"], keys=keys, cams=cams)
+        save_cam(paths["cam"], keys, cams)
     if "cam_npy" in paths:  # the published format, for other tools; never read back here
         from tool.fileio import atomic_path
 
@@ -97,7 +98,7 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
         img = np.asarray(load_image(img_path))
         crf_keys = np.concatenate([[0], keys + 1]).astype(np.int64)
         for alpha in crf_alphas:
-            save_npz(paths[f"crf_{alpha}"], keys=crf_keys, scores=crf_with_alpha(img, cams, alpha))
+            save_crf(paths[f"crf_{alpha}"], crf_keys, crf_with_alpha(img, cams, alpha))
 
 
 def run(args):

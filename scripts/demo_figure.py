@@ -12,8 +12,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tool.camfile import load_cam  # noqa: E402
 from tool.vis import colorize, load_label_png, max_cam_overlay, save_grid_png  # noqa: E402
-from voc12.data import image_path, load_cam, load_image  # noqa: E402
+from voc12.data import image_path, load_image  # noqa: E402
 from voc12.labels import load_img_id_list  # noqa: E402
 
 COLUMNS = ("image", "ground truth", "baseline CAM", "SEAM CAM", "random walk", "segmentation")

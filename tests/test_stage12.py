@@ -12,8 +12,8 @@ import infer_seam
 import train_seam
 from network import resnet38_seam
 from tests.reference_fill import fill
+from tool.camfile import load_cam, load_crf
 from tool.checkpoint import load_weights_strict, save_state_dict
-from voc12.data import load_cam, load_crf_scores
 from voc12.labels import load_cls_labels, load_img_id_list
 from voc12.toy import generate_toy_voc
 
@@ -127,7 +127,7 @@ def test_infer_writes_cams_crf_and_labels_that_evaluation_scores(toy, trained, t
         assert keys.tolist() == np.nonzero(labels[name])[0].tolist()
         assert cams.shape == (len(keys), h, w) and cams.max() <= 1.0
         for alpha in ("4.0", "24.0"):
-            crf_keys, scores = load_crf_scores(out / f"crf_{alpha}" / f"{name}.npz")
+            crf_keys, scores = load_crf(out / f"crf_{alpha}" / f"{name}.npz")
             assert crf_keys.tolist() == [0] + (keys + 1).tolist()
             np.testing.assert_allclose(scores.sum(axis=0), 1.0, atol=1e-4)
         assert Image.open(out / "pred" / f"{name}.png").mode == "P"

@@ -166,26 +166,6 @@ def test_confident_label_rule():
     assert confident_label_from_scores(la, ha).tolist() == [[1, 0, 0, 255, 255]]
 
 
-# ---------------------------------------------------------------- npz readers
-
-
-def test_load_crf_and_cam(tmp_path):
-    scores = np.random.default_rng(0).random((2, 4, 5)).astype(np.float32)
-    save_npz(tmp_path / "a.npz", keys=np.array([0, 7]), scores=scores)
-    keys, got = data.load_crf_scores(str(tmp_path / "a.npz"))
-    assert keys.dtype == np.int64 and keys.tolist() == [0, 7] and np.array_equal(got, scores)
-    save_npz(tmp_path / "bad.npz", keys=np.array([3, 7]), scores=scores)
-    with pytest.raises(ValueError, match="bad.npz"):
-        data.load_crf_scores(str(tmp_path / "bad.npz"))
-    save_npz(tmp_path / "c.npz", keys=np.array([4, 6]), cams=scores)
-    keys, cams = data.load_cam(str(tmp_path / "c.npz"))
-    assert keys.tolist() == [4, 6] and cams.shape == (2, 4, 5)
-    with pytest.raises(ValueError, match="a.npz"):
-        data.load_cam(str(tmp_path / "a.npz"))  # no `cams` array
-    with pytest.raises(FileNotFoundError, match="zz.npz"):
-        data.load_crf_scores(str(tmp_path / "zz.npz"))
-
-
 # ---------------------------------------------------------------- datasets
 
 

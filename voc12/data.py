@@ -1,4 +1,4 @@
-"""PyTorch datasets over a VOC2012-style folder, and readers of this project's CAM/CRF npz files.
+"""PyTorch datasets over a VOC2012-style folder.
 
 Folder layout: `JPEGImages/<id>.jpg`, `SegmentationClass/<id>.png`, `SegmentationClassAug/<id>.png`.
 
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
+from tool.camfile import load_crf
 from tool.vis import load_label_png
 from voc12.labels import load_cls_labels, load_img_id_list
 
@@ -55,36 +56,6 @@ def load_label(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: label PNG not found")
     return load_label_png(path)
-
-
-def _load_npz(path, names):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: file not found")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [n for n in names if n not in data.files]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}")
-        return tuple(data[n] for n in names)
-
-
-def load_crf_scores(path):
-    """CRF npz -> (keys int64 (K,), scores float32 (K, H, W)); keys = 0 then 1-based classes."""
-    keys, scores = _load_npz(path, ("keys", "scores"))
-    keys = keys.astype(np.int64)
-    if scores.ndim != 3 or scores.shape[0] != keys.shape[0]:
-        raise ValueError(f"{path}: scores {scores.shape} do not match {keys.shape[0]} keys")
-    if keys.size == 0 or keys[0] != 0 or np.any(np.diff(keys) <= 0):
-        raise ValueError(f"{path}: keys must be ascending and start with background 0, got {keys.tolist()}")
-    return keys, scores.astype(np.float32)
-
-
-def load_cam(path):
-    """CAM npz -> (keys int64 (K,) 0-based foreground ids, cams float32 (K, H, W))."""
-    keys, cams = _load_npz(path, ("keys", "cams"))
-    keys = keys.astype(np.int64)
-    if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
-        raise ValueError(f"{path}: cams {cams.shape} do not match {keys.shape[0]} keys")
-    return keys, cams.astype(np.float32)
 
 
 # ---------------------------------------------------------------- transforms
@@ -251,8 +222,8 @@ class AffDataset(_ImageListDataset):
     def _scores(self, name, size_hw):
         la_path = os.path.join(self.la_crf_dir, name + ".npz")
         ha_path = os.path.join(self.ha_crf_dir, name + ".npz")
-        la_keys, la = load_crf_scores(la_path)
-        ha_keys, ha = load_crf_scores(ha_path)
+        la_keys, la = load_crf(la_path)
+        ha_keys, ha = load_crf(ha_path)
         if not np.array_equal(la_keys, ha_keys):
             raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {la_keys.tolist()}")
         for path, scores in ((la_path, la), (ha_path, ha)):
