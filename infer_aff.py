@@ -75,9 +75,9 @@ def run(args):
         args, lambda state: build_network(args.network, width=infer_width(state), radius=args.radius), device)
     with cli_errors():
         dataset = ImageDataset(args.infer_list, args.voc12_root)
-    if not args.overwrite:
-        dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
-    dataset.img_ids = shard(dataset.img_ids)  # under torchrun each rank takes every N-th image
+    # under torchrun each rank takes every N-th image of the whole list, then skips what exists
+    dataset.img_ids = [n for n in shard(dataset.img_ids)
+                       if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
     require_files([os.path.join(args.cam_dir, n + ".npz") for n in dataset.img_ids], "CAM")
     if args.crf:
         require_densecrf()

@@ -110,11 +110,13 @@ def run(args):
 
     with cli_errors():
         dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
+
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
 
-    # under torchrun each rank takes every N-th image of the list; a rerun skips what exists
-    todo = shard(dataset.img_ids if args.overwrite else [n for n in dataset.img_ids if not complete(n)])
+    # Under torchrun each rank takes every N-th image of the whole list, then skips what exists:
+    # filtering first would let ranks that list at different moments disagree on the shares.
+    todo = [n for n in shard(dataset.img_ids) if args.overwrite or not complete(n)]
     print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
     dataset.img_ids = todo
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")

@@ -95,9 +95,8 @@ def run(args):
         return os.path.join(args.out_seg, name + ".png")
 
     total = len(dataset.img_ids)
-    if not args.overwrite:
-        dataset.img_ids = [n for n in dataset.img_ids if not os.path.exists(out_path(n))]
-    dataset.img_ids = shard(dataset.img_ids)  # under torchrun each rank takes every N-th image
+    # under torchrun each rank takes every N-th image of the whole list, then skips what exists
+    dataset.img_ids = [n for n in shard(dataset.img_ids) if args.overwrite or not os.path.exists(out_path(n))]
     print(f"{len(dataset.img_ids)} of {total} images to process")
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
 

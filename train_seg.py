@@ -43,7 +43,8 @@ def get_parser():
                         "published statistics, one group per GPU); with N >= bn_groups each process's "
                         "batch_size / N images are one group")
     p.add_argument("--sync_bn", action="store_true",
-                   help="under torchrun: BN statistics over the whole global batch (SyncBatchNorm), not per group")
+                   help="under torchrun on GPUs: BN statistics over the whole global batch (SyncBatchNorm), "
+                        "not per group")
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     p.add_argument("--weights", default=None,
@@ -70,6 +71,8 @@ def seg_grid(img, label, logits, n=4):
 def run(args):
     if args.frozen_bn and args.unfreeze:
         raise SystemExit("error: --frozen_bn and --unfreeze contradict each other")
+    if args.frozen_bn and args.sync_bn:
+        raise SystemExit("error: --frozen_bn and --sync_bn contradict each other (frozen BN has no batch statistics)")
     if not 1 <= args.bn_groups <= args.batch_size:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
     n_proc = world()[1]

@@ -8,8 +8,8 @@
 #   3. scripts/bench_seam.py at the published size: fp32 eager against the fast path, training
 #      and multi-scale CAM inference, with peak memory and model FLOP utilisation; and
 #      scripts/bench_loader.py: the stage-1 loader alone at 4, 8 and 16 workers.
-# Works without pydensecrf and tensorboardX (a machine with torch alone): the CRF maps of stage 3
-# are then the CAMs with the background power and no CRF, and the summary says so.
+# Needs torch, pytest, numpy, Pillow, OpenCV and tqdm; works without pydensecrf and tensorboardX:
+# the CRF maps of stage 3 are then the CAMs with the background power and no CRF, as the summary says.
 #   bash scripts/gpu_check.sh [OUT_DIR]      (default work_gpu_check; the JSON summary is printed last
 #                                             and written to OUT_DIR/summary.json)
 set -uo pipefail

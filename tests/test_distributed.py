@@ -51,12 +51,12 @@ def launch(toy, stage, nproc, argv, crash_at=0):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def seam_argv(toy, session, *extra):
+def seam_argv(toy, session, *extra, dropout=False):
     return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
             str(toy / "cls_labels.txt"), "--session_name", str(session), "--tblog_dir", str(session.parent / "tb"),
             "--batch_size", "4", "--num_workers", "0", "--device", "cpu", "--width", "0.0625", "--crop_size", "64",
-            "--resize_long", "64", "96", "--no_dropout", "--max_step", "6", "--ckpt_interval", "3",
-            "--log_interval", "1", *extra]
+            "--resize_long", "64", "96", "--max_step", "6", "--ckpt_interval", "3", "--log_interval", "1",
+            *([] if dropout else ["--no_dropout"]), *extra]
 
 
 def seg_argv(toy, session, *extra):
@@ -94,12 +94,19 @@ def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
     # each rank took 2 of the 4 images of every batch; DDP averaged the gradients
     assert_close_states(weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth")))
 
-    # both ranks stop in step 4 (the 4th loss call), mid-epoch; rank 0 wrote the step-3 checkpoint
-    assert launch(toy, "train_seam", 2, seam_argv(toy, crashed), crash_at=4).returncode != 0
+    # With dropout (each rank its own masks): both ranks stop in step 4 (the 4th loss call),
+    # mid-epoch; rank 0 wrote the step-3 checkpoint with every rank's RNG state; the resumed run
+    # ends exactly where the uninterrupted one does.
+    straight = tmp_path / "straight" / "seam"
+    check(launch(toy, "train_seam", 2, seam_argv(toy, straight, dropout=True)))
+    assert launch(toy, "train_seam", 2, seam_argv(toy, crashed, dropout=True), crash_at=4).returncode != 0
     assert not crashed.with_suffix(".pth").exists()
-    assert torch.load(str(crashed) + ".resume.pt", weights_only=True)["step"] == 3
-    check(launch(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt")))
-    assert_close_states(weights(two.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
+    resume = torch.load(str(crashed) + ".resume.pt", weights_only=True)
+    assert resume["step"] == 3 and len(resume["rng_ranks"]) == 2
+    assert not torch.equal(resume["rng_ranks"][0]["torch"], resume["rng_ranks"][1]["torch"])
+    check(launch(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt",
+                                                 dropout=True)))
+    assert_close_states(weights(straight.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
 
     # the plain-CAM ablation leaves the PCM heads unused: DDP must not wait for their gradients
     plain = tmp_path / "plain" / "seam"

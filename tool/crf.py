@@ -6,9 +6,10 @@ the cores while the GPU works on the next images.
 """
 import concurrent.futures as cf
 import multiprocessing
-import os
 
 import numpy as np
+
+from tool.distributed import usable_cores
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -94,14 +95,8 @@ def crf_with_alpha(img, cams_kxhxw_fg, alpha, t=10):
 
 
 def default_crf_workers(loader_workers=0):
-    """CRF processes: the cores this process may use (its CPU affinity, shared among the torchrun
-    ranks of the node), less the data loader's workers; at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, cores // ranks - loader_workers)
+    """CRF processes: the cores this process may use, less the data loader's workers; at least 1."""
+    return max(1, usable_cores() - loader_workers)
 
 
 def _call(fn, args, kwargs):

@@ -35,6 +35,15 @@ def init_distributed(device):
     return device
 
 
+def usable_cores():
+    """The CPU cores this process may use: its affinity, shared among the torchrun ranks of the node."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+
+
 def shard(items):
     """This rank's share of a list (every world_size-th item), for inference under torchrun."""
     rank, size = world()
@@ -50,11 +59,6 @@ def global_share(counts):
     counts = counts.detach().float().clone()
     dist.all_reduce(counts)
     return counts / dist.get_world_size()
-
-
-def barrier():
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def cleanup():

@@ -1,10 +1,9 @@
 """Device, precision and speed settings shared by the training and inference scripts."""
 import contextlib
-import os
 
 import torch
 
-from tool.distributed import init_distributed
+from tool.distributed import init_distributed, usable_cores
 
 
 def select_device(name=None):
@@ -58,7 +57,8 @@ def to_input(x, device, channels_last):
 
 class CompiledOrEager:
     """torch.compile(module), falling back to the module itself, with one warning line, when
-    compilation fails at the first call (no compiler, an unsupported op, an old GPU)."""
+    compilation fails at the first forward call (no compiler, an unsupported op, an old GPU).
+    The backward graph compiles later, at the first backward: a failure there stops the run."""
 
     def __init__(self, module, warn=print):
         self.module, self.warn = module, warn
@@ -71,7 +71,7 @@ class CompiledOrEager:
         try:
             out = self.compiled(*args, **kwargs)
         except Exception as e:
-            if self.ok:  # compiled fine before: a real error of the model
+            if self.ok or isinstance(e, torch.OutOfMemoryError):  # a real error of the model or the run
                 raise
             self.warn(f"warning: --compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eager")
             self.ok = False
@@ -81,13 +81,9 @@ class CompiledOrEager:
 
 
 def default_loader_workers(cap=16):
-    """Training loader processes: the cores this process may use (shared among the torchrun ranks
-    of the node), at most `cap`. The published 8 could not feed one H100 (bench_loader.py)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cap, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    """Training loader processes: the usable cores, at most `cap`. The published 8 could not feed
+    one H100 (bench_loader.py)."""
+    return min(cap, usable_cores())
 
 
 def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off on CPU (off: exact fp32, no TF32)",

@@ -18,7 +18,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from tool.checkpoint import BackgroundSaver, load_training_state, save_state_dict, set_rng_state, training_state
+from tool.checkpoint import (
+    BackgroundSaver,
+    load_training_state,
+    rng_state,
+    save_state_dict,
+    set_rng_state,
+    training_state,
+)
 from tool.distributed import world
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
@@ -149,6 +156,8 @@ class Trainer:
         self.forward = forward if forward is not None else model
         self.saver = BackgroundSaver()
         self._last_saved = None
+        self._saved_step = None
+        self.resumed = False
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def resume(self, path):
@@ -156,7 +165,17 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world_size:
+            set_rng_state(ranks[self.rank])  # each process its own dropout stream
+        else:
+            set_rng_state(state["rng"])
+            if self.world_size > 1:
+                torch.manual_seed(self.args.seed + 7919 * self.rank + self.step)  # another process count
+        # the optimiser's fused flag travels in its state: keep the one for this device
+        for group in self.optimizer.param_groups:
+            group["fused"] = self.device.type == "cuda" or None
+        self.resumed = True
         self._last_saved = path
         self.logger.info(f"resumed from {path} at step {self.step}")
 
@@ -165,6 +184,8 @@ class Trainer:
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.forward, device_ids=ids)
+            if not self.resumed and self.rank > 0:  # rank 0's weights are everyone's now: own dropout masks
+                torch.manual_seed(self.args.seed + 7919 * self.rank)
         if compile_model:
             self.forward = CompiledOrEager(self.forward, warn=self.logger.info)
 
@@ -190,9 +211,17 @@ class Trainer:
             msg = f"error: non-finite weights at step {self.step}; last good checkpoint: {self._last_saved}"
             self.logger.info(msg)
             raise SystemExit(msg)
+        rng_ranks = None
+        if self.world_size > 1:  # every rank's RNG states, so that each resumes its own dropout stream
+            rng_ranks = [None] * self.world_size
+            torch.distributed.all_gather_object(rng_ranks, rng_state())
         if self.is_main:
-            self.saver.save(training_state(self.model, self.optimizer, self.step), self.resume_path)
+            state = training_state(self.model, self.optimizer, self.step)
+            if rng_ranks is not None:
+                state["rng_ranks"] = rng_ranks
+            self.saver.save(state, self.resume_path)
             self._last_saved = self.resume_path
+        self._saved_step = self.step
 
     def loader(self):
         """One loader for the remaining steps: pinned batches, workers started once, prefetching."""
@@ -249,7 +278,8 @@ class Trainer:
             if self.step % args.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
                 self.save()
         bar.close()
-        self.save()
+        if self._saved_step != self.step:
+            self.save()
         if self.is_main:
             save_state_dict(self.model.state_dict(), self.final_path)
             self.logger.info(f"wrote {self.final_path}")
