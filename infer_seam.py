@@ -14,14 +14,13 @@ from torch.utils.data import DataLoader
 
 from network import build_network
 from network.resnet38d import infer_width
-from tool.cam import cams_to_label, normalize_cams
+from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
 from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_with_alpha, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
 from tool.logger import progress
-from tool.multiscale import flip_scale_sum
 from tool.runtime import (
     add_speed_flags,
     autocast,

@@ -18,12 +18,12 @@ from torch.utils.data import DataLoader
 
 from network import build_network
 from network.resnet38d import infer_width
+from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
 from tool.logger import progress
-from tool.multiscale import flip_scale_sum
 from tool.runtime import (
     add_speed_flags,
     autocast,

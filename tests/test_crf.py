@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 import tool.crf as crf_mod
-from tool.crf import CRFPool, crf_inference, crf_with_alpha, unary_from_probs, with_background
+from tool.cam import with_background
+from tool.crf import CRFPool, crf_inference, crf_with_alpha, unary_from_probs
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 crf_utils = pytest.importorskip("pydensecrf.utils")
@@ -98,6 +100,17 @@ def test_with_background_formula():
     np.testing.assert_allclose(out[0], [[0.5 ** 4, 0.1 ** 4]], rtol=1e-6)
     np.testing.assert_array_equal(out[1:], cams)
     np.testing.assert_array_equal(with_background(np.zeros((0, 2, 3)), 24), np.ones((1, 2, 3)))
+
+
+def test_with_background_is_one_formula_on_tensors_and_on_any_class_axis():
+    cams = np.random.default_rng(0).random((3, 5, 6)).astype(np.float32)
+    want = with_background(cams, alpha=6)
+    got = with_background(torch.from_numpy(cams), alpha=6)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)  # numpy's and torch's pow differ in the last bit
+    batched = with_background(torch.from_numpy(cams)[None], alpha=6, dim=1)  # (N, C, H, W), as the losses use it
+    assert torch.equal(batched[0], got)
+    assert torch.equal(with_background(torch.zeros(0, 2, 3), 24), torch.ones(1, 2, 3))
 
 
 def test_crf_with_alpha_is_crf_over_background_stack():

@@ -1,5 +1,40 @@
-"""CAM post-processing shared by inference and evaluation: published normalisation, hard labels."""
+"""CAM arithmetic shared by the stages: multi-scale + flip aggregation, the published
+normalisation, the background map, hard labels."""
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def flip_scale_sum(forward, images, size, align_corners=False):
+    """Sum over scales of forward(pair) at `size`, the flipped half flipped back: (C, H, W).
+
+    images: per scale a (2, 3, h, w) batch, the image and its horizontal flip (one forward
+    pass per scale); forward(batch) -> (2, C, h', w') maps, upsampled bilinearly to `size`
+    before summing (align_corners=False in SEAM's CAM inference, True in the authors'
+    segmentation test).
+    """
+    total = None
+    with torch.no_grad():
+        for pair in images:
+            maps = F.interpolate(forward(pair).float(), tuple(size), mode="bilinear", align_corners=align_corners)
+            maps = maps[0] + maps[1].flip(-1)
+            total = maps if total is None else total + maps
+    return total
+
+
+def with_background(fg, alpha=1.0, dim=0):
+    """Stack background = (1 - max over the foreground maps)^alpha before the foreground maps,
+    along the class axis `dim`: numpy arrays (float32) or tensors. No foreground: background 1.
+
+    (PCM's input, which also zeroes every foreground map below the pixel's maximum, is
+    network.pcm.pcm_input_cam.)
+    """
+    if isinstance(fg, torch.Tensor):
+        fg_max = fg.amax(dim, keepdim=True) if fg.shape[dim] else torch.zeros_like(fg.sum(dim, keepdim=True))
+        return torch.cat([(1 - fg_max) ** alpha, fg], dim)
+    fg = np.asarray(fg, dtype=np.float32)
+    fg_max = fg.max(axis=dim, keepdims=True) if fg.shape[dim] else np.zeros_like(fg.sum(axis=dim, keepdims=True))
+    return np.concatenate([np.power(1.0 - fg_max, alpha, dtype=np.float32), fg], axis=dim)
 
 
 def normalize_cams(sum_cam):

@@ -9,6 +9,7 @@ import multiprocessing
 
 import numpy as np
 
+from tool.cam import with_background
 from tool.distributed import usable_cores
 
 try:
@@ -70,27 +71,16 @@ def crf_inference(img_uint8_hwc, probs_khw, t=10, scale_factor=1, labels=None, b
     return np.asarray(q, dtype=np.float32).reshape((n_labels, h, w))
 
 
-def with_background(cams_fg_khw, alpha):
-    """Stack background = (1 - max over foreground)^alpha BEFORE the (K, H, W) foreground CAMs.
-
-    Returns (K+1, H, W) float32; plane 0 is background. With no foreground (K = 0) the
-    background is 1 everywhere.
-    """
-    cams = np.asarray(cams_fg_khw, dtype=np.float32)
-    if cams.ndim != 3:
-        raise ValueError(f"with_background: CAMs must be (K, H, W), got shape {cams.shape}")
-    fg_max = cams.max(axis=0, keepdims=True) if cams.shape[0] else np.zeros((1, *cams.shape[1:]), np.float32)
-    bg = np.power(1.0 - fg_max, alpha, dtype=np.float32)
-    return np.concatenate([bg, cams], axis=0)
-
-
 def crf_with_alpha(img, cams_kxhxw_fg, alpha, t=10):
     """Published `_crf_with_alpha`: CRF over [background^alpha, fg CAMs]; (K+1, H, W) float32.
 
     Plane 0 is background, plane i+1 is the i-th given foreground map; the caller stores the
     matching keys (0, then fg class ids + 1).
     """
-    scores = with_background(cams_kxhxw_fg, alpha)
+    cams = np.asarray(cams_kxhxw_fg, dtype=np.float32)
+    if cams.ndim != 3:
+        raise ValueError(f"crf_with_alpha: CAMs must be (K, H, W), got shape {cams.shape}")
+    scores = with_background(cams, alpha)
     return crf_inference(img, scores, t=t, labels=scores.shape[0])
 
 

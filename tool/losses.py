@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from tool.cam import with_background
+
 
 def max_norm(cam, eps=1e-5):
     """Per image and channel: relu, then (x - min - eps)+ / (max - min + eps)."""
@@ -11,11 +13,6 @@ def max_norm(cam, eps=1e-5):
     max_v = flat.max(dim=-1)[0].view(n, c, 1, 1)
     min_v = flat.min(dim=-1)[0].view(n, c, 1, 1)
     return F.relu(cam - min_v - eps) / (max_v - min_v + eps)
-
-
-def with_background(cam):
-    """Channel 0 := 1 - max over the foreground channels (returns a new tensor)."""
-    return torch.cat([1 - cam[:, 1:].max(dim=1, keepdim=True)[0], cam[:, 1:]], dim=1)
 
 
 def max_onehot(cam):
@@ -50,7 +47,7 @@ def er_loss(cam1_norm, cam2_norm):
 def ecr_term(cam_target, cam_rv_norm, top_ratio=0.2):
     """Mean of the top `top_ratio` of |onehot(target) - cam_rv| per image, over all C channels."""
     n, c, h, w = cam_rv_norm.shape
-    diff = torch.abs(max_onehot(with_background(cam_target)).detach() - cam_rv_norm).reshape(n, -1)
+    diff = torch.abs(max_onehot(with_background(cam_target[:, 1:], dim=1)).detach() - cam_rv_norm).reshape(n, -1)
     k = int(c * h * w * top_ratio)
     return torch.mean(torch.topk(diff, k=k, dim=-1)[0])
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tool.affinity import pair_offsets
+from tool.cam import with_background
 
 
 def transition_stencil(aff, grid_hw, radius, beta):
@@ -94,8 +95,7 @@ def cam_on_grid(cams, keys, alpha, num_classes=21, stride=8):
     """
     cams = torch.as_tensor(np.asarray(cams, dtype=np.float32))
     h, w = cams.shape[1:]
-    fg_max = cams.max(dim=0)[0] if cams.shape[0] else torch.zeros(h, w)
-    present = torch.cat([((1 - fg_max) ** alpha)[None], cams])
+    present = with_background(cams, alpha)
     ph, pw = padded_size(h, w, stride)
     pooled = F.avg_pool2d(F.pad(present, (0, pw - w, 0, ph - h))[None], stride, stride)[0]
     grid = torch.zeros(num_classes, *pooled.shape[1:])
