@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from network import build_network
-from network.resnet38d import IMAGENET_MEAN, infer_width
+from network.resnet38d import infer_width
 from tool.affinity import effective_radius
 from tool.camfile import load_cam
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, require_files
+from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
 from tool.runtime import (

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from network import build_network
-from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from network.resnet38d import load_pretrained
 from tool.distributed import is_main
 from tool.fileio import cli_errors
-from tool.imutils import PUBLISHED_COLOR_JITTER
+from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input

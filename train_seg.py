@@ -9,10 +9,11 @@ import functools
 import torch
 
 from network import build_network
-from network.resnet38d import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
+from network.resnet38d import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.distributed import global_share, is_main, world
 from tool.fileio import cli_errors, require_files
+from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tool.imutils import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported for the scripts)
 from tool.mxnet_params import read_ndarray_file
 
 

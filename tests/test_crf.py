@@ -72,8 +72,7 @@ def test_crf_agrees_with_direct_pydensecrf_call():
     img = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
     probs = _random_probs(3, 20, 28, seed=4)
     np.testing.assert_array_equal(crf_inference(img, probs), _published_crf(img, probs))
-    np.testing.assert_array_equal(crf_inference(img, probs, t=3, scale_factor=2),
-                                  _published_crf(img, probs, t=3, scale_factor=2))
+    np.testing.assert_array_equal(crf_inference(img, probs, t=3), _published_crf(img, probs, t=3))
 
 
 def test_crf_cleans_noisy_labels_along_an_rgb_edge():

@@ -316,9 +316,9 @@ def test_seg_dataset_follows_the_authors_augmentation(toy_root, tmp_path, monkey
     rgb = np.asarray(Image.open(os.path.join(toy_root, "JPEGImages", name + ".jpg")).convert("RGB"))
     gt = load_label_png(os.path.join(toy_root, "SegmentationClassAug", name + ".png"))
     draws = iter([-10, 10, 3])  # H, S, V shifts; then the flip, the scale draw and the crop offsets
-    monkeypatch.setattr(data.imutils, "rand_int", lambda rng, lo, hi: next(draws))
-    monkeypatch.setattr(data.imutils, "rand_coin", lambda rng: True)
-    monkeypatch.setattr(data.imutils, "crop_window", lambda h, w, c, rng=None: (5, 7, 0, 0, h, w))
+    monkeypatch.setattr(data.imutils, "rand_int", lambda lo, hi: next(draws))
+    monkeypatch.setattr(data.imutils, "rand_coin", lambda: True)
+    monkeypatch.setattr(data.imutils, "crop_window", lambda h, w, c: (5, 7, 0, 0, h, w))
     _, img, lab = ds[0]
 
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.int32)

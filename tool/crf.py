@@ -45,27 +45,26 @@ def unary_from_probs(probs_khw, clip=PROB_CLIP):
     return np.ascontiguousarray(unary, dtype=np.float32)
 
 
-def crf_inference(img_uint8_hwc, probs_khw, t=10, scale_factor=1, labels=None, bilateral_sxy=80):
+def crf_inference(img_uint8_hwc, probs_khw, t=10, bilateral_sxy=80):
     """Dense CRF over K labels on an (H, W, 3) uint8 RGB image; returns (K, H, W) float32 marginals.
 
     Gaussian kernel sxy 3, compat 3; bilateral sxy `bilateral_sxy` (SEAM 80, the authors'
-    segmentation test 32), srgb 13, compat 10; `t` mean-field iterations. `labels` defaults to
-    probs.shape[0] and must match it when given.
+    segmentation test 32), srgb 13, compat 10; `t` mean-field iterations.
     """
     densecrf = _require_densecrf()
     img = np.asarray(img_uint8_hwc)
     probs = np.asarray(probs_khw)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"crf_inference: image must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
-    n_labels = probs.shape[0] if labels is None else int(labels)
+    n_labels = probs.shape[0]
     h, w = img.shape[:2]
-    if probs.shape != (n_labels, h, w):
+    if probs.ndim != 3 or probs.shape[1:] != (h, w):
         raise ValueError(f"crf_inference: probs must be ({n_labels}, {h}, {w}), got {probs.shape}")
     crf = densecrf.DenseCRF2D(w, h, n_labels)
     crf.setUnaryEnergy(unary_from_probs(probs))
-    crf.addPairwiseGaussian(sxy=3 / scale_factor, compat=3)
+    crf.addPairwiseGaussian(sxy=3, compat=3)
     # pydensecrf keeps a pointer to the image: pass a private contiguous copy
-    crf.addPairwiseBilateral(sxy=bilateral_sxy / scale_factor, srgb=13, rgbim=np.ascontiguousarray(img).copy(),
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=13, rgbim=np.ascontiguousarray(img).copy(),
                              compat=10)
     q = crf.inference(t)
     return np.asarray(q, dtype=np.float32).reshape((n_labels, h, w))
@@ -81,7 +80,7 @@ def crf_with_alpha(img, cams_kxhxw_fg, alpha, t=10):
     if cams.ndim != 3:
         raise ValueError(f"crf_with_alpha: CAMs must be (K, H, W), got shape {cams.shape}")
     scores = with_background(cams, alpha)
-    return crf_inference(img, scores, t=t, labels=scores.shape[0])
+    return crf_inference(img, scores, t=t)
 
 
 def default_crf_workers(loader_workers=0):

@@ -1,8 +1,7 @@
 """Image augmentations of the published SEAM code, on PIL images and HWC numpy arrays.
 
-Randomness: every random helper takes `rng`, a numpy Generator. With `rng=None` it draws from
-Python's global `random` module, which PyTorch's DataLoader seeds differently in every worker
-(numpy's global RNG is not reseeded per worker, so it is never used implicitly).
+Randomness: every random helper draws from Python's global `random` module, which the training
+loop seeds per item (tool.trainer.SeededItems) and PyTorch's DataLoader per worker.
 """
 import random
 
@@ -16,23 +15,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PIL_RESAMPLE = {0: Image.NEAREST, 1: Image.BILINEAR, 2: Image.BILINEAR, 3: Image.BICUBIC}
 
 
-def rand_int(rng, low, high):
+def rand_int(low, high):
     """Uniform integer in [low, high], both inclusive."""
-    if rng is None:
-        return random.randint(low, high)
-    return int(rng.integers(low, high + 1))
+    return random.randint(low, high)
 
 
-def rand_uniform(rng, low, high):
-    if rng is None:
-        return random.uniform(low, high)
-    return float(rng.uniform(low, high))
+def rand_uniform(low, high):
+    return random.uniform(low, high)
 
 
-def rand_coin(rng):
-    if rng is None:
-        return random.random() < 0.5
-    return bool(rng.random() < 0.5)
+def rand_coin():
+    return random.random() < 0.5
 
 
 def resize_long(img, target_long):
@@ -54,8 +47,8 @@ class RandomResizeLong:
         self.min_long = min_long
         self.max_long = max_long
 
-    def __call__(self, img, rng=None):
-        return resize_long(img, rand_int(rng, self.min_long, self.max_long))
+    def __call__(self, img):
+        return resize_long(img, rand_int(self.min_long, self.max_long))
 
 
 def hflip(img):
@@ -65,9 +58,9 @@ def hflip(img):
     return np.ascontiguousarray(np.asarray(img)[:, ::-1])
 
 
-def random_hflip(*images, rng=None):
+def random_hflip(*images):
     """Flip all given images together with probability 0.5; one image in, one image out."""
-    flip = rand_coin(rng)
+    flip = rand_coin()
     out = tuple(hflip(im) if flip else im for im in images)
     return out[0] if len(out) == 1 else out
 
@@ -84,7 +77,7 @@ class Normalize:
         return ((arr / 255.0 - self.mean) / self.std).astype(np.float32)
 
 
-def crop_window(h, w, cropsize, rng=None):
+def crop_window(h, w, cropsize):
     """Random window of the published RandomCrop for an h x w input.
 
     Returns (cont_top, cont_left, img_top, img_left, ch, cw): the input region
@@ -94,13 +87,13 @@ def crop_window(h, w, cropsize, rng=None):
     ch, cw = min(cropsize, h), min(cropsize, w)
     w_space, h_space = w - cropsize, h - cropsize
     if w_space > 0:
-        cont_left, img_left = 0, rand_int(rng, 0, w_space)
+        cont_left, img_left = 0, rand_int(0, w_space)
     else:
-        cont_left, img_left = rand_int(rng, 0, -w_space), 0
+        cont_left, img_left = rand_int(0, -w_space), 0
     if h_space > 0:
-        cont_top, img_top = 0, rand_int(rng, 0, h_space)
+        cont_top, img_top = 0, rand_int(0, h_space)
     else:
-        cont_top, img_top = rand_int(rng, 0, -h_space), 0
+        cont_top, img_top = rand_int(0, -h_space), 0
     return cont_top, cont_left, img_top, img_left, ch, cw
 
 
@@ -120,18 +113,18 @@ class RandomCrop:
         self.cropsize = cropsize
         self.fill = fill
 
-    def __call__(self, arr, rng=None):
+    def __call__(self, arr):
         arr = np.asarray(arr)
-        window = crop_window(arr.shape[0], arr.shape[1], self.cropsize, rng)
+        window = crop_window(arr.shape[0], arr.shape[1], self.cropsize)
         return apply_crop(arr, window, self.cropsize, self.fill, dtype=np.float32)
 
 
-def random_crop_pair(img, label, cropsize, rng=None, img_fill=0.0, label_fill=255):
+def random_crop_pair(img, label, cropsize, img_fill=0.0, label_fill=255):
     """Crop an HWC image and its HW(C) label with one window; the label keeps its dtype."""
     img, label = np.asarray(img), np.asarray(label)
     if img.shape[:2] != label.shape[:2]:
         raise ValueError(f"random_crop_pair: image {img.shape[:2]} and label {label.shape[:2]} differ in size")
-    window = crop_window(img.shape[0], img.shape[1], cropsize, rng)
+    window = crop_window(img.shape[0], img.shape[1], cropsize)
     return (apply_crop(img, window, cropsize, img_fill, dtype=np.float32),
             apply_crop(label, window, cropsize, label_fill))
 
@@ -182,12 +175,12 @@ def cv2_rescale(arr, scale, order):
     return cv2.resize(np.asarray(arr), None, fx=scale, fy=scale, interpolation=interp)
 
 
-def random_hsv_shift(img_uint8_rgb, max_shift=(10, 10, 10), rng=None):
+def random_hsv_shift(img_uint8_rgb, max_shift=(10, 10, 10)):
     """The authors' segmentation colour augmentation: in OpenCV's HSV (H in 0..179), shift H, S
     and V each by a random integer in [-m, m]; H wraps modulo 180, S and V clip to 0..255."""
     cv2 = _cv2()
     hsv = cv2.cvtColor(np.ascontiguousarray(img_uint8_rgb, dtype=np.uint8), cv2.COLOR_RGB2HSV).astype(np.int32)
-    shift = [rand_int(rng, -m, m) for m in max_shift]
+    shift = [rand_int(-m, m) for m in max_shift]
     hsv[..., 0] = (hsv[..., 0] + shift[0]) % 180
     hsv[..., 1:] = np.clip(hsv[..., 1:] + np.asarray(shift[1:]), 0, 255)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)

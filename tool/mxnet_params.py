@@ -81,28 +81,3 @@ def read_ndarray_file(path):
         raise ValueError(f"{path}: {count} arrays but {n_names} names")
     names = [r.take_bytes(r.take("<Q")).decode("utf-8") for _ in range(n_names)]
     return dict(zip(names, arrays, strict=True))
-
-
-def write_ndarray_file(path, arrays, layout="v2"):
-    """Write {name: array} in one of the three layouts (used to test the reader on V1/legacy)."""
-    flags = {np.dtype(v): k for k, v in DTYPES.items()}
-    out = [struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays))]
-    for a in arrays.values():
-        a = np.ascontiguousarray(a)
-        if layout == "v2":
-            out.append(struct.pack("<IiI", V2_MAGIC, 0, a.ndim) + struct.pack(f"<{a.ndim}q", *a.shape))
-        elif layout == "v1":
-            out.append(struct.pack("<II", V1_MAGIC, a.ndim) + struct.pack(f"<{a.ndim}q", *a.shape))
-        elif layout == "legacy":
-            out.append(struct.pack("<I", a.ndim) + struct.pack(f"<{a.ndim}I", *a.shape))
-        else:
-            raise ValueError(f"unknown layout {layout!r}")
-        out.append(struct.pack("<3i", 1, 0, flags[a.dtype]) + a.astype(a.dtype.newbyteorder("<")).tobytes())
-    out.append(struct.pack("<Q", len(arrays)))
-    for name in arrays:
-        b = name.encode("utf-8")
-        out.append(struct.pack("<Q", len(b)) + b)
-    from tool.fileio import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(b"".join(out))

@@ -280,7 +280,7 @@ class SegDataset(_ImageListDataset):
             raise ValueError(f"{path}: label value {int(label[bad][0])} outside 0..{self.num_classes - 1} and 255")
         img = imutils.random_hsv_shift(img, self.hsv_shift)
         img, label = imutils.random_hflip(img, label)
-        scale = imutils.rand_uniform(None, *self.scale_range)
+        scale = imutils.rand_uniform(*self.scale_range)
         img = imutils.cv2_rescale(img, scale, order=3)
         label = imutils.cv2_rescale(label, scale, order=0)
         img, label = imutils.random_crop_pair(self.normalize(img), label, self.crop_size, img_fill=0.0, label_fill=255)
