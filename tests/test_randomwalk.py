@@ -1,5 +1,5 @@
 """The sparse stencil walk (tool/randomwalk.py, as infer_aff.py composes it) gives the labels of the
-published dense walk (SPEC section 5).
+published dense walk (infer_aff.py of the SEAM code).
 
 The reference below re-implements the published infer_aff.py end to end (pair indices, the
 network's `to_dense` sparse COO matrix, beta power, column normalisation, logt squarings,

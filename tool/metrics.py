@@ -1,4 +1,4 @@
-"""Segmentation metrics accumulated over a whole data set (SPEC section 6).
+"""Segmentation metrics accumulated over a whole data set, as the published evaluation does.
 
 Confusion matrices have shape (num_classes, num_classes + 1): rows are ground-truth classes,
 columns predicted classes, and the extra last column counts pixels whose prediction is the

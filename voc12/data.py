@@ -72,7 +72,7 @@ class EvalTransform:
 
 
 class TrainClsTransform:
-    """SEAM stage-1 augmentation, in the published order (SPEC section 2).
+    """SEAM stage-1 augmentation, in the order of the published train_SEAM.py.
 
     Random long side in [resize_long] (bicubic), horizontal flip, colour jitter, normalise,
     random crop `crop_size` (padding 0 after normalisation), CHW float32 tensor.
@@ -200,7 +200,7 @@ class SegInferDataset(_ImageListDataset):
 class AffDataset(_ImageListDataset):
     """AffinityNet training items: (name, image tensor, (bg_pos, fg_pos, neg)).
 
-    Published order (SPEC section 4): colour jitter; random crop of the image and the stacked
+    Order of the published train_aff.py: colour jitter; random crop of the image and the stacked
     la/ha CRF score maps with one window (both padded with 0 *before* normalisation, so padded
     image pixels normalise to -mean/std as published); normalise; joint horizontal flip.
     The crop's score maps are then 8x8 average-pooled and argmax'ed, which is the published
