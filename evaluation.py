@@ -1,5 +1,5 @@
-"""Evaluate label maps or CAMs against VOC ground truth: per-class IoU and mIoU, accumulated
-over the whole list as the published evaluation does.
+"""Evaluate label maps or CAMs against VOC ground truth: per-class IoU and mIoU, as the
+published evaluation computes them.
 
 Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean over all classes.
 Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
