@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from network import build_network
-from network.resnet38d import infer_width
+from network.weights import infer_width
 from tool.affinity import effective_radius
 from tool.camfile import load_cam
 from tool.checkpoint import load_model

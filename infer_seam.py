@@ -13,7 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from network import build_network
-from network.resnet38d import infer_width
+from network.weights import infer_width
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
 from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from network import build_network
-from network.resnet38d import infer_width
+from network.weights import infer_width
 from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf

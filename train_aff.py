@@ -7,7 +7,7 @@ import os
 import torch
 
 from network import build_network
-from network.resnet38d import load_pretrained
+from network.weights import load_pretrained
 from tool.distributed import global_share, is_main
 from tool.fileio import cli_errors, require_files
 from tool.logger import RunLogger

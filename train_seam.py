@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network import build_network
-from network.resnet38d import load_pretrained
+from network.weights import load_pretrained
 from tool.distributed import is_main
 from tool.fileio import cli_errors
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER

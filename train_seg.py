@@ -9,7 +9,7 @@ import functools
 import torch
 
 from network import build_network
-from network.resnet38d import load_pretrained
+from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.distributed import global_share, is_main, world
 from tool.fileio import cli_errors, require_files

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from network import resnet38d
+from network import resnet38d, weights
 from tests.mxnet_writer import write_ndarray_file
 from tool.mxnet_params import read_ndarray_file
 
@@ -14,7 +14,7 @@ PARAMS = os.path.join(DATA, "ademxapp_a1_names_shrunk.params")
 
 
 def test_real_mxnet_file_converts_exactly():
-    got = resnet38d.convert_mxnet_to_torch(PARAMS)
+    got = weights.convert_mxnet_to_torch(PARAMS)
     want = np.load(os.path.join(DATA, "ademxapp_a1_names_shrunk_expected.npz"), allow_pickle=False)
     assert sorted(got) == sorted(want.files)
     for k in want.files:
@@ -23,7 +23,7 @@ def test_real_mxnet_file_converts_exactly():
 
 
 def test_converted_names_are_the_backbone_keys():
-    got = set(resnet38d.convert_mxnet_to_torch(PARAMS))
+    got = set(weights.convert_mxnet_to_torch(PARAMS))
     own = {k for k in resnet38d.Net(width=1 / 16).state_dict() if not k.endswith("num_batches_tracked")}
     assert got == own
 
@@ -43,7 +43,7 @@ def test_all_array_layouts_round_trip(tmp_path, layout):
     for k, a in arrays.items():
         assert got[k].dtype == a.dtype
         np.testing.assert_array_equal(got[k], a)
-    state = resnet38d.convert_mxnet_to_torch(path)
+    state = weights.convert_mxnet_to_torch(path)
     assert set(state) == {"conv1a.weight", "bn7.running_var", "bn7.weight"}
     assert state["bn7.weight"].dtype == torch.float32
 
@@ -72,13 +72,13 @@ def test_unknown_array_name_is_rejected(tmp_path):
     path = tmp_path / "other.params"
     write_ndarray_file(path, {"arg:fc_weight": np.zeros((2, 2), np.float32)})
     with pytest.raises(ValueError, match="unexpected array 'arg:fc_weight'"):
-        resnet38d.convert_mxnet_to_torch(path)
+        weights.convert_mxnet_to_torch(path)
 
 
 def test_cli_converts_to_a_weights_only_pth(tmp_path):
     out = tmp_path / "imagenet.pth"
-    resnet38d.main([PARAMS, str(out)])
+    weights.main([PARAMS, str(out)])
     state = torch.load(out, weights_only=True)
     assert len(state) == 191
     with pytest.raises(SystemExit, match="error: .*missing.params"):
-        resnet38d.main([str(tmp_path / "missing.params"), str(out)])
+        weights.main([str(tmp_path / "missing.params"), str(out)])

@@ -151,7 +151,7 @@ def test_pickled_checkpoint_needs_opt_in(tmp_path):
 
 
 def test_load_pretrained_full_backbone_and_other_stage(tmp_path):
-    from network.resnet38d import load_pretrained
+    from network.weights import load_pretrained
 
     src = resnet38_seam.Net(width=1 / 16)
     save_state_dict(src.state_dict(), tmp_path / "seam.pth")

@@ -14,7 +14,7 @@ import evaluation
 import infer_seg
 import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
-from network.resnet38d import infer_width
+from network.weights import infer_width
 from tests.reference_fill import fill
 from tool.batchnorm import forward_in_bn_groups
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
