@@ -1,7 +1,6 @@
 """Stage 3: train AffinityNet on pair labels from the low/high-alpha CRF maps of infer_seam.py.
 Writes `<session_name>.pth` (the published checkpoint format)."""
 import argparse
-import functools
 import os
 
 import torch
@@ -25,8 +24,6 @@ def get_parser():
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--radius", type=int, default=5, help="pair radius on the feature grid")
-    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--la_crf_dir", required=True, help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0)")
     p.add_argument("--ha_crf_dir", required=True, help="high-alpha CRF folder of infer_seam.py (<out_crf>_24.0)")
@@ -43,8 +40,7 @@ def run(args):
                                  crop_size=args.crop_size, radius=args.radius)
         require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
                        for n in dataset.img_ids], "CRF map")
-        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
-        trainer = build_trainer(args, model, dataset, logger, device, init)
+        trainer = build_trainer(args, model, dataset, logger, device, load_pretrained)
 
         channels_last = channels_last_enabled(device, args.channels_last)
 

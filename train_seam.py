@@ -1,7 +1,6 @@
 """Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
 batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
 import argparse
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +31,6 @@ def get_parser():
     p.add_argument("--scale_factor", type=float, default=0.3, help="size of the second branch")
     p.add_argument("--color_jitter", type=float, nargs=4, default=PUBLISHED_COLOR_JITTER,
                    metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")
-    p.add_argument("--weights", default=None, help="ImageNet .params, a .pth, or none (random init)")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
     p.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
@@ -80,8 +77,8 @@ def run(args):
                 args.train_list, args.voc12_root, args.cls_labels,
                 transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
             )  # fmt: skip
-        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
-        trainer = build_trainer(args, model, dataset, logger, device, init, forward=TwoBranch(model, args.scale_factor))
+        trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
+                                forward=TwoBranch(model, args.scale_factor))
         channels_last = channels_last_enabled(device, args.channels_last)
 
         def step_fn(batch, draw):

@@ -4,7 +4,6 @@ The defaults are the authors' retraining (seamv1-pseudovoc, 64.754 val mIoU): ev
 statistics with running-statistic momentum 0.0003 and its affine untrained, nothing frozen, HSV
 shift, cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
 import argparse
-import functools
 
 import torch
 
@@ -27,7 +26,9 @@ def get_parser():
     # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
     add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
-                                     "loaded): for random initialisation only")
+                                     "loaded): for random initialisation only",
+                       weights_help="ImageNet .params, a .pth (another stage's backbone, ours or the authors' "
+                                    "DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
     p.add_argument("--network", default="network.resnet38_seg")
     p.add_argument("--num_classes", type=int, default=21)
@@ -48,10 +49,6 @@ def get_parser():
                         "not per group")
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
-    p.add_argument("--weights", default=None,
-                   help="ImageNet .params, a .pth (another stage's backbone, ours or the authors' DeepLab "
-                        "checkpoint to fine-tune), or none (random init)")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     p.add_argument("--voc12_root", required=True)
     p.add_argument("--label_dir", default=None,
                    help="folder of <id>.png pseudo labels (default: the ground truth under --voc12_root)")
@@ -93,10 +90,9 @@ def run(args):
                                  scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift,
                                  num_classes=args.num_classes)
         require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
-        init = functools.partial(load_pretrained, allow_pickle=args.allow_pickle)
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
-        trainer = build_trainer(args, model, dataset, logger, device, init, forward=BNGroups(model, local_groups),
-                                lr_horizon_extra=1)
+        trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
+                                forward=BNGroups(model, local_groups), lr_horizon_extra=1)
         channels_last = channels_last_enabled(device, args.channels_last)
 
         def step_fn(batch, draw):

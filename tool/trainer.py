@@ -35,7 +35,11 @@ UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random ini
                  "the published recipe freezes them under ImageNet weights")
 
 
-def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP):
+WEIGHTS_HELP = "ImageNet .params, a .pth, or none (random init)"
+
+
+def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP,
+                       weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults."""
     parser.add_argument("--batch_size", type=int, default=batch_size,
                         help="global batch: under torchrun each of N processes takes batch_size / N")
@@ -60,6 +64,8 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--unfreeze", action="store_true", help=unfreeze_help)
     parser.add_argument("--no_dropout", action="store_true",
                         help="no dropout anywhere: for short from-scratch runs of slim networks only")
+    parser.add_argument("--weights", default=None, help=weights_help)
+    parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
 
 
 def _item_seed(seed, epoch, index):
@@ -292,15 +298,15 @@ class Trainer:
 
 
 def build_trainer(args, model, dataset, logger, device, init_weights, forward=None, lr_horizon_extra=0):
-    """The set-up every training script shares: initial weights (`init_weights(model, path)`,
-    returning how they were used), device and memory format, optimiser, the resume point when
+    """The set-up every training script shares: initial weights (`init_weights(model, path,
+    allow_pickle=)`, returning how they were used), device and memory format, optimiser, the resume point when
     asked, DDP and compilation of `forward` (default: the model).
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     if args.no_dropout:
         model.disable_dropout()
     if args.weights:
         try:
-            how = init_weights(model, args.weights)
+            how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         logger.info(f"initialised from {args.weights} ({how})")
