@@ -74,9 +74,22 @@ def test_average_meter_means_and_pop():
     assert meter.pop() == {"loss": 7.0}
 
 
-def test_progress_over_iterable_and_total():
-    assert list(progress([1, 2, 3], desc="x")) == [1, 2, 3]
-    bar = progress(10, desc="imgs")
+def test_progress_draws_on_stderr_and_an_int_is_a_total(capsys):
+    # stdout carries log lines and results, so the bar must stay on stderr
+    assert list(progress([1, 2, 3], desc="cams")) == [1, 2, 3]
+    bar = progress(10, desc="imgs")  # a count to update by hand, not range(10)
     bar.update(4)
-    assert bar.total == 10 and bar.n == 4
     bar.close()
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "cams: 100%" in err and "3/3" in err
+    assert "imgs:  40%" in err and "4/10" in err
+
+
+def test_progress_disabled_iterates_without_a_bar(capsys):
+    # torchrun ranks other than 0: same items, nothing drawn
+    assert list(progress(iter([1, 2]), desc="x", enabled=False)) == [1, 2]
+    bar = progress(5, desc="y", enabled=False)
+    bar.update(5)
+    bar.close()
+    assert capsys.readouterr() == ("", "")

@@ -14,7 +14,21 @@ def test_groups_follow_the_published_multipliers_and_decay():
     opt, _ = make()
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.02, 0.1, 0.2])
     assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0, 5e-4, 0.0]
-    assert all(g["momentum"] == 5e-4 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_momentum_enters_the_update_and_defaults_to_the_published_5e4(momentum):
+    # the published code passed its weight decay into SGD's momentum slot: 5e-4 unless asked otherwise
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    kwargs = {} if momentum is None else {"momentum": momentum}
+    opt = PolyOptimizer([[w], [], [], []], lr=0.1, weight_decay=0.0, max_step=10, **kwargs)
+    for _ in range(2):
+        w.grad = torch.ones_like(w)
+        opt.step()
+    m = 5e-4 if momentum is None else momentum
+    # step 0 moves by lr0 * g; step 1 by lr1 * (m * g + g)
+    want = -0.1 - 0.1 * (1 - 1 / 10) ** 0.9 * (1 + m)
+    assert w.item() == pytest.approx(want, rel=1e-12, abs=0)
 
 
 def test_poly_schedule():

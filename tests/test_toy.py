@@ -79,6 +79,12 @@ def test_bands_only_in_segmentation_class(toy_root):
         change = (aug[:, 1:] != aug[:, :-1])
         assert np.all(band[:, 1:][change] & band[:, :-1][change])
         # bands are thin: a band pixel is within 1 pixel of a class change
+        padded = np.pad(aug, 1, mode="edge")
+        near_change = np.zeros_like(band)
+        for dy in range(3):
+            for dx in range(3):
+                near_change |= padded[dy:dy + aug.shape[0], dx:dx + aug.shape[1]] != aug
+        assert np.all(near_change[band])
         assert band.mean() < 0.5
 
 

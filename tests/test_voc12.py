@@ -198,9 +198,26 @@ def test_train_cls_transform_seeded_and_picklable(toy_root):
         runs.append(torch.stack([ds[i][1] for i in range(4)]))
     assert runs[0].shape == (4, 3, 48, 48)
     assert torch.equal(runs[0], runs[1])
-    # resize long < 48 sometimes: the padding is exactly 0 after normalisation
-    clone = pickle.loads(pickle.dumps(ds.transform))
-    assert clone.crop.cropsize == 48 and clone.resize.max_long == 80
+    # DataLoader workers get a pickled copy: it must draw and transform exactly as the original
+    ds.transform = pickle.loads(pickle.dumps(ds.transform))
+    random.seed(5)
+    torch.manual_seed(5)
+    assert torch.equal(torch.stack([ds[i][1] for i in range(4)]), runs[0])
+
+
+def test_train_cls_transform_pads_small_images_with_exact_zero_after_normalisation(toy_root):
+    # long side 40..44 < crop 48: a square image in a 0 frame (normalised 0 is the mean colour)
+    ds = data.ClsDataset(os.path.join(toy_root, "train.txt"), toy_root, os.path.join(toy_root, "cls_labels.txt"),
+                         transform=data.TrainClsTransform(crop_size=48, resize_long=(40, 44)))
+    random.seed(0)
+    torch.manual_seed(0)
+    for i in range(4):
+        img = ds[i][1]
+        pad = (img == 0).all(0).numpy()
+        rows, cols = np.nonzero(~pad)
+        side = rows.max() + 1 - rows.min()
+        assert 40 <= side <= 44 and cols.max() + 1 - cols.min() == side
+        assert pad.sum() == 48 * 48 - side * side  # zero exactly outside the image, nowhere inside
 
 
 def test_train_cls_transform_in_worker_is_reproducible(toy_root):
