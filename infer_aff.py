@@ -17,43 +17,30 @@ from network.weights import infer_width
 from tool.affinity import effective_radius
 from tool.camfile import load_cam
 from tool.checkpoint import load_model
-from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
+from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, require_files
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
-from tool.runtime import (
-    add_speed_flags,
-    autocast,
-    lagged_to_host,
-    setup_device,
-    to_input,
-)
+from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import ImageDataset, image_path, load_image
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="AffinityNet checkpoint (<session_name>.pth)")
-    p.add_argument("--network", default="network.resnet38_aff")
-    p.add_argument("--infer_list", default="voc12/train.txt")
-    p.add_argument("--num_workers", type=int, default=8)
+    add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", "voc12/train.txt",
+                        amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
+                                 "off = exact fp32 (no TF32); the walk itself is fp32")
     p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
-    p.add_argument("--voc12_root", required=True)
     p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
     p.add_argument("--out_rw", required=True)
     p.add_argument("--beta", type=float, default=8, help="power of the affinities")
     p.add_argument("--logt", type=int, default=6, help="the walk takes 2^logt steps")
     p.add_argument("--radius", type=int, default=5)
     p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
-    p.add_argument("--crf_workers", type=int, default=None)
     p.add_argument("--num_classes", type=int, default=21)
-    add_speed_flags(p, amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
-                                "off = exact fp32 (no TF32); the walk itself is fp32", compile_flag=False)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
 
 
@@ -106,11 +93,7 @@ def run(args):
                 channels = np.concatenate([[0], keys + 1])  # a walk keeps the other channels zero
                 yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
 
-    if args.crf:  # CRF on processes; else the PNG writes on a thread
-        pool = CRFPool(default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers)
-    else:
-        pool = CRFPool(1, threads=True)
-    with pool:
+    with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
         items = progress(loader, desc="infer_aff", enabled=is_main())
         for (name, hw), out in lagged_to_host(walked_on_device(items), device):
             out_path = os.path.join(args.out_rw, name + ".png")

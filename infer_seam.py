@@ -17,31 +17,21 @@ from network.weights import infer_width
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
 from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
-from tool.crf import CRFPool, crf_with_alpha, default_crf_workers, require_densecrf
+from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
 from tool.logger import progress
-from tool.runtime import (
-    add_speed_flags,
-    autocast,
-    lagged_to_host,
-    setup_device,
-    to_input,
-)
+from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="stage-1 checkpoint (<session_name>.pth)")
-    p.add_argument("--network", default="network.resnet38_SEAM")
-    p.add_argument("--infer_list", default="voc12/train.txt")
+    add_inference_flags(p, "stage-1 checkpoint (<session_name>.pth)", "network.resnet38_SEAM", "voc12/train.txt",
+                        amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
+                                 "off = exact fp32 CAMs (no TF32)")
     p.add_argument("--cls_labels", default="voc12/cls_labels.txt")
-    p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
-    p.add_argument("--crf_workers", type=int, default=None,
-                   help="CRF processes (default: the cores this process may use, less the loader workers)")
-    p.add_argument("--voc12_root", required=True)
     p.add_argument("--out_cam", default=None)
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
     p.add_argument("--out_crf", default=None, help="prefix: folders <out_crf>_<alpha> are written")
@@ -51,10 +41,6 @@ def get_parser():
     p.add_argument("--crf_alphas", type=float, nargs="+", default=(4.0, 24.0))
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
-    add_speed_flags(p, amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
-                                "off = exact fp32 CAMs (no TF32)", compile_flag=False)
-    p.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
 
 
@@ -128,8 +114,8 @@ def run(args):
             label = item["label"].to(device, non_blocking=True)
             yield item, multiscale_cam(model, item["images"], label, item["size"], device, args.amp, channels_last)
 
-    workers = default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers
-    with CRFPool(workers) as pool:
+    # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
+    with output_pool(True, args.crf_workers, args.num_workers) as pool:
         for item, total in lagged_to_host(cams_on_device(progress(loader, desc="infer_seam", enabled=is_main())),
                                           device):
             keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)

@@ -20,29 +20,22 @@ from network import build_network
 from network.weights import infer_width
 from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
-from tool.crf import CRFPool, crf_inference, default_crf_workers, require_densecrf
+from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors
 from tool.logger import progress
-from tool.runtime import (
-    add_speed_flags,
-    autocast,
-    lagged_to_host,
-    setup_device,
-    to_input,
-)
+from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True,
-                   help="segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release")
-    p.add_argument("--network", default="network.resnet38_seg")
+    add_inference_flags(p, "segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release",
+                        "network.resnet38_seg", "voc12/val.txt",
+                        amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
+                                 "off = exact fp32 (no TF32)")
     p.add_argument("--num_classes", type=int, default=21)
-    p.add_argument("--infer_list", default="voc12/val.txt")
-    p.add_argument("--voc12_root", required=True)
     p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
     p.add_argument("--scales", type=float, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
     p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
@@ -50,13 +43,6 @@ def get_parser():
     p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--crf_t", type=int, default=1, help="CRF mean-field iterations")
     p.add_argument("--crf_bilateral_sxy", type=float, default=32, help="CRF bilateral kernel's spatial sigma")
-    p.add_argument("--crf_workers", type=int, default=None,
-                   help="CRF processes (default: the cores this process may use, less the loader workers)")
-    p.add_argument("--num_workers", type=int, default=8, help="data loader workers")
-    add_speed_flags(p, amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
-                                "off = exact fp32 (no TF32)", compile_flag=False)
-    p.add_argument("--overwrite", action="store_true", help="recompute images whose PNG exists")
-    p.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     return p
 
 
@@ -105,11 +91,7 @@ def run(args):
             probs = multiscale_probs(model, item["images"], item["size"], device, args.amp, channels_last)
             yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
 
-    if args.crf:  # CRF on processes; else the PNG writes on a thread
-        pool = CRFPool(default_crf_workers(args.num_workers) if args.crf_workers is None else args.crf_workers)
-    else:
-        pool = CRFPool(1, threads=True)
-    with pool:
+    with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
         items = progress(loader, desc="infer_seg", enabled=is_main())
         for name, out in lagged_to_host(outputs_on_device(items), device):
             if args.crf:

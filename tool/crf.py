@@ -88,6 +88,14 @@ def default_crf_workers(loader_workers=0):
     return max(1, usable_cores() - loader_workers)
 
 
+def output_pool(crf, crf_workers=None, loader_workers=0):
+    """The pool an inference script hands its per-image outputs to: CRF processes when `crf`
+    (`crf_workers`, default the cores less the loader's), else one thread that writes files."""
+    if not crf:
+        return CRFPool(1, threads=True)
+    return CRFPool(default_crf_workers(loader_workers) if crf_workers is None else crf_workers)
+
+
 def _call(fn, args, kwargs):
     return fn(*args, **kwargs)
 

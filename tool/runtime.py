@@ -120,3 +120,17 @@ def _collect(meta, host, done):
     if done is not None:
         done.synchronize()
     return meta, host
+
+
+def add_inference_flags(parser, weights_help, network, infer_list, amp_help):
+    """Flags every inference script has."""
+    parser.add_argument("--weights", required=True, help=weights_help)
+    parser.add_argument("--network", default=network)
+    parser.add_argument("--infer_list", default=infer_list)
+    parser.add_argument("--voc12_root", required=True)
+    parser.add_argument("--num_workers", type=int, default=8, help="data loader workers")
+    parser.add_argument("--crf_workers", type=int, default=None,
+                        help="CRF processes (default: the cores this process may use, less the loader workers)")
+    add_speed_flags(parser, amp_help=amp_help, compile_flag=False)
+    parser.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
+    parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
