@@ -136,7 +136,9 @@ class Net(nn.Module):
         x = self.conv1a(x)
         taps = {}
         for name in BLOCK_NAMES:
-            x, taps[name] = getattr(self, name)(x)  # (output, its input after BN + ReLU)
+            x, bn_relu_input = getattr(self, name)(x)
+            if name in ("b5", "b6"):  # keep only the two the heads read: the others would hold memory
+                taps[name] = bn_relu_input
         conv6 = F.relu(self.bn7(x))
         return {"conv4": taps["b5"], "conv5": taps["b6"], "conv6": conv6}
 
@@ -162,3 +164,7 @@ def get_parameter_groups(model, head_names):
         is_bias = name.endswith("bias")
         groups[2 * is_head + is_bias].append(p)
     return groups
+
+
+if __name__ == "__main__":
+    raise SystemExit("error: the ImageNet .params converter moved: python -m network.weights PARAMS OUT.pth")

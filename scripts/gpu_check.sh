@@ -47,16 +47,15 @@ if [ "$CRF" = 0 ]; then  # stage 3's inputs without the CRF: [(1 - max fg)^alpha
   step stage2_maps_no_crf "$PY" - "$OUT" "$T/train.txt" <<'EOF'
 import os, sys
 import numpy as np
-from tool.crf import with_background
-from tool.fileio import save_npz
-from voc12.data import load_cam
+from tool.cam import with_background
+from tool.camfile import load_cam, save_crf
 from voc12.labels import load_img_id_list
 out, ids = sys.argv[1], load_img_id_list(sys.argv[2])
 for name in ids:
     keys, cams = load_cam(os.path.join(out, "cam", name + ".npz"))
     for alpha in (4.0, 24.0):
-        save_npz(os.path.join(f"{out}/crf_{alpha}", name + ".npz"), keys=np.concatenate([[0], keys + 1]),
-                 scores=with_background(cams, alpha))
+        save_crf(os.path.join(f"{out}/crf_{alpha}", name + ".npz"), np.concatenate([[0], keys + 1]),
+                 with_background(cams, alpha))
 EOF
 fi
 step stage3_train "$PY" train_aff.py "${common[@]}" --train_list "$T/train.txt" --session_name "$OUT/aff" \

@@ -8,7 +8,7 @@ from tool.mxnet_params import DTYPES, LIST_MAGIC, V1_MAGIC, V2_MAGIC
 
 
 def write_ndarray_file(path, arrays, layout="v2"):
-    """Write {name: array} in one of the three layouts ."""
+    """Write {name: array} in one of the three layouts."""
     flags = {np.dtype(v): k for k, v in DTYPES.items()}
     out = [struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays))]
     for a in arrays.values():

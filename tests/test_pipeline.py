@@ -1,6 +1,7 @@
 """The pipeline as users run it: the shell scripts, end to end on a tiny synthetic set."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,3 +51,15 @@ def test_stage_scripts_need_the_voc_root(tmp_path):
                    "eval_rw.sh", "train_seg.sh", "infer_seg.sh", "eval_seg.sh"):
         done = run_script(script, env)
         assert done.returncode == 2 and done.stderr.startswith("error: set VOC12_ROOT"), script
+
+
+def test_gpu_check_python_snippets_import_what_exists():
+    """scripts/gpu_check.sh runs only on a GPU machine: at least its inline Python must import here."""
+    text = open(os.path.join(ROOT, "scripts", "gpu_check.sh")).read()
+    snippets = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    assert len(snippets) == 2
+    for code in snippets:
+        imports = "\n".join(line for line in code.splitlines() if line.startswith(("import ", "from ")))
+        done = subprocess.run([sys.executable, "-c", imports], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": ROOT})
+        assert done.returncode == 0, done.stderr
