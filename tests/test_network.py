@@ -30,27 +30,38 @@ def filled_state_dict(list_name):
     }
 
 
+@pytest.fixture(scope="module")
+def filled_nets():
+    """Each full-width network once for the module (about 105M parameters: seconds to build), in
+    eval mode; the two with goldens hold the deterministic fill of their published listing."""
+    nets = {resnet38d: resnet38d.Net().eval()}
+    for module, list_name in ((resnet38_seam, "resnet38_seam_state_dict.txt"),
+                              (resnet38_aff, "resnet38_aff_state_dict.txt")):
+        net = module.Net()
+        load_weights_strict(net, filled_state_dict(list_name))
+        nets[module] = net.eval()
+    return nets
+
+
 @pytest.mark.parametrize(
     "module,list_name",
     [(resnet38d, "resnet38d_state_dict.txt"), (resnet38_seam, "resnet38_seam_state_dict.txt"),
      (resnet38_aff, "resnet38_aff_state_dict.txt")],
 )  # fmt: skip
-def test_state_dict_names_shapes_and_order(module, list_name):
+def test_state_dict_names_shapes_and_order(filled_nets, module, list_name):
     want = read_key_list(list_name)
-    got = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in module.Net().state_dict().items()]
+    got = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in filled_nets[module].state_dict().items()]
     assert got == want
 
 
-def test_parameter_count_is_published():
-    n = sum(p.numel() for p in resnet38_seam.Net().parameters())
+def test_parameter_count_is_published(filled_nets):
+    n = sum(p.numel() for p in filled_nets[resnet38_seam].parameters())
     assert 100e6 < n < 110e6
 
 
 @pytest.fixture(scope="module")
-def seam_net():
-    net = resnet38_seam.Net()
-    load_weights_strict(net, filled_state_dict("resnet38_seam_state_dict.txt"))
-    return net.eval()
+def seam_net(filled_nets):
+    return filled_nets[resnet38_seam]
 
 
 def close(got, want, rtol=1e-4):
@@ -70,12 +81,10 @@ def test_seam_golden(seam_net, size):
 
 
 @pytest.mark.parametrize("size,offsets", [("96x112", 34), ("64x80", 12)])
-def test_aff_golden(size, offsets):
-    net = resnet38_aff.Net()
-    load_weights_strict(net, filled_state_dict("resnet38_aff_state_dict.txt"))
+def test_aff_golden(filled_nets, size, offsets):
     g = np.load(os.path.join(DATA, "golden_aff.npz"), allow_pickle=False)
     with torch.no_grad():
-        aff = net.eval()(torch.from_numpy(g[f"input_{size}"]))
+        aff = filled_nets[resnet38_aff](torch.from_numpy(g[f"input_{size}"]))
     assert aff.shape[1] == offsets
     ok, err = close(aff.numpy(), g[f"aff_{size}"])
     assert ok, err
