@@ -434,27 +434,41 @@ def authors_forward(backbone, sd, x):
     return F.interpolate(f, (h, w), mode="bilinear", align_corners=True)
 
 
-def authors_test_labels(img, sd, crf, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
-    """Their test procedure: normalise, cubic resize of the float image, the net on it and its
-    flip, logits upsampled to the image (align_corners=True), flips undone, mean, softmax,
-    dense CRF (1 iteration, bilateral sxy 32) on the uint8 image, argmax."""
+@pytest.fixture(scope="module")
+def authors_softmax(odd_images):
+    """Their test procedure up to the softmax, per image: normalise, cubic resize of the float
+    image, the net on it and its flip, logits upsampled to the image (align_corners=True), flips
+    undone, mean, softmax. Computed once for the CRF and no-CRF tests."""
     cv2 = pytest.importorskip("cv2")
+    root, names = odd_images
+    sd = authors_state_dict()
     backbone = resnet38d.Net().eval()
     backbone.load_state_dict({k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")})
-    h, w = img.shape[:2]
-    norm = ((img / 255.0 - MEAN) / STD).astype(np.float32)
-    total = torch.zeros(1, 21, h, w)
-    with torch.no_grad():
-        for s in scales:
-            x = torch.from_numpy(cv2.resize(norm, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1))
-            x = x[None].contiguous()
-            for out in (authors_forward(backbone, sd, x), authors_forward(backbone, sd, x.flip(-1)).flip(-1)):
-                total += F.interpolate(out, (h, w), mode="bilinear", align_corners=True)
-    prob = torch.softmax(total / (2 * len(scales)), dim=1)[0].numpy()
+    scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    probs = {}
+    for name in names:
+        img = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg").convert("RGB"))
+        h, w = img.shape[:2]
+        norm = ((img / 255.0 - MEAN) / STD).astype(np.float32)
+        total = torch.zeros(1, 21, h, w)
+        with torch.no_grad():
+            for s in scales:
+                x = cv2.resize(norm, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1)
+                x = torch.from_numpy(x)[None].contiguous()
+                for out in (authors_forward(backbone, sd, x), authors_forward(backbone, sd, x.flip(-1)).flip(-1)):
+                    total += F.interpolate(out, (h, w), mode="bilinear", align_corners=True)
+        probs[name] = torch.softmax(total / (2 * len(scales)), dim=1)[0].numpy()
+    return probs
+
+
+def authors_test_labels(img, prob, crf):
+    """The end of their test procedure: dense CRF (1 iteration, bilateral sxy 32) on the uint8
+    image when `crf`, argmax."""
     if crf:
         dcrf = pytest.importorskip("pydensecrf.densecrf")
         from pydensecrf.utils import unary_from_softmax
 
+        h, w = img.shape[:2]
         d = dcrf.DenseCRF2D(w, h, 21)
         d.setUnaryEnergy(unary_from_softmax(prob))
         d.addPairwiseGaussian(sxy=3, compat=3)
@@ -464,16 +478,16 @@ def authors_test_labels(img, sd, crf, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
 
 
 @pytest.mark.parametrize("crf", [False, True], ids=["no_crf", "crf"])
-def test_authors_checkpoint_gives_the_labels_of_their_test_procedure(authors_ckpt, odd_images, tmp_path, crf):
+def test_authors_checkpoint_gives_the_labels_of_their_test_procedure(authors_ckpt, odd_images, authors_softmax,
+                                                                      tmp_path, crf):
     root, names = odd_images
     out = tmp_path / "seg"
     infer_seg.main(["--weights", str(authors_ckpt), "--voc12_root", str(root), "--infer_list", str(root / "list.txt"),
                     "--out_seg", str(out), "--num_workers", "0", "--crf_workers", "0", "--device", "cpu",
                     *([] if crf else ["--no_crf"])])
-    sd = authors_state_dict()
     for name in names:
         img = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg").convert("RGB"))
-        want, prob = authors_test_labels(img, sd, crf)
+        want, prob = authors_test_labels(img, authors_softmax[name], crf)
         got = load_label_png(out / f"{name}.png")
         assert got.shape == img.shape[:2] and len(np.unique(want)) > 1
         top2 = np.sort(prob, axis=0)[-2:]
