@@ -31,6 +31,7 @@ from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, default_loader_workers, to_device
 
+NO_BAD_STEP = torch.iinfo(torch.long).max  # the device-side "first non-finite step" before there is one
 UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
                  "the published recipe freezes them under ImageNet weights")
 
@@ -164,7 +165,7 @@ class Trainer:
         self._last_saved = None
         self._saved_step = None
         self.resumed = False
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=device)
 
     def resume(self, path):
         state = load_training_state(path)
@@ -197,14 +198,11 @@ class Trainer:
 
     def check_finite(self):
         """Stop (SystemExit, one line) if a loss since the start was non-finite, on any rank: one GPU sync."""
-        first_bad = self._first_bad
+        first_bad = self._first_bad.clone()
         if self.world_size > 1:  # every rank stops together, or the others would wait forever
-            never = torch.iinfo(torch.long).max
-            first_bad = torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)
             torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
-            first_bad = torch.where(first_bad == never, torch.full_like(first_bad, -1), first_bad)
         bad = int(first_bad)
-        if bad < 0:
+        if bad == NO_BAD_STEP:
             return
         last = self._last_saved or "none written"
         msg = f"error: non-finite loss at step {bad}; last good checkpoint: {last}"
@@ -259,8 +257,8 @@ class Trainer:
             terms, drawn = step_fn(batch, draw)
             loss = terms["loss"]
             # Recorded on the device, read at the next log line or checkpoint: no sync per step.
-            self._first_bad = torch.where((self._first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                          torch.full_like(self._first_bad, self.step), self._first_bad)
+            self._first_bad = torch.where(torch.isfinite(loss.detach()), self._first_bad,
+                                          self._first_bad.clamp(max=self.step))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
