@@ -7,27 +7,8 @@ import pytest
 import torch
 
 from network import build_network, network_module, resnet38_aff, resnet38_seam, resnet38d
-from tests.reference_fill import fill
+from tests.reference_fill import DATA, filled_state_dict, read_key_list
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
-
-DATA = os.path.join(os.path.dirname(__file__), "data")
-
-
-def read_key_list(name):
-    rows = []
-    with open(os.path.join(DATA, name)) as f:
-        for line in f:
-            key, shape, dtype = line.split()
-            shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-            rows.append((key, shape, dtype))
-    return rows
-
-
-def filled_state_dict(list_name):
-    return {
-        key: torch.from_numpy(np.asarray(fill(key, shape, i)))
-        for i, (key, shape, _) in enumerate(read_key_list(list_name))
-    }
 
 
 @pytest.fixture(scope="module")

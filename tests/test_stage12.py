@@ -11,7 +11,7 @@ import evaluation
 import infer_seam
 import train_seam
 from network import resnet38_seam
-from tests.reference_fill import fill
+from tests.reference_fill import filled_state_dict
 from tool.camfile import load_cam, load_crf
 from tool.checkpoint import load_weights_strict, save_state_dict
 from voc12.labels import load_cls_labels, load_img_id_list
@@ -185,12 +185,7 @@ def reference_cam(net, img_uint8, label20, scales=(0.5, 1.0, 1.5, 2.0)):
 
 
 def test_cam_of_filled_published_net_matches_the_published_inference(toy, tmp_path):
-    keys_file = os.path.join(os.path.dirname(__file__), "data", "resnet38_seam_state_dict.txt")
-    state = {}
-    for i, line in enumerate(open(keys_file)):
-        key, shape, _ = line.split()
-        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-        state[key] = torch.from_numpy(np.asarray(fill(key, shape, i)))
+    state = filled_state_dict("resnet38_seam_state_dict.txt")
     save_state_dict(state, tmp_path / "filled.pth")
     name = load_img_id_list(toy / "train.txt")[0]
     (tmp_path / "one.txt").write_text(name + "\n")
