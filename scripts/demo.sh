@@ -74,9 +74,8 @@ IMAGENET_PARAMS="$WORK_DIR/resnet38_SEAM.pth" bash "$here/train_seg.sh" "${commo
   --max_step "$SEG_STEPS" --lr 0.01 --bn_momentum 0.1
 lap "stage 5: train DeepLab"
 head -n 4 "$toy/train.txt" > "$WORK_DIR/figure.txt"
-for list in "$toy/val.txt" "$WORK_DIR/figure.txt"; do
-  LIST="$list" bash "$here/infer_seg.sh" --num_workers "$WORKERS"
-done
+cat "$toy/val.txt" "$WORK_DIR/figure.txt" > "$WORK_DIR/segment.txt"  # val, and the figure's train images
+LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" --num_workers "$WORKERS"
 LIST="$toy/val.txt" bash "$here/eval_seg.sh" --num_workers 1
 lap "stage 5: segment val + eval"
 

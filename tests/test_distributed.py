@@ -1,5 +1,7 @@
 """torchrun DDP on the CPU (gloo): 2 processes give the update of 1 process with the same global
-batch, and a 2-process run resumes exactly. Every run is a subprocess with one thread."""
+batch, and a 2-process run resumes exactly. Every run has one thread; the one-process references
+run in the test process."""
+import importlib
 import os
 import subprocess
 import sys
@@ -43,12 +45,14 @@ def toy(tmp_path_factory):
 def launch(toy, stage, nproc, argv, crash_at=0):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
            "PYTHONPATH": ROOT}
-    if nproc == 1:
-        cmd = [sys.executable, str(toy / "run_stage.py"), stage, *argv]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               str(toy / "run_stage.py"), stage, *argv]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           str(toy / "run_stage.py"), stage, *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_here(stage, argv):
+    """The one-process reference, in this process (one thread, as the torchrun ranks)."""
+    importlib.import_module(stage).main(argv)
 
 
 def seam_argv(toy, session, *extra, dropout=False):
@@ -85,9 +89,12 @@ def check(result):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
     one, two, crashed = tmp_path / "one" / "seam", tmp_path / "two" / "seam", tmp_path / "crashed" / "seam"
-    check(launch(toy, "train_seam", 1, seam_argv(toy, one)))
+    run_here("train_seam", seam_argv(toy, one))
     result = launch(toy, "train_seam", 2, seam_argv(toy, two))
     check(result)
     assert "2 processes" in result.stdout
@@ -117,7 +124,7 @@ def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp
     # one process: BN statistics over two halves of each batch of 4 (--bn_groups 2, the default);
     # two processes: each rank's 2 images are one group, and the loss divides by the global count
     one, two = tmp_path / "one" / "seg", tmp_path / "two" / "seg"
-    check(launch(toy, "train_seg", 1, seg_argv(toy, one)))
+    run_here("train_seg", seg_argv(toy, one))
     check(launch(toy, "train_seg", 2, seg_argv(toy, two)))
     a, b = weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth"))
     assert_close_states(a, b)

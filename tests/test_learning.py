@@ -21,7 +21,7 @@ from voc12.data import EvalTransform, load_image
 from voc12.labels import load_cls_labels, load_img_id_list
 from voc12.toy import generate_toy_voc
 
-SEG_STEPS, SEAM_STEPS, AFF_STEPS = "300", "300", "100"
+SEG_STEPS, SEAM_STEPS, AFF_STEPS = "300", "150", "100"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,7 +41,7 @@ def common(toy, out, session):
 
 
 def test_segmentation_fits_the_ground_truth_of_a_few_images(toy, tmp_path, capsys):
-    train_seg.main([*common(toy, tmp_path, "seg"), "--width", "0.125", "--crop_size", "96", "--batch_size", "4",
+    train_seg.main([*common(toy, tmp_path, "seg"), "--width", "0.0625", "--crop_size", "96", "--batch_size", "4",
                     "--max_step", SEG_STEPS, "--lr", "0.01", "--bn_momentum", "0.1"])
     infer_seg.main(["--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(toy), "--infer_list",
                     str(toy / "train.txt"), "--out_seg", str(tmp_path / "pred"), "--num_workers", "0", "--no_crf",
@@ -54,9 +54,9 @@ def test_segmentation_fits_the_ground_truth_of_a_few_images(toy, tmp_path, capsy
         gt = load_label_png(toy / "SegmentationClass" / f"{name}.png")
         Image.fromarray(np.zeros_like(gt)).save(tmp_path / "bg" / f"{name}.png")
     background = evaluation.main([*args, "--predict_dir", str(tmp_path / "bg")])["miou"]
-    # measured 39.2 mIoU, predicting background everywhere 4.05 (the stage-5 head of the previous
-    # release, with its N(0, 0.01) classifier init, reached 13 in the same set-up)
-    assert fitted > 20 and fitted > 5 * background
+    # measured 29.7 mIoU at width 1/16 (39.2 at width 1/8, where the stage-5 head of an earlier
+    # release, with its N(0, 0.01) classifier init, reached 13); background everywhere 4.05
+    assert fitted > 15 and fitted > 3.5 * background
 
 
 def test_seam_learns_the_image_labels(toy, tmp_path):
@@ -75,7 +75,7 @@ def test_seam_learns_the_image_labels(toy, tmp_path):
     top1 = truth[np.arange(len(names)), scores.argmax(1)].mean()  # chance: about 0.09 (1.8 of 20 present)
     # every present class above every absent one of the same image; chance about 0.03
     ranked = np.mean([scores[i][truth[i]].min() > scores[i][~truth[i]].max() for i in range(len(names))])
-    # measured 0.75 and 0.75 at width 1/16 (0.625 / 0.625 at width 1/8; 0.5 / 0.5 at lr 0.01)
+    # measured 0.625 and 0.625 in 150 steps (0.75 / 0.75 in 300; 0.625 / 0.625 at width 1/8; 0.5 / 0.5 at lr 0.01)
     assert top1 >= 0.375 and ranked >= 0.25
 
 
