@@ -11,6 +11,9 @@ scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs
 """
 import os
 import random
+import re
+import signal
+import threading
 import time
 
 import numpy as np
@@ -54,7 +57,10 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
                              "8 fed one H100 only 102 of the 113 images/s its bf16 step takes)")
     parser.add_argument("--seed", type=int, default=0)
     add_speed_flags(parser)
-    parser.add_argument("--resume", default=None, help="resumable checkpoint (<session>.resume.pt) to continue")
+    parser.add_argument("--resume", default=None,
+                        help="resumable checkpoint to continue (default: <session_name>.resume.pt when it exists)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start from step 0 even when <session_name>.resume.pt exists (it is overwritten)")
     parser.add_argument("--ckpt_interval", type=int, default=500,
                         help="steps between resumable checkpoints (written on a background thread)")
     parser.add_argument("--log_interval", type=int, default=50,
@@ -165,12 +171,18 @@ class Trainer:
         self._last_saved = None
         self._saved_step = None
         self.resumed = False
+        self._signal = None
         self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=device)
 
     def resume(self, path):
         state = load_training_state(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(e).__name__)
+            raise ValueError(f"{path}: not a checkpoint of this network ({detail})") from None
         self.step = int(state["step"])
         ranks = state.get("rng_ranks")
         if ranks is not None and len(ranks) == self.world_size:
@@ -234,17 +246,39 @@ class Trainer:
         workers = default_loader_workers() if self.args.num_workers is None else self.args.num_workers
         return DataLoader(
             self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None,
+            prefetch_factor=4 if workers else None, worker_init_fn=_ignore_sigint,
             # Items are seeded by SeededItems; a private generator keeps the loader from
             # drawing on the global RNG, which must follow the same sequence after a resume.
             generator=torch.Generator().manual_seed(self.args.seed),
         )  # fmt: skip
 
     def run(self, step_fn, vis_fn=None):
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
         try:
             self._run(step_fn, vis_fn)
         finally:
             self.saver.wait()  # a checkpoint being written is complete before anything else happens
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame):
+        """SIGINT / SIGTERM: finish the step, checkpoint, exit; a second one stops at once."""
+        if self._signal is not None:
+            raise KeyboardInterrupt
+        self._signal = signum
+
+    def _interrupted(self):
+        """Whether a signal asked to stop (on any rank: under torchrun the ranks agree at log lines)."""
+        if self.world_size == 1:
+            return self._signal is not None
+        if self.step % self.args.log_interval:
+            return False
+        flag = torch.tensor(int(self._signal is not None), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag)
 
     def _run(self, step_fn, vis_fn):
         args, meter = self.args, AverageMeter()
@@ -281,6 +315,16 @@ class Trainer:
                 vis_fn(self.step, drawn)
             if self.step % args.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
                 self.save()
+            if self.step < self.max_step and self._interrupted():
+                if self._saved_step != self.step:
+                    self.save()
+                self.saver.wait()
+                bar.close()
+                name = signal.Signals(self._signal or signal.SIGTERM).name
+                msg = (f"interrupted by {name} at step {self.step}: wrote {self.resume_path}; "
+                       "run the same command to continue")
+                self.logger.info(msg)
+                raise SystemExit(msg)
         bar.close()
         if self._saved_step != self.step:
             self.save()
@@ -295,6 +339,37 @@ class Trainer:
             raise SystemExit(f"error: {str(e).strip().splitlines()[-1].removeprefix('ValueError: ')}") from None
 
 
+def _ignore_sigint(_worker_id):
+    # Ctrl-C reaches the whole process group: the main process checkpoints, then ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def remove_stale_temporaries(session_name, logger):
+    """Checkpoint temporaries of this session that a killed run left (tool.fileio.atomic_path names)."""
+    folder = os.path.dirname(os.path.abspath(session_name))
+    pattern = re.compile(rf"\.{re.escape(os.path.basename(session_name))}(\.resume)?\.\w{{8}}\.tmp\.pth?")
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if pattern.fullmatch(name):
+            os.remove(os.path.join(folder, name))
+            logger.info(f"removed {os.path.join(folder, name)}, left by an interrupted checkpoint write")
+
+
+def resume_point(args, logger):
+    """The checkpoint this run continues from: --resume, else the session's own resume file (the
+    same command run again after a kill continues), unless --restart."""
+    if args.resume and args.restart:
+        raise SystemExit("error: --resume and --restart contradict each other")
+    if world()[0] == 0:
+        remove_stale_temporaries(args.session_name, logger)
+    own = args.session_name + ".resume.pt"
+    if args.resume or args.restart or not os.path.isfile(own):
+        return args.resume
+    logger.info(f"found {own}: continuing from it (--restart starts over)")
+    return own
+
+
 def build_trainer(args, model, dataset, logger, device, init_weights, forward=None, lr_horizon_extra=0):
     """The set-up every training script shares: initial weights (`init_weights(model, path,
     allow_pickle=)`, returning how they were used), device and memory format, optimiser, the resume point when
@@ -302,19 +377,20 @@ def build_trainer(args, model, dataset, logger, device, init_weights, forward=No
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     if args.no_dropout:
         model.disable_dropout()
+    resume = resume_point(args, logger)
     if args.weights:
         try:
             how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         logger.info(f"initialised from {args.weights} ({how})")
-    elif not args.resume:
+    elif not resume:
         logger.info("warning: no --weights: random initialisation (for synthetic data only)")
     to_device(model, device, channels_last_enabled(device, args.channels_last))
     trainer = Trainer(args, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
-    if args.resume:
+    if resume:
         try:
-            trainer.resume(args.resume)
+            trainer.resume(resume)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
     trainer.wrap(compile_model=args.compile)
