@@ -1,6 +1,7 @@
 """Atomic file writes: outputs are either complete or absent, never half-written."""
 import contextlib
 import os
+import re
 import tempfile
 
 
@@ -24,6 +25,19 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_temporaries(path):
+    """Remove the temporaries of `path` that an atomic_path write killed midway left; returns them."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    base, ext = os.path.splitext(os.path.basename(path))
+    pattern = re.compile(rf"\.{re.escape(base)}\.\w{{8}}\.tmp{re.escape(ext)}")  # mkstemp's 8 characters
+    stale = [os.path.join(directory, n) for n in os.listdir(directory) if pattern.fullmatch(n)] \
+        if os.path.isdir(directory) else []
+    for f in stale:
+        os.remove(f)
+    return stale
 
 
 def _umask():

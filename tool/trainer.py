@@ -11,7 +11,6 @@ scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs
 """
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -30,6 +29,7 @@ from tool.checkpoint import (
     training_state,
 )
 from tool.distributed import world
+from tool.fileio import remove_temporaries
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, default_loader_workers, to_device
@@ -344,25 +344,15 @@ def _ignore_sigint(_worker_id):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def remove_stale_temporaries(session_name, logger):
-    """Checkpoint temporaries of this session that a killed run left (tool.fileio.atomic_path names)."""
-    folder = os.path.dirname(os.path.abspath(session_name))
-    pattern = re.compile(rf"\.{re.escape(os.path.basename(session_name))}(\.resume)?\.\w{{8}}\.tmp\.pth?")
-    if not os.path.isdir(folder):
-        return
-    for name in os.listdir(folder):
-        if pattern.fullmatch(name):
-            os.remove(os.path.join(folder, name))
-            logger.info(f"removed {os.path.join(folder, name)}, left by an interrupted checkpoint write")
-
-
 def resume_point(args, logger):
     """The checkpoint this run continues from: --resume, else the session's own resume file (the
     same command run again after a kill continues), unless --restart."""
     if args.resume and args.restart:
         raise SystemExit("error: --resume and --restart contradict each other")
     if world()[0] == 0:
-        remove_stale_temporaries(args.session_name, logger)
+        for path in (args.session_name + ".pth", args.session_name + ".resume.pt"):
+            for stale in remove_temporaries(path):
+                logger.info(f"removed {stale}, left by an interrupted checkpoint write")
     own = args.session_name + ".resume.pt"
     if args.resume or args.restart or not os.path.isfile(own):
         return args.resume
