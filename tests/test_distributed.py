@@ -3,6 +3,7 @@ batch, and a 2-process run resumes exactly. Every run has one thread; the one-pr
 run in the test process."""
 import importlib
 import os
+import socket
 import subprocess
 import sys
 
@@ -43,11 +44,30 @@ def toy(tmp_path_factory):
 
 
 def launch(toy, stage, nproc, argv, crash_at=0):
+    """The stage under torchrun, as users run it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
            "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            str(toy / "run_stage.py"), stage, *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def spawn(toy, stage, nproc, argv, crash_at=0):
+    """The ranks torchrun would start, started directly with its environment (no launcher process:
+    seconds less per run); returns what `launch` does, the ranks' output joined."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(nproc):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
+               "PYTHONPATH": ROOT, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
+        procs.append(subprocess.Popen([sys.executable, str(toy / "run_stage.py"), stage, *argv], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    code = max((p.returncode for p in procs), key=abs)
+    return subprocess.CompletedProcess(procs[0].args, code, "".join(o for o, _ in outs), "".join(e for _, e in outs))
 
 
 def run_here(stage, argv):
@@ -105,19 +125,19 @@ def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
     # mid-epoch; rank 0 wrote the step-3 checkpoint with every rank's RNG state; the resumed run
     # ends exactly where the uninterrupted one does.
     straight = tmp_path / "straight" / "seam"
-    check(launch(toy, "train_seam", 2, seam_argv(toy, straight, dropout=True)))
-    assert launch(toy, "train_seam", 2, seam_argv(toy, crashed, dropout=True), crash_at=4).returncode != 0
+    check(spawn(toy, "train_seam", 2, seam_argv(toy, straight, dropout=True)))
+    assert spawn(toy, "train_seam", 2, seam_argv(toy, crashed, dropout=True), crash_at=4).returncode != 0
     assert not crashed.with_suffix(".pth").exists()
     resume = torch.load(str(crashed) + ".resume.pt", weights_only=True)
     assert resume["step"] == 3 and len(resume["rng_ranks"]) == 2
     assert not torch.equal(resume["rng_ranks"][0]["torch"], resume["rng_ranks"][1]["torch"])
-    check(launch(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt",
+    check(spawn(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt",
                                                  dropout=True)))
     assert_close_states(weights(straight.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
 
     # the plain-CAM ablation leaves the PCM heads unused: DDP must not wait for their gradients
     plain = tmp_path / "plain" / "seam"
-    check(launch(toy, "train_seam", 2, seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step", "2")))
+    check(spawn(toy, "train_seam", 2, seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step", "2")))
 
 
 def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp_path):

@@ -64,8 +64,8 @@ def test_gpu_check_python_snippets_import_what_exists():
     text = open(os.path.join(ROOT, "scripts", "gpu_check.sh")).read()
     snippets = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
     assert len(snippets) == 2
-    for code in snippets:
-        imports = "\n".join(line for line in code.splitlines() if line.startswith(("import ", "from ")))
-        done = subprocess.run([sys.executable, "-c", imports], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": ROOT})
-        assert done.returncode == 0, done.stderr
+    imports = "\n".join(line for code in snippets for line in code.splitlines()
+                        if line.startswith(("import ", "from ")))
+    done = subprocess.run([sys.executable, "-c", imports], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stderr
