@@ -161,19 +161,28 @@ def class_names(num_classes):
     return [f"class{i}" for i in range(num_classes)]
 
 
-def format_table(iou, names):
-    """One line `name:IoU ... mIoU:x` with percentages to 3 decimals."""
+def format_table(iou, names, absent=()):
+    """One line `name:IoU ... mIoU:x` with percentages to 3 decimals; the mean leaves out the
+    classes in `absent` (indices) when given."""
     cells = [f"{name}:{100 * v:.3f}" for name, v in zip(names, iou)]
-    return " ".join(cells + [f"mIoU:{100 * float(np.mean(iou)):.3f}"])
+    kept = np.delete(np.asarray(iou), list(absent))
+    return " ".join(cells + [f"mIoU:{100 * float(np.mean(kept)):.3f}"])
 
 
-def summarize(confs, thresholds):
-    """Per-threshold mIoU (percent) and the best point: dict for printing, logging and JSON."""
+def summarize(confs, thresholds, mean="all"):
+    """Per-threshold mIoU (percent) and the best point: dict for printing, logging and JSON.
+
+    `mean`: "all" averages every class, those without ground truth in the list counting 0 (the
+    published mean); "present" averages the classes with ground truth only.
+    """
+    present = np.asarray(confs[0]).sum(axis=1) > 0  # ground truth does not depend on t
     ious = np.stack([iou_from_confusion(c) for c in confs])
-    mious = 100 * ious.mean(axis=1)
+    mious = 100 * (ious[:, present] if mean == "present" else ious).mean(axis=1)
     best = int(np.argmax(mious))  # first (lowest t) among equal values
     return {
         "class_iou": 100 * ious[best],
+        "absent": np.flatnonzero(~present).tolist(),
+        "mean": mean,
         "miou": float(mious[best]),
         "t": float(thresholds[best]) if len(thresholds) else None,
         "curve": [(float(t), float(m)) for t, m in zip(thresholds, mious)] if len(thresholds) > 1 else None,
@@ -181,8 +190,15 @@ def summarize(confs, thresholds):
 
 
 def report_lines(result, names):
+    """The curve (if any), the per-class table, which classes had no ground truth, the mIoU last."""
     lines = [f"t={t:.2f} mIoU={m:.3f}" for t, m in result["curve"] or []]
-    lines.append(format_table(result["class_iou"] / 100, names))
+    left_out = result["absent"] if result["mean"] == "present" else ()
+    lines.append(format_table(result["class_iou"] / 100, names, left_out))
+    if result["absent"]:
+        n, absent = len(names), [names[i] for i in result["absent"]]
+        how = (f"left out of the mean (--mean present, over {n - len(absent)} classes)" if left_out
+               else f"counted as IoU 0 in the mean over all {n} (--mean present leaves them out)")
+        lines.append(f"no ground truth in this list for {len(absent)} classes, {how}: {', '.join(absent)}")
     if result["curve"]:
         lines.append(f"best t={result['t']:.2f} mIoU: {result['miou']:.3f}")
     else:
@@ -201,7 +217,7 @@ def append_log(path, args, n_images, result, names):
         f"=== {stamp} comment: {args.comment}",
         f"list: {args.list} ({n_images} images) predict_dir: {args.predict_dir} gt_dir: {args.gt_dir}",
         f"type: {args.type} t: {threshold}",
-        *report_lines(result, names)[-2:],
+        *report_lines(result, names)[len(result["curve"] or []):],
         "",
     ]
     with open(path, "a") as f:
@@ -219,6 +235,8 @@ def write_json(path, args, n_images, result, names):
         "units": "percent",
         "class_iou": {name: float(v) for name, v in zip(names, result["class_iou"])},
         "miou": result["miou"],
+        "mean": result["mean"],
+        "absent_classes": [names[i] for i in result["absent"]],
         "t": result["t"],
         "curve": [{"t": t, "miou": m} for t, m in result["curve"]] if result["curve"] else None,
     }
@@ -267,6 +285,9 @@ def build_parser():
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--num_classes", type=int, default=21)
     p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
+    p.add_argument("--mean", default="all", choices=("all", "present"),
+                   help="mIoU over all classes (published; a class without ground truth in the list counts 0) "
+                        "or over the classes with ground truth in the list")
     return p
 
 
@@ -283,7 +304,7 @@ def run(args):
     except FILE_ERRORS as exc:
         raise _file_error(args.list, exc) from exc
     confs = evaluate_list(img_ids, source, args.num_workers)
-    result = summarize(confs, source.thresholds)
+    result = summarize(confs, source.thresholds, args.mean)
     names = class_names(args.num_classes)
     print("\n".join(report_lines(result, names)))
     if args.logfile:

@@ -309,3 +309,38 @@ def test_crf_type_scores_the_argmax_with_background_first(voc, capsys):
     assert got["miou"] == want["miou"] and 0 < got["miou"] < 100
     save_npz(crf_dir / f"{voc['ids'][0]}.npz", keys=np.array([0, 25]), scores=np.zeros((2, 12, 14), np.float32))
     expect_error(base_args(voc, str(crf_dir), "--type", "crf"), capsys, voc["ids"][0], "outside")
+
+
+def test_classes_without_ground_truth_are_named_and_mean_present_leaves_them_out(tmp_path, capsys):
+    """Perfect predictions of 15 classes (+ background): the published mean counts the 5 absent
+    classes as 0 (16/21 = 76.2), --mean present gives 100, and both say which classes are absent."""
+    rng = np.random.default_rng(1)
+    ids, gt_dir = ["a", "b"], tmp_path / "gt"
+    for img_id in ids:
+        gt = rng.integers(0, 16, size=(10, 12)).astype(np.uint8)
+        gt[0, :] = np.arange(12)
+        gt[1, :4] = np.arange(12, 16)
+        gt[2, 0] = 255
+        save_label_png(gt_dir / f"{img_id}.png", gt)
+    lst = write_list(tmp_path / "list.txt", ids)
+    args = ["--list", lst, "--predict_dir", str(gt_dir), "--gt_dir", str(gt_dir), "--logfile", "", "--num_workers",
+            "1", "--out_json", str(tmp_path / "r.json")]
+    names = evaluation.class_names(21)
+    absent = ", ".join(names[16:])
+    result = evaluation.main(args)
+    out = capsys.readouterr().out
+    assert result["miou"] == pytest.approx(100 * 16 / 21)
+    assert f"no ground truth in this list for 5 classes, counted as IoU 0 in the mean over all 21 " \
+           f"(--mean present leaves them out): {absent}" in out
+    assert json.loads((tmp_path / "r.json").read_text())["absent_classes"] == names[16:]
+    result = evaluation.main([*args, "--mean", "present"])
+    out = capsys.readouterr().out
+    assert result["miou"] == pytest.approx(100.0)
+    assert f"left out of the mean (--mean present, over 16 classes): {absent}" in out
+    assert "\nmIoU: 100.000\n" in out and "mIoU:100.000" in out
+    # every class present: no such line, and the two means agree
+    full = np.tile(np.arange(21, dtype=np.uint8), (3, 1))
+    save_label_png(gt_dir / "c.png", full)
+    one = write_list(tmp_path / "c.txt", ["c"])
+    both = [evaluation.main([*args, "--list", one, "--mean", mean])["miou"] for mean in ("all", "present")]
+    assert both == [pytest.approx(100.0)] * 2 and "no ground truth" not in capsys.readouterr().out
