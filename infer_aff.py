@@ -19,7 +19,7 @@ from tool.camfile import load_cam
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, require_files
+from tool.fileio import cli_errors, loader_errors, require_files
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
@@ -63,6 +63,8 @@ def run(args):
         args, lambda state: build_network(args.network, width=infer_width(state), radius=args.radius), device)
     with cli_errors():
         dataset = ImageDataset(args.infer_list, args.voc12_root)
+        for line in dataset.check_images(args.skip_bad_images):
+            print(f"skipped {line}")
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
                        if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
@@ -94,7 +96,7 @@ def run(args):
                 yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
 
     with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = progress(loader, desc="infer_aff", enabled=is_main())
+        items = loader_errors(progress(loader, desc="infer_aff", enabled=is_main()))
         for (name, hw), out in lagged_to_host(walked_on_device(items), device):
             out_path = os.path.join(args.out_rw, name + ".png")
             if args.crf:

@@ -19,7 +19,7 @@ from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors
+from tool.fileio import cli_errors, loader_errors
 from tool.logger import progress
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
@@ -95,6 +95,8 @@ def run(args):
 
     with cli_errors():
         dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
+        for line in dataset.check_images(args.skip_bad_images):
+            print(f"skipped {line}")
 
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
@@ -116,8 +118,8 @@ def run(args):
 
     # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
     with output_pool(True, args.crf_workers, args.num_workers) as pool:
-        for item, total in lagged_to_host(cams_on_device(progress(loader, desc="infer_seam", enabled=is_main())),
-                                          device):
+        batches = loader_errors(progress(loader, desc="infer_seam", enabled=is_main()))
+        for item, total in lagged_to_host(cams_on_device(batches), device):
             keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
             cams = normalize_cams(total.numpy())[keys]
             name = item["name"]

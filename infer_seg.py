@@ -22,7 +22,7 @@ from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors
+from tool.fileio import cli_errors, loader_errors
 from tool.logger import progress
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
@@ -76,6 +76,8 @@ def run(args):
         device)
     with cli_errors():
         dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
+        for line in dataset.check_images(args.skip_bad_images):
+            print(f"skipped {line}")
 
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")
@@ -92,7 +94,7 @@ def run(args):
             yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
 
     with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = progress(loader, desc="infer_seg", enabled=is_main())
+        items = loader_errors(progress(loader, desc="infer_seg", enabled=is_main()))
         for name, out in lagged_to_host(outputs_on_device(items), device):
             if args.crf:
                 pool.submit(crf_label_png, image_path(args.voc12_root, name), out.numpy(), out_path(name),

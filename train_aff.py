@@ -34,12 +34,13 @@ def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
+    with cli_errors():  # every input checked before anything is written
+        dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
+                             crop_size=args.crop_size, radius=args.radius)
+        dataset.check_images(args.skip_bad_images)
+    require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
+                   for n in dataset.img_ids], "CRF map")
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        with cli_errors():
-            dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
-                                 crop_size=args.crop_size, radius=args.radius)
-        require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
-                       for n in dataset.img_ids], "CRF map")
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained)
 
         channels_last = channels_last_enabled(device, args.channels_last)

@@ -71,12 +71,13 @@ def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm, frozen=not args.unfreeze)
+    with cli_errors():  # every input checked before anything is written
+        dataset = ClsDataset(
+            args.train_list, args.voc12_root, args.cls_labels,
+            transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
+        )  # fmt: skip
+        dataset.check_images(args.skip_bad_images)
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        with cli_errors():
-            dataset = ClsDataset(
-                args.train_list, args.voc12_root, args.cls_labels,
-                transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
-            )  # fmt: skip
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
                                 forward=TwoBranch(model, args.scale_factor))
         channels_last = channels_last_enabled(device, args.channels_last)

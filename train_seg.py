@@ -84,12 +84,13 @@ def run(args):
                           bn_momentum=args.bn_momentum, train_bn_affine=args.unfreeze)
     if args.sync_bn and n_proc > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    with cli_errors():  # every input checked before anything is written
+        dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir, crop_size=args.crop_size,
+                             scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift,
+                             num_classes=args.num_classes)
+        dataset.check_images(args.skip_bad_images)
+    require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
     with RunLogger(args.tblog_dir, args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        with cli_errors():
-            dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir, crop_size=args.crop_size,
-                                 scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift,
-                                 num_classes=args.num_classes)
-        require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
                                 forward=BNGroups(model, local_groups), lr_horizon_extra=1)

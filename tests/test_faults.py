@@ -1,14 +1,19 @@
-"""A killed or interrupted training run loses nothing: rerunning the same command continues it,
-SIGINT / SIGTERM checkpoint and exit in one line, --restart starts over on purpose, stale
-temporaries go, and a checkpoint of another network is a one-line error."""
+"""Faults cost no work: a killed or interrupted training run continues when the same command
+runs again, SIGINT / SIGTERM checkpoint and exit in one line, --restart starts over on purpose,
+stale temporaries go, a checkpoint of another network is one line; a bad listed image stops a
+run before anything is written, naming the file (or --skip_bad_images leaves it out)."""
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import infer_seg
 import train_seam
+from voc12.data import image_problem, load_image
 from voc12.toy import generate_toy_voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,3 +144,102 @@ def test_resuming_from_another_networks_checkpoint_is_one_line(toy, tmp_path):
     msg = str(e.value)
     assert msg.startswith(f"error: {wide / 'seam.resume.pt'}: not a checkpoint of this network (size mismatch")
     assert "\n" not in msg
+
+
+# ---------------------------------------------------------------- bad images
+
+
+@pytest.fixture
+def own_toy(tmp_path):
+    """A toy set this test may damage."""
+    root = tmp_path / "voc"
+    generate_toy_voc(str(root), n_train_aug=16, n_train=4, n_val=2, size=64, seed=0)
+    return root
+
+
+def first_ids(root, n):
+    return (root / "train_aug.txt").read_text().split()[:n]
+
+
+def damage(root, img_id, how):
+    path = root / "JPEGImages" / f"{img_id}.jpg"
+    if how == "missing":
+        path.unlink()
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "not an image":
+        path.write_text("<html>404</html>")
+    elif how == "truncated":  # header intact, image data cut
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("how, reason", [("missing", "image not found"), ("empty", "empty file"),
+                                         ("not an image", "not a readable image")])
+def test_a_bad_listed_image_stops_training_before_anything_is_written(own_toy, tmp_path, how, reason):
+    bad = damage(own_toy, first_ids(own_toy, 16)[-1], how)  # the last one: the whole list is checked first
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(seam_args(own_toy, out))
+    msg = str(e.value)
+    assert msg.startswith(f"error: {bad}: {reason}") and "\n" not in msg
+    assert msg.endswith("(1 of 16 listed images unusable; --skip_bad_images leaves them out)")
+    assert not out.exists()  # no log, no tensorboard folder, no checkpoint
+
+
+def test_skip_bad_images_trains_without_them_and_says_which(own_toy, tmp_path):
+    ids = first_ids(own_toy, 16)
+    missing, empty = damage(own_toy, ids[3], "missing"), damage(own_toy, ids[7], "empty")
+    out = tmp_path / "out"
+    train_seam.main(seam_args(own_toy, out, "--skip_bad_images", "--max_step", "3"))
+    log = (out / "tb" / f"{str(out / 'seam').replace('/', '_')}.log").read_text()
+    assert f"skipped {missing}: image not found" in log and f"skipped {empty}: empty file" in log
+    assert "14 images, 3 steps" in log and (out / "seam.pth").exists()
+
+
+def test_a_truncated_image_is_one_line_naming_it_when_it_is_decoded(own_toy, tmp_path):
+    bad = damage(own_toy, first_ids(own_toy, 16)[0], "truncated")
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(seam_args(own_toy, tmp_path / "out"))
+    msg = str(e.value)
+    assert msg.startswith(f"error: {bad}: cannot decode the image") and "\n" not in msg
+
+
+def test_inference_checks_its_list_and_can_skip(own_toy, tmp_path, capsys):
+    from network import resnet38_seg
+    from tool.checkpoint import save_state_dict
+
+    torch.manual_seed(0)
+    save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
+    ids = first_ids(own_toy, 4)
+    (tmp_path / "four.txt").write_text("\n".join(ids) + "\n")
+    bad = damage(own_toy, ids[2], "not an image")
+    argv = ["--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(own_toy), "--infer_list",
+            str(tmp_path / "four.txt"), "--out_seg", str(tmp_path / "seg"), "--no_crf", "--num_workers", "0",
+            "--scales", "1.0"]
+    with pytest.raises(SystemExit, match=f"^error: {bad}: not a readable image"):
+        infer_seg.main(argv)
+    assert not (tmp_path / "seg").exists()
+    infer_seg.main([*argv, "--skip_bad_images"])
+    assert f"skipped {bad}: not a readable image" in capsys.readouterr().out
+    assert sorted(p.stem for p in (tmp_path / "seg").glob("*.png")) == sorted(ids[:2] + ids[3:])
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA as PNG bytes", "EXIF-rotated"])
+def test_image_modes_load_as_rgb_like_the_published_code(tmp_path, mode):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    path = tmp_path / "x.jpg"
+    if mode == "L":
+        rgb.convert("L").save(path, format="JPEG")
+    elif mode == "CMYK":
+        rgb.convert("CMYK").save(path, format="JPEG")
+    elif mode == "RGBA as PNG bytes":
+        rgb.convert("RGBA").save(path, format="PNG")
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90" orientation: ignored, as PIL's plain open ignores it
+        rgb.save(path, format="JPEG", exif=exif)
+    assert image_problem(str(path)) is None
+    img = load_image(str(path))
+    assert img.mode == "RGB" and img.size == (30, 20)

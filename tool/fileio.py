@@ -62,6 +62,16 @@ def require_files(paths, what):
         raise SystemExit(f"error: {missing[0]}: {what} not found ({len(missing)} of {len(paths)} missing)")
 
 
+def loader_errors(batches):
+    """Iterate a DataLoader; bad data met by a loader worker (ValueError, FileNotFoundError naming
+    the file) ends the run with that message's last line instead of a traceback."""
+    try:
+        yield from batches
+    except (ValueError, FileNotFoundError) as e:
+        last = str(e).strip().splitlines()[-1]
+        raise SystemExit("error: " + re.sub(r"^(ValueError|FileNotFoundError): ", "", last)) from None
+
+
 @contextlib.contextmanager
 def cli_errors():
     """Turn bad input met while setting up (a missing file, bad content) into one `error:` line."""

@@ -122,6 +122,10 @@ def _collect(meta, host, done):
     return meta, host
 
 
+SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each named in the output) instead of "
+                 "stopping before the work starts")
+
+
 def add_inference_flags(parser, weights_help, network, infer_list, amp_help):
     """Flags every inference script has."""
     parser.add_argument("--weights", required=True, help=weights_help)
@@ -134,3 +138,4 @@ def add_inference_flags(parser, weights_help, network, infer_list, amp_help):
     add_speed_flags(parser, amp_help=amp_help, compile_flag=False)
     parser.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
     parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    parser.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)

@@ -29,10 +29,17 @@ from tool.checkpoint import (
     training_state,
 )
 from tool.distributed import world
-from tool.fileio import remove_temporaries
+from tool.fileio import loader_errors, remove_temporaries
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
-from tool.runtime import CompiledOrEager, add_speed_flags, channels_last_enabled, default_loader_workers, to_device
+from tool.runtime import (
+    SKIP_BAD_HELP,
+    CompiledOrEager,
+    add_speed_flags,
+    channels_last_enabled,
+    default_loader_workers,
+    to_device,
+)
 
 NO_BAD_STEP = torch.iinfo(torch.long).max  # the device-side "first non-finite step" before there is one
 UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random initialisation only; "
@@ -73,6 +80,7 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
                         help="no dropout anywhere: for short from-scratch runs of slim networks only")
     parser.add_argument("--weights", default=None, help=weights_help)
     parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
+    parser.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
 
 
 def _item_seed(seed, epoch, index):
@@ -333,10 +341,7 @@ class Trainer:
             self.logger.info(f"wrote {self.final_path}")
 
     def _batches(self):
-        try:
-            yield from self.loader()
-        except ValueError as e:  # bad data met by a loader worker: its message's last line, not a traceback
-            raise SystemExit(f"error: {str(e).strip().splitlines()[-1].removeprefix('ValueError: ')}") from None
+        return loader_errors(self.loader())
 
 
 def _ignore_sigint(_worker_id):
@@ -384,6 +389,8 @@ def build_trainer(args, model, dataset, logger, device, init_weights, forward=No
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
     trainer.wrap(compile_model=args.compile)
+    for line in getattr(dataset, "skipped", ()):
+        logger.info(f"skipped {line}")
     procs = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
     logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}{procs}")
     return trainer

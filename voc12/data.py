@@ -35,11 +35,30 @@ def image_path(voc12_root, img_id):
 
 
 def load_image(path):
-    """RGB PIL image (fully read, file closed)."""
+    """RGB PIL image (fully read, file closed). Grayscale, palette, RGBA and CMYK files convert
+    to RGB; EXIF orientation is ignored, as by the published code (PIL's plain open)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: image not found")
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # truncated, corrupt, not an image
+        raise ValueError(f"{path}: cannot decode the image ({e})") from None
+
+
+def image_problem(path):
+    """Why `path` cannot be an input image (missing, empty, no decodable header), else None.
+    Reads the header only: milliseconds per file, so a whole list is checked before work starts."""
+    if not os.path.isfile(path):
+        return "image not found"
+    if os.path.getsize(path) == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 (the header is parsed on open; size is what we need from it)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    return None
 
 
 def label_path(voc12_root, img_id, label_dir=None):
@@ -129,6 +148,26 @@ class _ImageListDataset(Dataset):
 
     def __len__(self):
         return len(self.img_ids)
+
+    def check_images(self, skip_bad=False):
+        """Check every listed image's file and header before any work. A bad one is a ValueError
+        naming it, or with `skip_bad` the list goes on without it; returns the skipped
+        "path: reason" lines. (A file truncated after its header still fails when decoded.)"""
+        bad = []
+        for name in self.img_ids:
+            path = image_path(self.voc12_root, name)
+            problem = image_problem(path)
+            if problem:
+                bad.append((name, f"{path}: {problem}"))
+        if bad and not skip_bad:
+            raise ValueError(f"{bad[0][1]} ({len(bad)} of {len(self.img_ids)} listed images unusable; "
+                             "--skip_bad_images leaves them out)")
+        dropped = {name for name, _ in bad}
+        self.img_ids = [n for n in self.img_ids if n not in dropped]
+        if not self.img_ids:
+            raise ValueError("no usable image left in the list")
+        self.skipped = [line for _, line in bad]
+        return self.skipped
 
     def _image(self, idx):
         name = self.img_ids[idx]
