@@ -23,6 +23,7 @@ import numpy as np
 from tool.camfile import check_cam, load_cam, load_crf
 from tool.fileio import atomic_path
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
+from tool.procs import die_with_parent
 from tool.vis import load_label_png
 from voc12.labels import CLASS_NAMES, load_img_id_list
 
@@ -141,7 +142,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
         results = map(_confusions_of_chunk, tasks)
         return _sum_results(results)
     ctx = multiprocessing.get_context(start_method)
-    with ctx.Pool(num_workers) as pool:
+    with ctx.Pool(num_workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         # imap keeps list order, so the error reported is the first one in the list.
         return _sum_results(pool.imap(_confusions_of_chunk, tasks))
 

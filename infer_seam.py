@@ -7,6 +7,7 @@ Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
 import argparse
+import functools
 import os
 
 import numpy as np
@@ -21,6 +22,7 @@ from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors
 from tool.logger import progress
+from tool.procs import die_with_parent
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
@@ -106,7 +108,8 @@ def run(args):
     todo = [n for n in shard(dataset.img_ids) if args.overwrite or not complete(n)]
     print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
     dataset.img_ids = todo
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
     if crf_alphas:
         require_densecrf()

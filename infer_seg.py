@@ -10,6 +10,7 @@ unless --overwrite.
 Score with: python evaluation.py --list L --predict_dir <out_seg> --gt_dir ROOT/SegmentationClass --type png
 """
 import argparse
+import functools
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors
 from tool.logger import progress
+from tool.procs import die_with_parent
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
@@ -86,7 +88,8 @@ def run(args):
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids) if args.overwrite or not os.path.exists(out_path(n))]
     print(f"{len(dataset.img_ids)} of {total} images to process")
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
 
     def outputs_on_device(items):
         for item in items:

@@ -3,8 +3,10 @@ runs again, SIGINT / SIGTERM checkpoint and exit in one line, --restart starts o
 stale temporaries go, a checkpoint of another network is one line; a bad listed image stops a
 run before anything is written, naming the file (or --skip_bad_images leaves it out)."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -243,3 +245,66 @@ def test_image_modes_load_as_rgb_like_the_published_code(tmp_path, mode):
     assert image_problem(str(path)) is None
     img = load_image(str(path))
     assert img.mode == "RGB" and img.size == (30, 20)
+
+
+# ---------------------------------------------------------------- no orphans
+
+# A parent that starts a CRF pool, a multiprocessing pool (evaluation's) and two loader workers,
+# gives each a job that sleeps a minute, then kills itself with SIGKILL.
+KILL_WRAPPER = """
+import functools, multiprocessing, os, signal, sys, time
+sys.path.insert(0, {root!r})
+import torch
+from torch.utils.data import DataLoader
+from tool.crf import CRFPool
+from tool.procs import die_with_parent
+
+class Slow(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        time.sleep(60)
+        return i
+
+if __name__ == "__main__":
+    crf = CRFPool(2)
+    crf.submit(time.sleep, 60)
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
+    pool.apply_async(time.sleep, (60,))
+    loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
+    time.sleep(8)  # every helper started and asleep in its job
+    print(os.getpid(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def processes_in_group(pgid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_helper_processes_end_when_their_parent_is_killed(tmp_path):
+    (tmp_path / "kill_self.py").write_text(KILL_WRAPPER.format(root=ROOT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "kill_self.py")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # its own process group
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+    # Left alone, each helper would sleep out its minute; with die_with_parent they end at once
+    # (15 s allows for a loaded machine, far below the minute).
+    deadline = time.monotonic() + 15
+    while processes_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = processes_in_group(proc.pid)
+    for pid in left:  # do not leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} helper processes outlived their parent"

@@ -6,11 +6,13 @@ the cores while the GPU works on the next images.
 """
 import concurrent.futures as cf
 import multiprocessing
+import os
 
 import numpy as np
 
 from tool.cam import with_background
 from tool.distributed import usable_cores
+from tool.procs import die_with_parent
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -124,7 +126,8 @@ class CRFPool:
             self._executor = cf.ThreadPoolExecutor(max_workers=self.num_workers)
         elif self.num_workers > 0:
             self._executor = cf.ProcessPoolExecutor(
-                max_workers=self.num_workers, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=self.num_workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent, initargs=(os.getpid(),))
 
     def submit(self, fn, *args, **kwargs):
         """Schedule fn(*args, **kwargs); returns a concurrent.futures.Future."""

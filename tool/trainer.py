@@ -9,6 +9,7 @@ kernels such as bilinear upsampling's backward are not deterministic).
 Under torchrun every rank takes its contiguous share of the same global batch (as DataParallel
 scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs and saves.
 """
+import functools
 import os
 import random
 import signal
@@ -32,6 +33,7 @@ from tool.distributed import world
 from tool.fileio import loader_errors, remove_temporaries
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
+from tool.procs import die_with_parent
 from tool.runtime import (
     SKIP_BAD_HELP,
     CompiledOrEager,
@@ -254,7 +256,7 @@ class Trainer:
         workers = default_loader_workers() if self.args.num_workers is None else self.args.num_workers
         return DataLoader(
             self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None, worker_init_fn=_ignore_sigint,
+            prefetch_factor=4 if workers else None, worker_init_fn=functools.partial(_loader_worker_init, os.getpid()),
             # Items are seeded by SeededItems; a private generator keeps the loader from
             # drawing on the global RNG, which must follow the same sequence after a resume.
             generator=torch.Generator().manual_seed(self.args.seed),
@@ -344,7 +346,8 @@ class Trainer:
         return loader_errors(self.loader())
 
 
-def _ignore_sigint(_worker_id):
+def _loader_worker_init(parent_pid, worker_id):
+    die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group: the main process checkpoints, then ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
