@@ -275,7 +275,8 @@ def build_parser():
     p.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
     p.add_argument("--predict_dir", required=True)
     p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
-    p.add_argument("--logfile", default="./evallog.txt", help="appended to; '' to skip")
+    p.add_argument("--logfile", default=None,
+                   help="appended to; '' to skip (default: evallog.txt beside --predict_dir, in the run's folder)")
     p.add_argument("--comment", default="")
     p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES)
     p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
@@ -308,8 +309,11 @@ def run(args):
     result = summarize(confs, source.thresholds, args.mean)
     names = class_names(args.num_classes)
     print("\n".join(report_lines(result, names)))
-    if args.logfile:
-        append_log(args.logfile, args, len(img_ids), result, names)
+    logfile = args.logfile
+    if logfile is None:
+        logfile = os.path.join(os.path.dirname(os.path.abspath(args.predict_dir)), "evallog.txt")
+    if logfile:
+        append_log(logfile, args, len(img_ids), result, names)
     if args.out_json:
         write_json(args.out_json, args, len(img_ids), result, names)
     return result

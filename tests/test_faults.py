@@ -308,3 +308,21 @@ def test_helper_processes_end_when_their_parent_is_killed(tmp_path):
     for pid in left:  # do not leave them to the rest of the suite
         os.kill(pid, signal.SIGKILL)
     assert not left, f"{len(left)} helper processes outlived their parent"
+
+
+def test_defaults_write_under_the_runs_folder_not_the_current_one(toy, tmp_path, monkeypatch):
+    import evaluation
+
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    run = tmp_path / "run"
+    argv = [a for a in seam_args(toy, run, "--max_step", "1") if a != str(run / "tb")]
+    argv.remove("--tblog_dir")
+    train_seam.main(argv)
+    assert (run / "tblog" / f"{str(run / 'seam').replace('/', '_')}.log").is_file()
+    gt = toy / "SegmentationClass"
+    evaluation.main(["--list", str(toy / "train.txt"), "--predict_dir", str(gt), "--gt_dir", str(gt),
+                     "--num_workers", "1"])
+    assert (toy / "evallog.txt").is_file()  # beside the predictions' folder
+    assert list(cwd.iterdir()) == []

@@ -75,7 +75,9 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--log_interval", type=int, default=50,
                         help="steps between log lines (loss values are read from the GPU only then)")
     parser.add_argument("--vis_interval", type=int, default=500, help="steps between tensorboard image grids")
-    parser.add_argument("--tblog_dir", default="./tblog")
+    parser.add_argument("--tblog_dir", default=None,
+                        help="log and tensorboard folder (default: tblog/ beside --session_name, so ./tblog for "
+                             "the published default session)")
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = published)")
     parser.add_argument("--unfreeze", action="store_true", help=unfreeze_help)
     parser.add_argument("--no_dropout", action="store_true",
@@ -350,6 +352,11 @@ def _loader_worker_init(parent_pid, worker_id):
     die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group: the main process checkpoints, then ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def log_dir(args):
+    """--tblog_dir, else tblog/ in the session's folder: a run writes under its own work directory."""
+    return args.tblog_dir or os.path.join(os.path.dirname(args.session_name) or ".", "tblog")
 
 
 def resume_point(args, logger):
