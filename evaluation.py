@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tool.camfile import check_cam, load_cam, load_crf
-from tool.fileio import atomic_path
+from tool.fileio import WriteError, atomic_path
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import die_with_parent
 from tool.vis import load_label_png
@@ -208,7 +208,6 @@ def report_lines(result, names):
 
 
 def append_log(path, args, n_images, result, names):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     if result["curve"]:
         threshold = "curve " + " ".join(f"{t:.2f}:{m:.3f}" for t, m in result["curve"])
@@ -221,8 +220,12 @@ def append_log(path, args, n_images, result, names):
         *report_lines(result, names)[len(result["curve"] or []):],
         "",
     ]
-    with open(path, "a") as f:
-        f.write("\n".join(entry) + "\n")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as f:
+            f.write("\n".join(entry) + "\n")
+    except OSError as e:
+        raise WriteError(f"{path}: cannot write: {e.strerror}") from None
 
 
 def write_json(path, args, n_images, result, names):
@@ -323,7 +326,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except EvalError as exc:
+    except (EvalError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -20,7 +20,7 @@ from tool.camfile import load_cam
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, require_files
+from tool.fileio import cli_errors, loader_errors, require_files, require_writable, write_errors
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.procs import die_with_parent
@@ -67,6 +67,7 @@ def run(args):
         dataset = ImageDataset(args.infer_list, args.voc12_root)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
+    require_writable([args.out_rw])
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
                        if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
@@ -109,7 +110,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors
+from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
 from tool.procs import die_with_parent
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
@@ -94,6 +94,8 @@ def run(args):
         args, lambda state: build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm), device)
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
+    require_writable([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
+                     + ([f"{args.out_crf}_{a}" for a in args.crf_alphas] if args.out_crf else []))
 
     with cli_errors():
         dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
@@ -131,7 +133,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors
+from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
 from tool.procs import die_with_parent
 from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
@@ -80,6 +80,7 @@ def run(args):
         dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
+    require_writable([args.out_seg])
 
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")
@@ -107,7 +108,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

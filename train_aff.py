@@ -8,11 +8,11 @@ import torch
 from network import build_network
 from network.weights import load_pretrained
 from tool.distributed import global_share, is_main
-from tool.fileio import cli_errors, require_files
+from tool.fileio import cli_errors, require_files, write_errors
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_output_folders, log_dir
 from voc12.data import AffDataset
 
 
@@ -40,6 +40,7 @@ def run(args):
         dataset.check_images(args.skip_bad_images)
     require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
                    for n in dataset.img_ids], "CRF map")
+    check_output_folders(args)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained)
 
@@ -57,7 +58,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

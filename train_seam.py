@@ -9,12 +9,12 @@ from torch import nn
 from network import build_network
 from network.weights import load_pretrained
 from tool.distributed import is_main
-from tool.fileio import cli_errors
+from tool.fileio import cli_errors, write_errors
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_output_folders, log_dir
 from tool.vis import denormalize, max_cam_overlay
 from voc12.data import ClsDataset, TrainClsTransform
 
@@ -77,6 +77,7 @@ def run(args):
             transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
         )  # fmt: skip
         dataset.check_images(args.skip_bad_images)
+    check_output_folders(args)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
                                 forward=TwoBranch(model, args.scale_factor))
@@ -101,7 +102,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ from network import build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.distributed import global_share, is_main, world
-from tool.fileio import cli_errors, require_files
+from tool.fileio import cli_errors, require_files, write_errors
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_output_folders, log_dir
 from tool.vis import colorize, denormalize
 from voc12.data import SegDataset, label_path
 
@@ -90,6 +90,7 @@ def run(args):
                              num_classes=args.num_classes)
         dataset.check_images(args.skip_bad_images)
     require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
+    check_output_folders(args)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         trainer = build_trainer(args, model, dataset, logger, device, load_pretrained,
@@ -114,7 +115,8 @@ def run(args):
 
 
 def main(argv=None):
-    run(get_parser().parse_args(argv))
+    with write_errors():
+        run(get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -326,3 +326,52 @@ def test_defaults_write_under_the_runs_folder_not_the_current_one(toy, tmp_path,
                      "--num_workers", "1"])
     assert (toy / "evallog.txt").is_file()  # beside the predictions' folder
     assert list(cwd.iterdir()) == []
+
+
+# ---------------------------------------------------------------- outputs that cannot be written
+
+
+def test_an_unwritable_session_folder_stops_training_before_the_work(toy, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    argv = seam_args(toy, blocker / "run")  # the session and its log would go under a file
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(argv)
+    assert str(e.value) == f"error: {blocker / 'run'}: cannot write: {blocker} is a file, not a folder"
+
+
+def test_inference_checks_its_output_folder_first(toy, tmp_path):
+    from network import resnet38_seg
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SystemExit, match=f"^error: {tmp_path / 'a_file' / 'seg'}: cannot write: .* is a file"):
+        infer_seg.main(["--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(toy), "--infer_list",
+                        str(toy / "train.txt"), "--out_seg", str(tmp_path / "a_file" / "seg"), "--no_crf"])
+
+
+@pytest.mark.parametrize("how", ["OSError ENOSPC", "torch's RuntimeError on a full disk"])
+def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_whole(toy, tmp_path, monkeypatch, how):
+    import errno
+    import shutil
+
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # the step-4 checkpoint (epoch end): the disk is full by now
+            real_save(obj, f, *a, **k)  # part of it reached the disk
+            if how.startswith("OSError"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1024 vs 512")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(seam_args(toy, tmp_path))
+    resume = tmp_path / "seam.resume.pt"
+    assert str(e.value) == f"error: {resume}: cannot write: No space left on device (ENOSPC)"
+    assert torch.load(resume, weights_only=True)["step"] == 3  # the step-3 checkpoint, whole
+    assert not list(tmp_path.glob(".seam*.tmp.*")) and not (tmp_path / "seam.pth").exists()

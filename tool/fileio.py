@@ -1,8 +1,31 @@
 """Atomic file writes: outputs are either complete or absent, never half-written."""
 import contextlib
+import errno
 import os
 import re
+import shutil
 import tempfile
+
+
+class WriteError(OSError):
+    """An output that cannot be written (disk full, no permission, a file where a folder should
+    be); its message is one line naming the path and the reason."""
+
+
+def _write_error(path, exc):
+    code = getattr(exc, "errno", None)
+    if code is None:  # torch's zip writer reports a full disk as "unexpected pos ..." / "write failed"
+        code = errno.ENOSPC
+    error = WriteError(f"{path}: cannot write: {os.strerror(code)} ({errno.errorcode.get(code, code)})")
+    error.errno = code
+    return error
+
+
+def _disk_full(directory):
+    try:
+        return shutil.disk_usage(directory).free < 16 * 2**20
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -14,14 +37,25 @@ def atomic_path(path):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
-    os.close(fd)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
+        os.close(fd)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as e:
+        raise _write_error(path, e) from None
+    except RuntimeError as e:
+        if not _disk_full(directory):
+            raise
+        raise _write_error(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -53,6 +87,30 @@ def save_npz(path, **arrays):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
+
+
+def require_writable(folders):
+    """Fail before the work, not at its first save, when an output folder cannot be made or
+    written (WriteError naming it). Creates nothing: checks the nearest folder that exists."""
+    for folder in folders:
+        folder = os.path.abspath(os.fspath(folder))
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise WriteError(f"{folder}: cannot write: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise WriteError(f"{folder}: cannot write: {os.strerror(errno.EACCES)} (EACCES) in {existing}")
+
+
+@contextlib.contextmanager
+def write_errors():
+    """A script's outer frame: an output that cannot be written ends the run in one `error:` line
+    (whatever was written before stays whole: every write is atomic)."""
+    try:
+        yield
+    except WriteError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def require_files(paths, what):

@@ -30,7 +30,7 @@ from tool.checkpoint import (
     training_state,
 )
 from tool.distributed import world
-from tool.fileio import loader_errors, remove_temporaries
+from tool.fileio import loader_errors, remove_temporaries, require_writable
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
@@ -357,6 +357,11 @@ def _loader_worker_init(parent_pid, worker_id):
 def log_dir(args):
     """--tblog_dir, else tblog/ in the session's folder: a run writes under its own work directory."""
     return args.tblog_dir or os.path.join(os.path.dirname(args.session_name) or ".", "tblog")
+
+
+def check_output_folders(args):
+    """The checkpoint and log folders can be written: checked before the work, not at its first save."""
+    require_writable([os.path.dirname(os.path.abspath(args.session_name)), log_dir(args)])
 
 
 def resume_point(args, logger):
