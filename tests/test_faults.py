@@ -249,8 +249,8 @@ def test_image_modes_load_as_rgb_like_the_published_code(tmp_path, mode):
 
 # ---------------------------------------------------------------- no orphans
 
-# A parent that starts a CRF pool, a multiprocessing pool (evaluation's) and two loader workers,
-# gives each a job that sleeps a minute, then kills itself with SIGKILL.
+# A parent that starts a CRF pool (2 processes), a multiprocessing pool (evaluation's) and two
+# loader workers, gives each a job that sleeps a minute, then kills itself with SIGKILL.
 KILL_WRAPPER = """
 import functools, multiprocessing, os, signal, sys, time
 sys.path.insert(0, {root!r})
@@ -259,21 +259,25 @@ from torch.utils.data import DataLoader
 from tool.crf import CRFPool
 from tool.procs import die_with_parent
 
+def nap(marker):  # a minute-long job that says when it has started
+    open(marker, "w").close()
+    time.sleep(60)
+
 class Slow(torch.utils.data.Dataset):
     def __len__(self):
         return 4
     def __getitem__(self, i):
-        time.sleep(60)
-        return i
+        nap(os.path.join({marks!r}, f"loader{{i}}"))
 
 if __name__ == "__main__":
     crf = CRFPool(2)
-    crf.submit(time.sleep, 60)
+    for k in range(2):
+        crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
     pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
-    pool.apply_async(time.sleep, (60,))
+    pool.apply_async(nap, (os.path.join({marks!r}, "pool"),))
     loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
-    time.sleep(8)  # every helper started and asleep in its job
-    print(os.getpid(), flush=True)
+    while len(os.listdir({marks!r})) < 5:  # every helper asleep in its job
+        time.sleep(0.1)
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -294,7 +298,8 @@ def processes_in_group(pgid):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_helper_processes_end_when_their_parent_is_killed(tmp_path):
-    (tmp_path / "kill_self.py").write_text(KILL_WRAPPER.format(root=ROOT))
+    (tmp_path / "marks").mkdir()
+    (tmp_path / "kill_self.py").write_text(KILL_WRAPPER.format(root=ROOT, marks=str(tmp_path / "marks")))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, str(tmp_path / "kill_self.py")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # its own process group
