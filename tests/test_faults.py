@@ -380,3 +380,15 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_whole(toy, tmp_pa
     assert str(e.value) == f"error: {resume}: cannot write: No space left on device (ENOSPC)"
     assert torch.load(resume, weights_only=True)["step"] == 3  # the step-3 checkpoint, whole
     assert not list(tmp_path.glob(".seam*.tmp.*")) and not (tmp_path / "seam.pth").exists()
+
+
+@pytest.mark.parametrize("entry", ["../x", "/JPEGImages/../../etc/passwd.jpg", "a\\\\..\\\\b"])
+def test_a_list_entry_cannot_leave_the_dataset_folder(toy, tmp_path, entry):
+    ids = first_ids(toy, 3)
+    (tmp_path / "list.txt").write_text(f"{ids[0]}\n{entry}\n{ids[1]}\n")
+    argv = seam_args(toy, tmp_path / "out")
+    argv[argv.index("--train_list") + 1] = str(tmp_path / "list.txt")
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(argv)
+    assert str(e.value) == f"error: {tmp_path / 'list.txt'} line 2: {entry!r} points outside the dataset folder"
+    assert not (tmp_path / "out").exists()

@@ -30,13 +30,16 @@ def load_img_id_list(path):
     """Image ids of a split list, in file order.
 
     Accepts bare ids (`2007_000032`) and the published `/JPEGImages/<id>.jpg /Seg.../<id>.png`
-    line form, from which the stem of the first token is taken.
+    line form, from which the stem of the first token is taken. An entry with a `..` component
+    is an error: a list cannot name files outside the dataset folder.
     """
     ids = []
-    for line in _read_lines(path):
+    for number, line in enumerate(_read_lines(path), 1):
         if not line:
             continue
         first = line.split()[0]
+        if ".." in first.replace("\\", "/").split("/"):
+            raise ValueError(f"{path} line {number}: {first!r} points outside the dataset folder")
         ids.append(os.path.splitext(os.path.basename(first))[0])
     if not ids:
         raise ValueError(f"{path}: the image list is empty")
