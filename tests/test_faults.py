@@ -392,3 +392,36 @@ def test_a_list_entry_cannot_leave_the_dataset_folder(toy, tmp_path, entry):
         train_seam.main(argv)
     assert str(e.value) == f"error: {tmp_path / 'list.txt'} line 2: {entry!r} points outside the dataset folder"
     assert not (tmp_path / "out").exists()
+
+
+# Loaded by every Python of the stage script (PYTHONPATH): SIGKILL in the loss of a chosen step.
+KILL_HOOK = """
+import os, signal
+import tool.losses
+real, calls = tool.losses.seam_losses, []
+def counted(*a, **k):
+    calls.append(1)
+    if len(calls) == int(os.environ["KILL_AT_CALL"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*a, **k)
+tool.losses.seam_losses = counted
+"""
+
+
+def test_kill_9_then_the_same_stage_script_ends_where_an_uninterrupted_run_does(toy, tmp_path, straight):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_HOOK)
+    work = tmp_path / "work"
+    flags = list(SLIM)  # the shell script adds --session_name and --tblog_dir
+    env = {**os.environ, "SEAM_PYTHON": sys.executable, "WORK_DIR": str(work), "VOC12_ROOT": str(toy),
+           "CLS_LABELS": str(toy / "cls_labels.txt"), "TRAIN_LIST": str(toy / "train_aug.txt"),
+           "SEAM_SESSION": "seam", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    script = os.path.join(ROOT, "scripts", "train_seam.sh")
+    killed = subprocess.run(["bash", script, *flags], env={**env, "PYTHONPATH": f"{hook}:{ROOT}", "KILL_AT_CALL": "6"},
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode != 0 and not (work / "seam.pth").exists()
+    assert torch.load(work / "seam.resume.pt", weights_only=True)["step"] == 4  # the epoch-end checkpoint
+    again = subprocess.run(["bash", script, *flags], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_same(final(work), straight)
