@@ -119,15 +119,14 @@ def test_restart_starts_over(toy, tmp_path, monkeypatch, capsys, straight):
         train_seam.main(seam_args(toy, tmp_path, "--restart", "--resume", str(tmp_path / "seam.resume.pt")))
 
 
-@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
-def test_a_signal_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, straight, name):
+def test_ctrl_c_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, straight):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "SIGNAL_AT_CALL": "5",
-           "SIGNAL_NAME": name, "PYTHONPATH": ROOT}
+           "SIGNAL_NAME": "SIGINT", "PYTHONPATH": ROOT}
     # two loader workers: Ctrl-C reaches them too, and they must not take the run down first
     argv = seam_args(toy, tmp_path, "--num_workers", "2")
     done = subprocess.run([sys.executable, str(toy / "signal_at.py"), *argv], env=env, capture_output=True,
                           text=True, timeout=300, start_new_session=True)  # its own process group
-    want = (f"interrupted by {name} at step 5: wrote {tmp_path / 'seam.resume.pt'}; "
+    want = (f"interrupted by SIGINT at step 5: wrote {tmp_path / 'seam.resume.pt'}; "
             "run the same command to continue")
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == want, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
@@ -135,6 +134,27 @@ def test_a_signal_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path
     assert torch.load(tmp_path / "seam.resume.pt", weights_only=True)["step"] == 5
     assert not list(tmp_path.glob(".seam*.tmp.*"))
     train_seam.main(argv)  # the same command
+    assert_same(final(tmp_path), straight)
+
+
+def test_sigterm_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, monkeypatch, straight):
+    real, calls = train_seam.seam_losses, []
+
+    def terminated_in_step_5(*a, **k):  # as a scheduler's SIGTERM
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_seam, "seam_losses", terminated_in_step_5)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(seam_args(toy, tmp_path))
+    assert str(e.value) == (f"interrupted by SIGTERM at step 5: wrote {tmp_path / 'seam.resume.pt'}; "
+                            "run the same command to continue")
+    assert signal.getsignal(signal.SIGTERM) is before  # the run's handler is gone with it
+    monkeypatch.setattr(train_seam, "seam_losses", real)
+    train_seam.main(seam_args(toy, tmp_path))
     assert_same(final(tmp_path), straight)
 
 
