@@ -12,10 +12,12 @@ class WriteError(OSError):
     be); its message is one line naming the path and the reason."""
 
 
-def _write_error(path, exc):
-    code = getattr(exc, "errno", None)
-    if code is None:  # torch's zip writer reports a full disk as "unexpected pos ..." / "write failed"
-        code = errno.ENOSPC
+# errno values that mean "this output cannot be written" (others pass through as they are)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO,
+                errno.ENOTDIR, errno.EISDIR}
+
+
+def _write_error(path, code):
     error = WriteError(f"{path}: cannot write: {os.strerror(code)} ({errno.errorcode.get(code, code)})")
     error.errno = code
     return error
@@ -43,7 +45,9 @@ def atomic_path(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
         os.close(fd)
     except OSError as e:
-        raise _write_error(path, e) from None
+        if e.errno not in WRITE_ERRNOS | {errno.EEXIST, errno.ENOENT}:
+            raise
+        raise _write_error(path, e.errno) from None
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
@@ -51,11 +55,13 @@ def atomic_path(path):
     except WriteError:
         raise
     except OSError as e:
-        raise _write_error(path, e) from None
-    except RuntimeError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise _write_error(path, e.errno) from None
+    except RuntimeError:  # torch's zip writer reports a full disk as "unexpected pos ..."
         if not _disk_full(directory):
             raise
-        raise _write_error(path, e) from None
+        raise _write_error(path, errno.ENOSPC) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -67,8 +73,8 @@ def remove_temporaries(path):
     directory = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
     pattern = re.compile(rf"\.{re.escape(base)}\.\w{{8}}\.tmp{re.escape(ext)}")  # mkstemp's 8 characters
-    stale = [os.path.join(directory, n) for n in os.listdir(directory) if pattern.fullmatch(n)] \
-        if os.path.isdir(directory) else []
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    stale = [os.path.join(directory, n) for n in names if pattern.fullmatch(n)]
     for f in stale:
         os.remove(f)
     return stale
