@@ -5,13 +5,11 @@ average-pooled, propagated 2^logt steps with the transition (affinity^beta, colu
 upsampled, argmax. The walk is sparse (a stencil over the radius pairs), on GPU when available.
 """
 import argparse
-import functools
 import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from network import build_network
 from network.weights import infer_width
@@ -23,9 +21,8 @@ from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors, require_files, require_writable, write_errors
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
-from tool.procs import die_with_parent
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
-from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
+from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import ImageDataset, image_path, load_image
 
@@ -75,8 +72,7 @@ def run(args):
     if args.crf:
         require_densecrf()
     print(f"{len(dataset)} images to process")
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+    loader = inference_loader(dataset, args.num_workers, device)
 
     def walked_on_device(items):
         for name, img in items:

@@ -7,11 +7,9 @@ Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
 import argparse
-import functools
 import os
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from network import build_network
 from network.weights import infer_width
@@ -22,8 +20,7 @@ from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
-from tool.procs import die_with_parent
-from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
+from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
 
@@ -110,8 +107,7 @@ def run(args):
     todo = [n for n in shard(dataset.img_ids) if args.overwrite or not complete(n)]
     print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
     dataset.img_ids = todo
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+    loader = inference_loader(dataset, args.num_workers, device)
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
     if crf_alphas:
         require_densecrf()

@@ -10,12 +10,10 @@ unless --overwrite.
 Score with: python evaluation.py --list L --predict_dir <out_seg> --gt_dir ROOT/SegmentationClass --type png
 """
 import argparse
-import functools
 import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from network import build_network
 from network.weights import infer_width
@@ -25,8 +23,7 @@ from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
-from tool.procs import die_with_parent
-from tool.runtime import add_inference_flags, autocast, lagged_to_host, setup_device, to_input
+from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
 
@@ -89,8 +86,7 @@ def run(args):
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids) if args.overwrite or not os.path.exists(out_path(n))]
     print(f"{len(dataset.img_ids)} of {total} images to process")
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+    loader = inference_loader(dataset, args.num_workers, device)
 
     def outputs_on_device(items):
         for item in items:

@@ -1,9 +1,13 @@
 """Device, precision and speed settings shared by the training and inference scripts."""
 import contextlib
+import functools
+import os
 
 import torch
+from torch.utils.data import DataLoader
 
 from tool.distributed import init_distributed, usable_cores
+from tool.procs import die_with_parent
 
 
 def select_device(name=None):
@@ -95,6 +99,13 @@ def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off 
     if compile_flag:
         parser.add_argument("--compile", action="store_true",
                             help="torch.compile the model (falls back to eager with a warning where it cannot)")
+
+
+def inference_loader(dataset, num_workers, device):
+    """An inference script's loader: one item at a time, pinned for the GPU, workers that end
+    with this process (a kill -9 included)."""
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
+                      worker_init_fn=functools.partial(die_with_parent, os.getpid()))
 
 
 def lagged_to_host(items, device):
