@@ -445,3 +445,29 @@ def test_kill_9_then_the_same_stage_script_ends_where_an_uninterrupted_run_does(
     again = subprocess.run(["bash", script, *flags], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_same(final(work), straight)
+
+
+def test_a_nan_from_the_last_checkpoints_weights_brings_the_one_before_back(toy, tmp_path, monkeypatch, straight):
+    """Checkpoints at steps 2 and 4; the loss of step 4 (computed from the step-4 weights) is NaN:
+    resuming from those weights would fail at once, so the step-2 checkpoint is the resume point."""
+    real, calls = train_seam.seam_losses, []
+
+    def nan_in_step_4(*a, **k):
+        calls.append(1)
+        terms = real(*a, **k)
+        if len(calls) == 5:  # 0-based step 4
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_seam, "seam_losses", nan_in_step_4)
+    with pytest.raises(SystemExit) as e:
+        train_seam.main(seam_args(toy, tmp_path, "--ckpt_interval", "2"))
+    resume = tmp_path / "seam.resume.pt"
+    assert str(e.value) == (f"error: non-finite loss at step 4, computed from the step-4 checkpoint's weights; "
+                            f"{resume} is the checkpoint before it again")
+    assert torch.load(resume, weights_only=True)["step"] == 2
+    assert not (tmp_path / "seam.resume.prev.pt").exists() and not (tmp_path / "seam.pth").exists()
+    monkeypatch.setattr(train_seam, "seam_losses", real)
+    train_seam.main(seam_args(toy, tmp_path, "--ckpt_interval", "2"))  # the same command: from step 2
+    assert not (tmp_path / "seam.resume.prev.pt").exists()  # a finished run keeps one resume file
+    assert_same(final(tmp_path), straight)

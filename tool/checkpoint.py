@@ -1,11 +1,12 @@
 """Checkpoint I/O: atomic saves, strict pickle-free loading, resumable training state."""
+import os
 import random
 import threading
 
 import numpy as np
 import torch
 
-from tool.fileio import atomic_path
+from tool.fileio import atomic_path, keep_as
 from tool.runtime import channels_last_enabled, to_device
 
 
@@ -40,14 +41,17 @@ class BackgroundSaver:
         self._thread = None
         self._error = None
 
-    def save(self, state, path):
+    def save(self, state, path, previous=None):
+        """`previous`: first keep the file now at `path` under this name (a hard link, no copy)."""
         snapshot = to_cpu(state)
         self.wait()
-        self._thread = threading.Thread(target=self._write, args=(snapshot, path), daemon=True)
+        self._thread = threading.Thread(target=self._write, args=(snapshot, path, previous), daemon=True)
         self._thread.start()
 
-    def _write(self, state, path):
+    def _write(self, state, path, previous):
         try:
+            if previous and os.path.exists(path):
+                keep_as(path, previous)
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
         except BaseException as e:  # reported by wait() on the training thread

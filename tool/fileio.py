@@ -67,6 +67,17 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def keep_as(path, other):
+    """Make `other` a second name of the file at `path`, atomically (a hard link; a copy where the
+    file system has none)."""
+    with atomic_path(other) as tmp:
+        os.remove(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+
+
 def remove_temporaries(path):
     """Remove the temporaries of `path` that an atomic_path write killed midway left; returns them."""
     path = os.fspath(path)

@@ -176,6 +176,7 @@ class Trainer:
             horizon=self.max_step + lr_horizon_extra, fused=device.type == "cuda",
         )
         self.resume_path = args.session_name + ".resume.pt"
+        self.previous_path = args.session_name + ".resume.prev.pt"  # the checkpoint before the last
         self.final_path = args.session_name + ".pth"
         self.step = 0
         self.forward = forward if forward is not None else model
@@ -208,6 +209,7 @@ class Trainer:
             group["fused"] = self.device.type == "cuda" or None
         self.resumed = True
         self._last_saved = path
+        self._saved_step = self.step
         self.logger.info(f"resumed from {path} at step {self.step}")
 
     def wrap(self, compile_model=False):
@@ -230,6 +232,14 @@ class Trainer:
             return
         last = self._last_saved or "none written"
         msg = f"error: non-finite loss at step {bad}; last good checkpoint: {last}"
+        if bad == self._saved_step and os.path.exists(self.previous_path):
+            # The loss of step `bad` came from the weights of the last checkpoint (finite, but
+            # perhaps 1e28): resuming from them would fail at once, so the one before comes back.
+            if self.is_main:
+                self.saver.wait()
+                os.replace(self.previous_path, self.resume_path)
+            msg = (f"error: non-finite loss at step {bad}, computed from the step-{bad} checkpoint's weights; "
+                   f"{self.resume_path} is the checkpoint before it again")
         self.logger.info(msg)
         raise SystemExit(msg)
 
@@ -247,7 +257,7 @@ class Trainer:
             state = training_state(self.model, self.optimizer, self.step)
             if rng_ranks is not None:
                 state["rng_ranks"] = rng_ranks
-            self.saver.save(state, self.resume_path)
+            self.saver.save(state, self.resume_path, previous=self.previous_path)
             self._last_saved = self.resume_path
         self._saved_step = self.step
 
@@ -342,6 +352,8 @@ class Trainer:
             self.save()
         if self.is_main:
             save_state_dict(self.model.state_dict(), self.final_path)
+            if os.path.exists(self.previous_path):  # only a failure needs it
+                os.remove(self.previous_path)
             self.logger.info(f"wrote {self.final_path}")
 
     def _batches(self):
@@ -370,7 +382,8 @@ def resume_point(args, logger):
     if args.resume and args.restart:
         raise SystemExit("error: --resume and --restart contradict each other")
     if world()[0] == 0:
-        for path in (args.session_name + ".pth", args.session_name + ".resume.pt"):
+        for path in (args.session_name + ".pth", args.session_name + ".resume.pt",
+                     args.session_name + ".resume.prev.pt"):
             for stale in remove_temporaries(path):
                 logger.info(f"removed {stale}, left by an interrupted checkpoint write")
     own = args.session_name + ".resume.pt"
