@@ -471,3 +471,58 @@ def test_a_nan_from_the_last_checkpoints_weights_brings_the_one_before_back(toy,
     train_seam.main(seam_args(toy, tmp_path, "--ckpt_interval", "2"))  # the same command: from step 2
     assert not (tmp_path / "seam.resume.prev.pt").exists()  # a finished run keeps one resume file
     assert_same(final(tmp_path), straight)
+
+
+# ---------------------------------------------------------------- inputs that were already clean
+
+
+def one_line_exit(fn, argv):
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    msg = str(e.value)
+    assert msg.startswith("error: ") and "\n" not in msg, msg
+    return msg
+
+
+def test_inputs_that_stop_in_one_line(toy, tmp_path):
+    good = seam_args(toy, tmp_path / "out")
+    root_at = good.index("--voc12_root") + 1
+    list_at = good.index("--train_list") + 1
+
+    def with_(index, value):
+        argv = list(good)
+        argv[index] = str(value)
+        return argv
+
+    assert "no JPEGImages folder" in one_line_exit(train_seam.main, with_(root_at, tmp_path / "nowhere"))
+    (tmp_path / "empty.txt").write_text("\n")
+    assert "the image list is empty" in one_line_exit(train_seam.main, with_(list_at, tmp_path / "empty.txt"))
+    (tmp_path / "unlabelled.txt").write_text("2099_000001\n")
+    assert "no labels for 1 ids" in one_line_exit(train_seam.main, with_(list_at, tmp_path / "unlabelled.txt"))
+    assert not (tmp_path / "out").exists()  # nothing written by any of them
+    # CRLF lists read as LF ones
+    ids = first_ids(toy, 4)
+    (tmp_path / "crlf.txt").write_bytes("".join(f"{i}\r\n" for i in ids).encode())
+    train_seam.main(with_(list_at, tmp_path / "crlf.txt") + ["--max_step", "1"])
+    assert (tmp_path / "out" / "seam.pth").exists()
+
+
+@pytest.mark.parametrize("weights", ["random bytes", "truncated", "another stage's"])
+def test_bad_weights_files_stop_in_one_line(toy, tmp_path, weights):
+    from network import resnet38_aff
+    from tool.checkpoint import save_state_dict
+
+    path = tmp_path / "w.pth"
+    if weights == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(1000))
+    else:
+        save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), path)
+        if weights == "truncated":
+            path.write_bytes(path.read_bytes()[:5000])
+    runs = [(infer_seg.main, ["--weights", str(path), "--voc12_root", str(toy), "--infer_list",
+                              str(toy / "train.txt"), "--out_seg", str(tmp_path / "seg")])]
+    if weights != "another stage's":  # training takes another stage's backbone on purpose
+        runs.append((train_seam.main, seam_args(toy, tmp_path / "t", "--weights", str(path))))
+    for fn, argv in runs:
+        assert str(path) in one_line_exit(fn, argv)
+    assert not (tmp_path / "seg").exists() and not (tmp_path / "t").exists()

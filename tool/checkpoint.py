@@ -66,6 +66,15 @@ class BackgroundSaver:
             raise error
 
 
+def _reason(e):
+    """An exception in one line: torch's weights-only refusals are paragraphs with the cause inside."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def load_state_dict_file(path, allow_pickle=False):
     """Load a `.pth` without unpickling arbitrary objects (opt-in `allow_pickle` for legacy files)."""
     try:
@@ -73,7 +82,7 @@ def load_state_dict_file(path, allow_pickle=False):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: weights file not found") from None
     except Exception as e:  # pickle-level errors from weights_only
-        raise ValueError(f"{path}: cannot load as a weights-only checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: cannot load as a weights-only checkpoint ({_reason(e)})") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # a resumable checkpoint of ours
     if not isinstance(obj, dict):
@@ -166,4 +175,4 @@ def load_training_state(path):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint to resume from not found") from None
     except Exception as e:
-        raise ValueError(f"{path}: not a resumable checkpoint of this project ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a resumable checkpoint of this project ({_reason(e)})") from None

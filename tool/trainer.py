@@ -393,20 +393,28 @@ def resume_point(args, logger):
     return own
 
 
-def build_trainer(args, model, dataset, logger, device, init_weights, forward=None, lr_horizon_extra=0):
-    """The set-up every training script shares: initial weights (`init_weights(model, path,
-    allow_pickle=)`, returning how they were used), device and memory format, optimiser, the resume point when
-    asked, DDP and compilation of `forward` (default: the model).
-    `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
+def initial_weights(args, model, init_weights):
+    """--weights into the model with `init_weights(model, path, allow_pickle=)` (returning how they
+    were used), before anything is written: a bad file is one line. Returns the log line or None."""
     if args.no_dropout:
         model.disable_dropout()
+    if not args.weights:
+        return None
+    try:
+        how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    return f"initialised from {args.weights} ({how})"
+
+
+def build_trainer(args, model, dataset, logger, device, initialised, forward=None, lr_horizon_extra=0):
+    """The set-up every training script shares, after `initial_weights` (`initialised`: its
+    line): device and memory format, optimiser, the resume point, DDP and compilation of
+    `forward` (default: the model).
+    `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     resume = resume_point(args, logger)
-    if args.weights:
-        try:
-            how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: {e}") from None
-        logger.info(f"initialised from {args.weights} ({how})")
+    if initialised:
+        logger.info(initialised)
     elif not resume:
         logger.info("warning: no --weights: random initialisation (for synthetic data only)")
     to_device(model, device, channels_last_enabled(device, args.channels_last))
