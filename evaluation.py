@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tool.camfile import check_cam, load_cam, load_crf
-from tool.fileio import WriteError, atomic_path
+from tool.fileio import WriteError, add_debug_flag, atomic_path, debugging
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import die_with_parent
 from tool.vis import load_label_png
@@ -290,6 +290,7 @@ def build_parser():
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--num_classes", type=int, default=21)
     p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
+    add_debug_flag(p)
     p.add_argument("--mean", default="all", choices=("all", "present"),
                    help="mIoU over all classes (published; a class without ground truth in the list counts 0) "
                         "or over the classes with ground truth in the list")
@@ -327,6 +328,8 @@ def main(argv=None):
     try:
         return run(args)
     except (EvalError, WriteError) as exc:
+        if debugging():
+            raise
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -22,7 +22,15 @@ from tool.fileio import cli_errors, loader_errors, require_files, require_writab
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
-from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
+from tool.runtime import (
+    add_inference_flags,
+    autocast,
+    clean_output_folders,
+    inference_loader,
+    lagged_to_host,
+    setup_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import ImageDataset, image_path, load_image
 
@@ -65,6 +73,7 @@ def run(args):
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
     require_writable([args.out_rw])
+    clean_output_folders([args.out_rw])
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
                        if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]

@@ -20,7 +20,15 @@ from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
-from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
+from tool.runtime import (
+    add_inference_flags,
+    autocast,
+    clean_output_folders,
+    inference_loader,
+    lagged_to_host,
+    setup_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, image_path, load_image
 
@@ -91,8 +99,10 @@ def run(args):
         args, lambda state: build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm), device)
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
-    require_writable([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
-                     + ([f"{args.out_crf}_{a}" for a in args.crf_alphas] if args.out_crf else []))
+    out_folders = ([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
+                   + ([f"{args.out_crf}_{a}" for a in args.crf_alphas] if args.out_crf else []))
+    require_writable(out_folders)
+    clean_output_folders(out_folders)
 
     with cli_errors():
         dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)

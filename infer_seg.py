@@ -23,7 +23,15 @@ from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
 from tool.logger import progress
-from tool.runtime import add_inference_flags, autocast, inference_loader, lagged_to_host, setup_device, to_input
+from tool.runtime import (
+    add_inference_flags,
+    autocast,
+    clean_output_folders,
+    inference_loader,
+    lagged_to_host,
+    setup_device,
+    to_input,
+)
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, image_path, load_image
 
@@ -78,6 +86,7 @@ def run(args):
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
     require_writable([args.out_seg])
+    clean_output_folders([args.out_seg])
 
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")

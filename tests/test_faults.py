@@ -526,3 +526,28 @@ def test_bad_weights_files_stop_in_one_line(toy, tmp_path, weights):
     for fn, argv in runs:
         assert str(path) in one_line_exit(fn, argv)
     assert not (tmp_path / "seg").exists() and not (tmp_path / "t").exists()
+
+
+def test_debug_shows_the_error_behind_the_line(own_toy, tmp_path, monkeypatch):
+    monkeypatch.delenv("SEAM_DEBUG", raising=False)  # --debug sets it; restored after the test
+    bad = damage(own_toy, first_ids(own_toy, 16)[0], "truncated")
+    with pytest.raises(ValueError, match=f"^{bad}: cannot decode the image"):  # the exception itself
+        train_seam.main(seam_args(own_toy, tmp_path / "out", "--debug"))
+
+
+def test_inference_removes_the_temporaries_a_killed_run_left(own_toy, tmp_path):
+    from network import resnet38_seg
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
+    out = tmp_path / "seg"
+    out.mkdir()
+    old, fresh = out / ".2007_000001.abcd1234.tmp.png", out / ".2007_000002.abcd1234.tmp.png"
+    for f in (old, fresh):
+        f.write_bytes(b"half a png")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # a killed run's; `fresh` may be another rank's
+    (tmp_path / "one.txt").write_text(first_ids(own_toy, 1)[0] + "\n")
+    infer_seg.main(["--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(own_toy), "--infer_list",
+                    str(tmp_path / "one.txt"), "--out_seg", str(out), "--no_crf", "--num_workers", "0",
+                    "--scales", "1.0"])
+    assert not old.exists() and fresh.exists()

@@ -1,4 +1,5 @@
 """Atomic file writes: outputs are either complete or absent, never half-written."""
+import argparse
 import contextlib
 import errno
 import os
@@ -67,6 +68,39 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+class _DebugAction(argparse.Action):
+    """--debug: set while the command line is parsed, so that every one-line error below shows
+    its traceback instead (in loader workers too: they inherit the environment)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ["SEAM_DEBUG"] = "1"
+        setattr(namespace, self.dest, True)
+
+
+def add_debug_flag(parser):
+    parser.add_argument("--debug", action=_DebugAction, nargs=0, default=False,
+                        help="show the traceback behind a one-line error")
+
+
+def debugging():
+    return bool(os.environ.get("SEAM_DEBUG"))
+
+
+def remove_stale_temporaries(folder, before):
+    """Remove atomic_path temporaries in `folder` last written before `before` (a time.time()),
+    i.e. left by a killed run, not those another process of this run is writing."""
+    if not os.path.isdir(folder):
+        return []
+    pattern = _temporary_name(r".+", r"\.\w+")
+    stale = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if pattern.fullmatch(name) and os.path.getmtime(path) < before:
+            os.remove(path)
+            stale.append(path)
+    return stale
+
+
 def keep_as(path, other):
     """Make `other` a second name of the file at `path`, atomically (a hard link; a copy where the
     file system has none)."""
@@ -78,12 +112,17 @@ def keep_as(path, other):
             shutil.copyfile(path, tmp)
 
 
+def _temporary_name(base, ext):
+    """atomic_path's temporary names (mkstemp's 8 random characters) for a base / extension regex."""
+    return re.compile(rf"\.{base}\.\w{{8}}\.tmp{ext}")
+
+
 def remove_temporaries(path):
     """Remove the temporaries of `path` that an atomic_path write killed midway left; returns them."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
-    pattern = re.compile(rf"\.{re.escape(base)}\.\w{{8}}\.tmp{re.escape(ext)}")  # mkstemp's 8 characters
+    pattern = _temporary_name(re.escape(base), re.escape(ext))
     names = os.listdir(directory) if os.path.isdir(directory) else []
     stale = [os.path.join(directory, n) for n in names if pattern.fullmatch(n)]
     for f in stale:
@@ -127,6 +166,8 @@ def write_errors():
     try:
         yield
     except WriteError as e:
+        if debugging():
+            raise
         raise SystemExit(f"error: {e}") from None
 
 
@@ -143,6 +184,8 @@ def loader_errors(batches):
     try:
         yield from batches
     except (ValueError, FileNotFoundError) as e:
+        if debugging():
+            raise
         last = str(e).strip().splitlines()[-1]
         raise SystemExit("error: " + re.sub(r"^(ValueError|FileNotFoundError): ", "", last)) from None
 
@@ -153,4 +196,6 @@ def cli_errors():
     try:
         yield
     except (FileNotFoundError, ValueError) as e:
+        if debugging():
+            raise
         raise SystemExit(f"error: {e}") from None

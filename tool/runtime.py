@@ -2,11 +2,13 @@
 import contextlib
 import functools
 import os
+import time
 
 import torch
 from torch.utils.data import DataLoader
 
 from tool.distributed import init_distributed, usable_cores
+from tool.fileio import add_debug_flag, remove_stale_temporaries
 from tool.procs import die_with_parent
 
 
@@ -101,6 +103,14 @@ def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off 
                             help="torch.compile the model (falls back to eager with a warning where it cannot)")
 
 
+def clean_output_folders(folders, grace_s=60):
+    """Remove write temporaries a killed run left in the output folders (older than `grace_s`,
+    so not those another torchrun rank is writing now)."""
+    for folder in folders:
+        for path in remove_stale_temporaries(folder, time.time() - grace_s):
+            print(f"removed {path}, left by an interrupted write")
+
+
 def inference_loader(dataset, num_workers, device):
     """An inference script's loader: one item at a time, pinned for the GPU, workers that end
     with this process (a kill -9 included)."""
@@ -150,3 +160,4 @@ def add_inference_flags(parser, weights_help, network, infer_list, amp_help):
     parser.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")
     parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     parser.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
+    add_debug_flag(parser)

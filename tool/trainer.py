@@ -30,7 +30,7 @@ from tool.checkpoint import (
     training_state,
 )
 from tool.distributed import world
-from tool.fileio import loader_errors, remove_temporaries, require_writable
+from tool.fileio import add_debug_flag, debugging, loader_errors, remove_temporaries, require_writable
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
@@ -85,6 +85,7 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--weights", default=None, help=weights_help)
     parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     parser.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
+    add_debug_flag(parser)
 
 
 def _item_seed(seed, epoch, index):
@@ -403,6 +404,8 @@ def initial_weights(args, model, init_weights):
     try:
         how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
     except (FileNotFoundError, ValueError) as e:
+        if debugging():
+            raise
         raise SystemExit(f"error: {e}") from None
     return f"initialised from {args.weights} ({how})"
 
@@ -423,6 +426,8 @@ def build_trainer(args, model, dataset, logger, device, initialised, forward=Non
         try:
             trainer.resume(resume)
         except (FileNotFoundError, ValueError) as e:
+            if debugging():
+                raise
             raise SystemExit(f"error: {e}") from None
     trainer.wrap(compile_model=args.compile)
     for line in getattr(dataset, "skipped", ()):
