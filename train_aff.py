@@ -12,7 +12,7 @@ from tool.fileio import cli_errors, require_files, write_errors
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_output_folders, initial_weights, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from voc12.data import AffDataset
 
 
@@ -41,7 +41,7 @@ def run(args):
     require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
                    for n in dataset.img_ids], "CRF map")
     initialised = initial_weights(args, model, load_pretrained)
-    check_output_folders(args)
+    check_before_writing(args, model)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, initialised)
 

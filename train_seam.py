@@ -14,7 +14,7 @@ from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_output_folders, initial_weights, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from tool.vis import denormalize, max_cam_overlay
 from voc12.data import ClsDataset, TrainClsTransform
 
@@ -78,7 +78,7 @@ def run(args):
         )  # fmt: skip
         dataset.check_images(args.skip_bad_images)
     initialised = initial_weights(args, model, load_pretrained)
-    check_output_folders(args)
+    check_before_writing(args, model)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, initialised,
                                 forward=TwoBranch(model, args.scale_factor))

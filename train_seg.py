@@ -16,7 +16,7 @@ from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_output_folders, initial_weights, log_dir
+from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from tool.vis import colorize, denormalize
 from voc12.data import SegDataset, label_path
 
@@ -91,7 +91,7 @@ def run(args):
         dataset.check_images(args.skip_bad_images)
     require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
     initialised = initial_weights(args, model, load_pretrained)
-    check_output_folders(args)
+    check_before_writing(args, model)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         trainer = build_trainer(args, model, dataset, logger, device, initialised,

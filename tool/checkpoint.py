@@ -169,9 +169,10 @@ def training_state(model, optimizer, step):
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng_state()}
 
 
-def load_training_state(path):
+def load_training_state(path, mmap=False):
+    """A resumable checkpoint (`mmap`: tensors read lazily, for a cheap look at names and shapes)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint to resume from not found") from None
     except Exception as e:

@@ -372,26 +372,50 @@ def log_dir(args):
     return args.tblog_dir or os.path.join(os.path.dirname(args.session_name) or ".", "tblog")
 
 
-def check_output_folders(args):
-    """The checkpoint and log folders can be written: checked before the work, not at its first save."""
+def check_before_writing(args, model):
+    """What the run will touch, before it writes anything: the checkpoint and log folders can be
+    written, and the checkpoint it would resume from fits the model (read memory-mapped: cheap)."""
     require_writable([os.path.dirname(os.path.abspath(args.session_name)), log_dir(args)])
+    path = resume_source(args)
+    if path is None:
+        return
+    try:
+        state = load_training_state(path, mmap=True)["model"]
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    except (KeyError, TypeError):
+        raise SystemExit(f"error: {path}: not a resumable checkpoint of this project (no model state)") from None
+    ours = model.state_dict()
+    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    other = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or other:
+        detail = (f"{len(missing)} keys missing, {len(unexpected)} unexpected, {len(other)} of another shape, "
+                  f"e.g. {(missing + unexpected + other)[0]}")
+        raise SystemExit(f"error: {path}: not a checkpoint of this network ({detail})")
 
 
-def resume_point(args, logger):
+def resume_source(args):
     """The checkpoint this run continues from: --resume, else the session's own resume file (the
     same command run again after a kill continues), unless --restart."""
     if args.resume and args.restart:
         raise SystemExit("error: --resume and --restart contradict each other")
+    own = args.session_name + ".resume.pt"
+    if args.resume or args.restart or not os.path.isfile(own):
+        return args.resume
+    return own
+
+
+def resume_point(args, logger):
+    """resume_source, saying so in the log; the session's stale checkpoint temporaries go."""
     if world()[0] == 0:
         for path in (args.session_name + ".pth", args.session_name + ".resume.pt",
                      args.session_name + ".resume.prev.pt"):
             for stale in remove_temporaries(path):
                 logger.info(f"removed {stale}, left by an interrupted checkpoint write")
-    own = args.session_name + ".resume.pt"
-    if args.resume or args.restart or not os.path.isfile(own):
-        return args.resume
-    logger.info(f"found {own}: continuing from it (--restart starts over)")
-    return own
+    path = resume_source(args)
+    if path and not args.resume:
+        logger.info(f"found {path}: continuing from it (--restart starts over)")
+    return path
 
 
 def initial_weights(args, model, init_weights):
