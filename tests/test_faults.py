@@ -552,3 +552,26 @@ def test_inference_removes_the_temporaries_a_killed_run_left(own_toy, tmp_path):
                     str(tmp_path / "one.txt"), "--out_seg", str(out), "--no_crf", "--num_workers", "0",
                     "--scales", "1.0"])
     assert not old.exists() and fresh.exists()
+
+
+def test_a_dataparallel_checkpoint_loads_and_bad_predictions_are_one_line(own_toy, tmp_path, capsys):
+    import evaluation
+    from network import resnet38_seg
+
+    torch.manual_seed(0)
+    state = resnet38_seg.Net(width=0.0625).state_dict()
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "dp.pth")  # saved from DataParallel
+    ids = first_ids(own_toy, 2)
+    (tmp_path / "two.txt").write_text("\n".join(ids) + "\n")
+    infer_seg.main(["--weights", str(tmp_path / "dp.pth"), "--voc12_root", str(own_toy), "--infer_list",
+                    str(tmp_path / "two.txt"), "--out_seg", str(tmp_path / "seg"), "--no_crf", "--num_workers", "0",
+                    "--scales", "1.0"])
+    assert len(list((tmp_path / "seg").glob("*.png"))) == 2
+    capsys.readouterr()  # inference's progress bar
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "seg" / f"{ids[1]}.png")  # the wrong size
+    with pytest.raises(SystemExit) as e:
+        evaluation.main(["--list", str(tmp_path / "two.txt"), "--predict_dir", str(tmp_path / "seg"), "--gt_dir",
+                         str(own_toy / "SegmentationClassAug"), "--logfile", "", "--num_workers", "1"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1  # evaluation.py: one line on stderr, status 2
+    assert err.startswith(f"error: {tmp_path / 'seg' / ids[1]}.png")
