@@ -575,3 +575,23 @@ def test_a_dataparallel_checkpoint_loads_and_bad_predictions_are_one_line(own_to
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1  # evaluation.py: one line on stderr, status 2
     assert err.startswith(f"error: {tmp_path / 'seg' / ids[1]}.png")
+
+
+@pytest.mark.parametrize("cam", ["another size", "a class id outside 0..19"])
+def test_a_bad_cam_file_is_one_line_naming_it(own_toy, tmp_path, cam):
+    import infer_aff
+    from network import resnet38_aff
+    from tool.checkpoint import save_state_dict
+    from tool.fileio import save_npz
+
+    save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), tmp_path / "aff.pth")
+    name = first_ids(own_toy, 1)[0]
+    (tmp_path / "one.txt").write_text(name + "\n")
+    keys, maps = (np.array([3]), np.zeros((1, 32, 32), np.float32)) if cam == "another size" else \
+        (np.array([20]), np.zeros((1, 64, 64), np.float32))
+    save_npz(str(tmp_path / "cam" / f"{name}.npz"), keys=keys, cams=maps)
+    msg = one_line_exit(infer_aff.main, ["--weights", str(tmp_path / "aff.pth"), "--voc12_root", str(own_toy),
+                                         "--infer_list", str(tmp_path / "one.txt"), "--cam_dir", str(tmp_path / "cam"),
+                                         "--out_rw", str(tmp_path / "rw"), "--num_workers", "0"])
+    assert msg.startswith(f"error: {tmp_path / 'cam' / name}.npz: ")
+    assert not (tmp_path / "rw").exists() or not any((tmp_path / "rw").iterdir())  # no label written
