@@ -18,16 +18,16 @@ from tool.camfile import load_cam
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, require_files, require_writable, write_errors
+from tool.fileio import cli_errors, loader_errors, require_files, write_errors
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
 from tool.runtime import (
     add_inference_flags,
     autocast,
-    clean_output_folders,
     inference_loader,
     lagged_to_host,
+    prepare_outputs,
     setup_device,
     to_input,
 )
@@ -72,8 +72,7 @@ def run(args):
         dataset = ImageDataset(args.infer_list, args.voc12_root)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
-    require_writable([args.out_rw])
-    clean_output_folders([args.out_rw])
+    prepare_outputs([args.out_rw])
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
                        if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]

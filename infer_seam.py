@@ -18,14 +18,14 @@ from tool.camfile import save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
+from tool.fileio import cli_errors, loader_errors, write_errors
 from tool.logger import progress
 from tool.runtime import (
     add_inference_flags,
     autocast,
-    clean_output_folders,
     inference_loader,
     lagged_to_host,
+    prepare_outputs,
     setup_device,
     to_input,
 )
@@ -101,8 +101,7 @@ def run(args):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
     out_folders = ([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
                    + ([f"{args.out_crf}_{a}" for a in args.crf_alphas] if args.out_crf else []))
-    require_writable(out_folders)
-    clean_output_folders(out_folders)
+    prepare_outputs(out_folders)
 
     with cli_errors():
         dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)

@@ -21,14 +21,14 @@ from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, require_writable, write_errors
+from tool.fileio import cli_errors, loader_errors, write_errors
 from tool.logger import progress
 from tool.runtime import (
     add_inference_flags,
     autocast,
-    clean_output_folders,
     inference_loader,
     lagged_to_host,
+    prepare_outputs,
     setup_device,
     to_input,
 )
@@ -85,8 +85,7 @@ def run(args):
         dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
-    require_writable([args.out_seg])
-    clean_output_folders([args.out_seg])
+    prepare_outputs([args.out_seg])
 
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")

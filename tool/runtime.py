@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tool.distributed import init_distributed, usable_cores
-from tool.fileio import add_debug_flag, remove_stale_temporaries
+from tool.fileio import add_debug_flag, remove_stale_temporaries, require_writable
 from tool.procs import die_with_parent
 
 
@@ -103,9 +103,11 @@ def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off 
                             help="torch.compile the model (falls back to eager with a warning where it cannot)")
 
 
-def clean_output_folders(folders, grace_s=60):
-    """Remove write temporaries a killed run left in the output folders (older than `grace_s`,
-    so not those another torchrun rank is writing now)."""
+def prepare_outputs(folders, grace_s=60):
+    """Before an inference run's work: its output folders can be written (one line if not), and
+    the write temporaries a killed run left there go (older than `grace_s`, so not those another
+    torchrun rank is writing now)."""
+    require_writable(folders)
     for folder in folders:
         for path in remove_stale_temporaries(folder, time.time() - grace_s):
             print(f"removed {path}, left by an interrupted write")
