@@ -25,6 +25,7 @@ from tool.fileio import WriteError, add_debug_flag, atomic_path, debugging
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import die_with_parent
 from tool.vis import load_label_png
+from voc12.dataset import KINDS, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
 
 CURVE_THRESHOLDS = np.arange(60) / 100  # the default --start 0 --end 60
@@ -45,7 +46,7 @@ class EvalSource(NamedTuple):
     gt_dir: str
     pred_type: str  # png | crf | npz | npy
     thresholds: tuple  # background thresholds for CAM types; () for png
-    num_classes: int = 21
+    num_classes: int
 
 
 def _file_error(path, exc):
@@ -156,10 +157,25 @@ def _sum_results(results):
     return total
 
 
-def class_names(num_classes):
-    if num_classes == len(CLASS_NAMES):
+def class_names_from_args(args):
+    """The class names to report: the data set's (--data_root; VOC's built in), or with only
+    --num_classes other than VOC's 21, class0, class1, ..."""
+    if args.data_root:
+        try:
+            names = list(open_dataset(args.dataset, args.data_root).class_names)
+        except FILE_ERRORS as exc:
+            raise EvalError(str(exc)) from None
+        if args.num_classes is not None and args.num_classes != len(names):
+            raise EvalError(f"--num_classes {args.num_classes}: the data set at {args.data_root} has {len(names)} "
+                            "classes (background included)")
+        return names
+    if args.dataset != "voc12":
+        raise EvalError(f"--dataset {args.dataset} needs --data_root (its classes.txt names the classes)")
+    if args.num_classes is None or args.num_classes == len(CLASS_NAMES):
         return list(CLASS_NAMES)
-    return [f"class{i}" for i in range(num_classes)]
+    if args.num_classes < 2:
+        raise EvalError(f"--num_classes must be at least 2, got {args.num_classes}")
+    return [f"class{i}" for i in range(args.num_classes)]
 
 
 def format_table(iou, names, absent=()):
@@ -288,7 +304,11 @@ def build_parser():
     p.add_argument("--end", type=int, default=60, help="curve thresholds stop before end/100")
     p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
-    p.add_argument("--num_classes", type=int, default=21)
+    p.add_argument("--num_classes", type=int, default=None,
+                   help="default: the data set's class count, background included (21 for VOC)")
+    p.add_argument("--dataset", default="voc12", choices=KINDS, help="whose class names and count (voc12/dataset.py)")
+    p.add_argument("--data_root", "--voc12_root", dest="data_root", default=None,
+                   help="the data set's folder: needed for --dataset coco14 / folder (their classes.txt)")
     p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
     add_debug_flag(p)
     p.add_argument("--mean", default="all", choices=("all", "present"),
@@ -300,18 +320,14 @@ def build_parser():
 def run(args):
     """Evaluate as `args` say; returns the summary dict. Raises EvalError on bad input."""
     thresholds = thresholds_from_args(args)
-    source = EvalSource(
-        args.predict_dir, args.gt_dir, args.type, thresholds, args.num_classes
-    )
-    if args.num_classes < 2:
-        raise EvalError(f"--num_classes must be at least 2, got {args.num_classes}")
+    names = class_names_from_args(args)
+    source = EvalSource(args.predict_dir, args.gt_dir, args.type, thresholds, len(names))
     try:
         img_ids = load_img_id_list(args.list)
     except FILE_ERRORS as exc:
         raise _file_error(args.list, exc) from exc
     confs = evaluate_list(img_ids, source, args.num_workers)
     result = summarize(confs, source.thresholds, args.mean)
-    names = class_names(args.num_classes)
     print("\n".join(report_lines(result, names)))
     logfile = args.logfile
     if logfile is None:

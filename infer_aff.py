@@ -32,14 +32,16 @@ from tool.runtime import (
     to_input,
 )
 from tool.vis import save_label_png
-from voc12.data import ImageDataset, image_path, load_image
+from voc12.data import ImageDataset, load_image
+from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", "voc12/train.txt",
+    add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", EVAL_LIST_HELP,
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
+    add_dataset_flags(p)
     p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
     p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
     p.add_argument("--out_rw", required=True)
@@ -47,7 +49,6 @@ def get_parser():
     p.add_argument("--logt", type=int, default=6, help="the walk takes 2^logt steps")
     p.add_argument("--radius", type=int, default=5)
     p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
-    p.add_argument("--num_classes", type=int, default=21)
     return p
 
 
@@ -64,12 +65,15 @@ def crf_label(img_path, scores, image_hw, out_path):
 
 
 def run(args):
+    with cli_errors():
+        data = dataset_from_args(args)
+        args.infer_list = split_list(args.infer_list, data, "train")
     device = setup_device(args)
     # strictly: the published strict=False ran a random head on a wrong file
     model, channels_last = load_model(
         args, lambda state: build_network(args.network, width=infer_width(state), radius=args.radius), device)
     with cli_errors():
-        dataset = ImageDataset(args.infer_list, args.voc12_root)
+        dataset = ImageDataset(args.infer_list, data)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
     prepare_outputs([args.out_rw])
@@ -86,7 +90,7 @@ def run(args):
         for name, img in items:
             cam_path = os.path.join(args.cam_dir, name + ".npz")
             try:
-                keys, cams = load_cam(cam_path)
+                keys, cams = load_cam(cam_path, data.num_classes)
             except (FileNotFoundError, ValueError) as e:
                 raise SystemExit(f"error: {e}") from None
             h, w = img.shape[1:]
@@ -95,7 +99,7 @@ def run(args):
             ph, pw = padded_size(h, w)
             with torch.no_grad(), autocast(device, args.amp):
                 aff = model(to_input(F.pad(img, (0, pw - w, 0, ph - h))[None], device, channels_last))[0].float()
-            grid = cam_on_grid(cams, keys, args.alpha, args.num_classes).to(device, non_blocking=True)
+            grid = cam_on_grid(cams, keys, args.alpha, data.num_classes).to(device, non_blocking=True)
             walked = random_walk(grid, aff, effective_radius(args.radius, grid.shape[1:]), args.beta, args.logt)
             if args.crf:
                 yield (name, (h, w)), F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
@@ -108,7 +112,7 @@ def run(args):
         for (name, hw), out in lagged_to_host(walked_on_device(items), device):
             out_path = os.path.join(args.out_rw, name + ".png")
             if args.crf:
-                pool.submit(crf_label, image_path(args.voc12_root, name), out.numpy(), hw, out_path)
+                pool.submit(crf_label, data.image_path(name), out.numpy(), hw, out_path)
             else:
                 pool.submit(save_label_png, out_path, out.numpy())
 

@@ -2,8 +2,8 @@
 optional hard labels and dense-CRF maps at two background powers.
 
 Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
-  <out_cam>/<id>.npz            keys (0-based fg class ids), cams (K, H, W) float32
-  <out_crf>_<alpha>/<id>.npz    keys (0, fg ids + 1), scores (K+1, H, W) float32
+  <out_cam>/<id>.npz            keys (0-based fg class ids), cams (K, H, W) in --cam_dtype
+  <out_crf>_<alpha>/<id>.npz    keys (0, fg ids + 1), scores (K+1, H, W) in --cam_dtype
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
 import argparse
@@ -12,9 +12,9 @@ import os
 import numpy as np
 
 from network import build_network
-from network.weights import infer_width
+from network.weights import infer_num_classes, infer_width
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
-from tool.camfile import save_cam, save_crf
+from tool.camfile import STORAGE, save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
@@ -30,15 +30,19 @@ from tool.runtime import (
     to_input,
 )
 from tool.vis import save_label_png
-from voc12.data import ClsDatasetMSF, image_path, load_image
+from voc12.data import ClsDatasetMSF, load_image
+from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_inference_flags(p, "stage-1 checkpoint (<session_name>.pth)", "network.resnet38_SEAM", "voc12/train.txt",
+    add_inference_flags(p, "stage-1 checkpoint (<session_name>.pth)", "network.resnet38_SEAM", EVAL_LIST_HELP,
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 CAMs (no TF32)")
-    p.add_argument("--cls_labels", default="voc12/cls_labels.txt")
+    add_dataset_flags(p, labels=True)
+    p.add_argument("--cam_dtype", choices=STORAGE, default=None,
+                   help="how CAM and CRF maps are stored: float32 (exact), float16 (error <= 2^-12) or uint8 "
+                        "(quantised, error <= 1/510); default: the data set's (float32 for VOC, float16 otherwise)")
     p.add_argument("--out_cam", default=None)
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
     p.add_argument("--out_crf", default=None, help="prefix: folders <out_crf>_<alpha> are written")
@@ -66,7 +70,7 @@ def output_paths(args, name):
 
 
 def multiscale_cam(model, images, label, size, device, amp, channels_last=False):
-    """Sum over scales and flips of the label-masked foreground cam_rv at the image size (20, H, W)."""
+    """Sum over scales and flips of the label-masked foreground cam_rv at the image size (C - 1, H, W)."""
 
     def forward(pair):
         with autocast(device, amp):
@@ -75,10 +79,10 @@ def multiscale_cam(model, images, label, size, device, amp, channels_last=False)
     return flip_scale_sum(forward, images, size) * label.view(-1, 1, 1)
 
 
-def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
+def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):
     """Runs on a CRF worker: files for one image from its normalised present-class CAMs."""
     if "cam" in paths:
-        save_cam(paths["cam"], keys, cams)
+        save_cam(paths["cam"], keys, cams, storage)
     if "cam_npy" in paths:  # the published format, for other tools; never read back here
         from tool.fileio import atomic_path
 
@@ -90,13 +94,21 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas):
         img = np.asarray(load_image(img_path))
         crf_keys = np.concatenate([[0], keys + 1]).astype(np.int64)
         for alpha in crf_alphas:
-            save_crf(paths[f"crf_{alpha}"], crf_keys, crf_with_alpha(img, cams, alpha))
+            save_crf(paths[f"crf_{alpha}"], crf_keys, crf_with_alpha(img, cams, alpha), storage)
 
 
 def run(args):
+    with cli_errors():
+        data = dataset_from_args(args)
+        args.infer_list = split_list(args.infer_list, data, "train")
     device = setup_device(args)
-    model, channels_last = load_model(
-        args, lambda state: build_network(args.network, width=infer_width(state), use_pcm=not args.no_pcm), device)
+
+    def build(state):
+        num_classes = check_num_classes(data, infer_num_classes(state, "fc8"), args.weights)
+        return build_network(args.network, num_classes=num_classes, width=infer_width(state), use_pcm=not args.no_pcm)
+
+    model, channels_last = load_model(args, build, device)
+    storage = args.cam_dtype or data.cam_storage
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
     out_folders = ([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
@@ -104,7 +116,7 @@ def run(args):
     prepare_outputs(out_folders)
 
     with cli_errors():
-        dataset = ClsDatasetMSF(args.infer_list, args.voc12_root, args.cls_labels, scales=args.scales)
+        dataset = ClsDatasetMSF(args.infer_list, data, args.cls_labels, scales=args.scales)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
 
@@ -133,8 +145,8 @@ def run(args):
             keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
             cams = normalize_cams(total.numpy())[keys]
             name = item["name"]
-            pool.submit(write_outputs, image_path(args.voc12_root, name), cams, keys,
-                        output_paths(args, name), args.out_cam_pred_alpha, crf_alphas)
+            pool.submit(write_outputs, data.image_path(name), cams, keys,
+                        output_paths(args, name), args.out_cam_pred_alpha, crf_alphas, storage)
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from network import build_network
-from network.weights import infer_width
+from network.weights import infer_num_classes, infer_width
 from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
@@ -33,16 +33,18 @@ from tool.runtime import (
     to_input,
 )
 from tool.vis import save_label_png
-from voc12.data import SegInferDataset, image_path, load_image
+from voc12.data import SegInferDataset, load_image
+from voc12.dataset import NUM_CLASSES_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_inference_flags(p, "segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release",
-                        "network.resnet38_seg", "voc12/val.txt",
+                        "network.resnet38_seg", "default: the data set's val list (voc12/val.txt for VOC)",
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32)")
-    p.add_argument("--num_classes", type=int, default=21)
+    add_dataset_flags(p)
+    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
     p.add_argument("--scales", type=float, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
     p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
@@ -75,14 +77,21 @@ def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
 
 
 def run(args):
+    with cli_errors():
+        data = dataset_from_args(args)
+        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
+        args.infer_list = split_list(args.infer_list, data, "val")
     device = setup_device(args)
     if args.crf:
         require_densecrf("--no_crf")
-    model, channels_last = load_model(
-        args, lambda state: build_network(args.network, num_classes=args.num_classes, width=infer_width(state)),
-        device)
+
+    def build(state):
+        check_num_classes(data, infer_num_classes(state, "cls_conv"), args.weights)
+        return build_network(args.network, num_classes=data.num_classes, width=infer_width(state))
+
+    model, channels_last = load_model(args, build, device)
     with cli_errors():
-        dataset = SegInferDataset(args.infer_list, args.voc12_root, scales=args.scales)
+        dataset = SegInferDataset(args.infer_list, data, scales=args.scales)
         for line in dataset.check_images(args.skip_bad_images):
             print(f"skipped {line}")
     prepare_outputs([args.out_seg])
@@ -105,7 +114,7 @@ def run(args):
         items = loader_errors(progress(loader, desc="infer_seg", enabled=is_main()))
         for name, out in lagged_to_host(outputs_on_device(items), device):
             if args.crf:
-                pool.submit(crf_label_png, image_path(args.voc12_root, name), out.numpy(), out_path(name),
+                pool.submit(crf_label_png, data.image_path(name), out.numpy(), out_path(name),
                             args.crf_t, args.crf_bilateral_sxy)
             else:
                 pool.submit(save_label_png, out_path(name), out.numpy())

@@ -14,17 +14,18 @@ from tool.losses import affinity_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
 from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from voc12.data import AffDataset
+from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)  # the published SEAM value (PSA used 0.1)
     p.add_argument("--network", default="network.resnet38_aff")
-    p.add_argument("--train_list", default="voc12/train_aug.txt")
+    p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--radius", type=int, default=5, help="pair radius on the feature grid")
-    p.add_argument("--voc12_root", required=True)
+    add_dataset_flags(p)
     p.add_argument("--la_crf_dir", required=True, help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0)")
     p.add_argument("--ha_crf_dir", required=True, help="high-alpha CRF folder of infer_seam.py (<out_crf>_24.0)")
     return p
@@ -35,7 +36,9 @@ def run(args):
     torch.manual_seed(args.seed)
     model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
     with cli_errors():  # every input checked before anything is written
-        dataset = AffDataset(args.train_list, args.voc12_root, args.la_crf_dir, args.ha_crf_dir,
+        data = dataset_from_args(args)
+        args.train_list = split_list(args.train_list, data, "train_aug")
+        dataset = AffDataset(args.train_list, data, args.la_crf_dir, args.ha_crf_dir,
                              crop_size=args.crop_size, radius=args.radius)
         dataset.check_images(args.skip_bad_images)
     require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)

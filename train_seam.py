@@ -17,21 +17,21 @@ from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
 from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from tool.vis import denormalize, max_cam_overlay
 from voc12.data import ClsDataset, TrainClsTransform
+from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)
     p.add_argument("--network", default="network.resnet38_SEAM")
-    p.add_argument("--train_list", default="voc12/train_aug.txt")
-    p.add_argument("--cls_labels", default="voc12/cls_labels.txt", help="image-level labels (plain text)")
+    p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_SEAM", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--resize_long", type=int, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
     p.add_argument("--scale_factor", type=float, default=0.3, help="size of the second branch")
     p.add_argument("--color_jitter", type=float, nargs=4, default=PUBLISHED_COLOR_JITTER,
                    metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")
-    p.add_argument("--voc12_root", required=True)
+    add_dataset_flags(p, labels=True)
     p.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
     p.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
     p.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
@@ -70,10 +70,14 @@ class TwoBranch(nn.Module):
 def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, width=args.width, use_pcm=not args.no_pcm, frozen=not args.unfreeze)
+    with cli_errors():
+        data = dataset_from_args(args)
+        args.train_list = split_list(args.train_list, data, "train_aug")
+    model = build_network(args.network, num_classes=data.num_classes, width=args.width, use_pcm=not args.no_pcm,
+                          frozen=not args.unfreeze)
     with cli_errors():  # every input checked before anything is written
         dataset = ClsDataset(
-            args.train_list, args.voc12_root, args.cls_labels,
+            args.train_list, data, args.cls_labels,
             transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
         )  # fmt: skip
         dataset.check_images(args.skip_bad_images)

@@ -18,7 +18,15 @@ from tool.losses import segmentation_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
 from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
 from tool.vis import colorize, denormalize
-from voc12.data import SegDataset, label_path
+from voc12.data import SegDataset
+from voc12.dataset import (
+    NUM_CLASSES_HELP,
+    TRAIN_LIST_HELP,
+    add_dataset_flags,
+    check_num_classes,
+    dataset_from_args,
+    split_list,
+)
 
 
 def get_parser():
@@ -31,8 +39,8 @@ def get_parser():
                                     "DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
     p.add_argument("--network", default="network.resnet38_seg")
-    p.add_argument("--num_classes", type=int, default=21)
-    p.add_argument("--train_list", default="voc12/train_aug.txt")
+    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
+    p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--scale_range", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
@@ -49,9 +57,9 @@ def get_parser():
                         "not per group")
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
-    p.add_argument("--voc12_root", required=True)
+    add_dataset_flags(p)
     p.add_argument("--label_dir", default=None,
-                   help="folder of <id>.png pseudo labels (default: the ground truth under --voc12_root)")
+                   help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
     return p
 
 
@@ -77,6 +85,10 @@ def run(args):
     if n_proc < args.bn_groups and args.bn_groups % n_proc and not args.sync_bn:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} is not divisible by the {n_proc} torchrun processes")
     local_groups = 1 if args.sync_bn else max(1, args.bn_groups // n_proc)
+    with cli_errors():
+        data = dataset_from_args(args)
+        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
+        args.train_list = split_list(args.train_list, data, "train_aug")
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
@@ -85,11 +97,10 @@ def run(args):
     if args.sync_bn and n_proc > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     with cli_errors():  # every input checked before anything is written
-        dataset = SegDataset(args.train_list, args.voc12_root, args.label_dir, crop_size=args.crop_size,
-                             scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift,
-                             num_classes=args.num_classes)
+        dataset = SegDataset(args.train_list, data, args.label_dir, crop_size=args.crop_size,
+                             scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
         dataset.check_images(args.skip_bad_images)
-    require_files([label_path(args.voc12_root, n, args.label_dir) for n in dataset.img_ids], "label PNG")
+    require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:

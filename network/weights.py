@@ -60,6 +60,13 @@ def infer_width(state_dict):
     return state_dict[key].numel() / 4096
 
 
+def infer_num_classes(state_dict, head):
+    """The class count of a checkpoint's classifier `head` (e.g. "fc8", "cls_conv"), from its
+    weight's output channels; None when the checkpoint has no such head."""
+    key = next((k for k in state_dict if k == head + ".weight" or k.endswith("." + head + ".weight")), None)
+    return None if key is None else int(state_dict[key].shape[0])
+
+
 def _stage_heads():
     """The head module names of every stage's network."""
     from network import resnet38_aff, resnet38_seam, resnet38_seg

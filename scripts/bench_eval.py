@@ -27,6 +27,7 @@ import evaluation  # noqa: E402
 from tool.fileio import save_npz  # noqa: E402
 from tool.metrics import confusion_counts  # noqa: E402
 from tool.vis import load_label_png, save_label_png  # noqa: E402
+from voc12.labels import NUM_CLASSES  # noqa: E402
 
 
 def make_pair(task):
@@ -61,7 +62,7 @@ def baseline_chunk(task):
         tensor[keys + 1] = cams
         tensor[0] = t
         pred = tensor.argmax(axis=0)
-        total += confusion_counts(pred, load_label_png(os.path.join(gt_dir, f"{img_id}.png")))
+        total += confusion_counts(pred, load_label_png(os.path.join(gt_dir, f"{img_id}.png")), NUM_CLASSES)
     return total
 
 

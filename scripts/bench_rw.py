@@ -35,6 +35,7 @@ from tool.randomwalk import (  # noqa: E402
     stencil_walk,
     transition_stencil,
 )
+from voc12.labels import NUM_CLASSES  # noqa: E402
 
 TIE_MARGIN = 1e-5  # relative gap of the two best scores below which float32 summation order decides
 
@@ -91,13 +92,13 @@ def sync(device):
 
 
 def dense_label(cams, keys, aff, ind_from, ind_to, image_hw, args, device):
-    grid = cam_on_grid(cams, keys, args.alpha).to(device)
+    grid = cam_on_grid(cams, keys, args.alpha, NUM_CLASSES).to(device)
     walked = dense_random_walk(grid, aff, ind_from, ind_to, args.beta, args.logt)
     return scores_to_label(walked, image_hw), walked
 
 
 def sparse_label(cams, keys, aff, image_hw, args, device):
-    grid = cam_on_grid(cams, keys, args.alpha).to(device)
+    grid = cam_on_grid(cams, keys, args.alpha, NUM_CLASSES).to(device)
     walked = random_walk(grid, aff, effective_radius(args.radius, grid.shape[1:]), args.beta, args.logt)
     return scores_to_label(walked, image_hw), walked
 
@@ -120,7 +121,7 @@ def sparse_stages(cams, keys, aff, args, device, repeats):
     stages = {"cam_on_grid": [], "transition": [], "walk": [], "label": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        grid = cam_on_grid(cams, keys, args.alpha).to(device)
+        grid = cam_on_grid(cams, keys, args.alpha, NUM_CLASSES).to(device)
         sync(device)
         t1 = time.perf_counter()
         offsets, weights = transition_stencil(

@@ -60,7 +60,7 @@ def test_random_walk_on_gpu_matches_cpu(cuda):
     rng = np.random.default_rng(0)
     keys = np.array([3, 9])
     cams = rng.random((2, h, w), dtype=np.float32)
-    grid = cam_on_grid(cams, keys, alpha=6)
+    grid = cam_on_grid(cams, keys, alpha=6, num_classes=21)
     radius = effective_radius(5, grid.shape[1:])
     on_cpu = random_walk(grid, aff, radius, beta=8, logt=6)
     on_gpu = random_walk(grid.to(cuda), aff.to(cuda), radius, beta=8, logt=6)

@@ -7,6 +7,7 @@ retraining config (semantic-segmentation-codebase, experiment seamv1-pseudovoc).
 published code never reads (`--val_list` of the training scripts) are not kept.
 """
 import argparse
+import os
 
 import pytest
 
@@ -17,9 +18,17 @@ import infer_seg
 import train_aff
 import train_seam
 import train_seg
+from voc12.dataset import open_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SAME = object()
 REQUIRED = "required"
+DATASET_WHY = "None = the data set's (voc12/dataset.py), the published value for VOC"
+
+
+class FromDataSet(str):
+    """Default None, resolved by the data set description: a split role's list or the class count."""
 
 # (flag, published value, our value or SAME, why we differ)
 TABLES = {
@@ -30,7 +39,7 @@ TABLES = {
         ("--lr", 0.01, SAME, ""),
         ("--num_workers", 8, None, "None = the usable cores up to 16: 8 fed an H100 too slowly"),
         ("--wt_dec", 5e-4, SAME, ""),
-        ("--train_list", "voc12/train_aug.txt", SAME, ""),
+        ("--train_list", "voc12/train_aug.txt", FromDataSet("train_aug"), DATASET_WHY),
         ("--session_name", "resnet38_SEAM", SAME, ""),
         ("--crop_size", 448, SAME, ""),
         ("--tblog_dir", "./tblog", None, "None = tblog/ beside --session_name (./tblog for the default one)"),
@@ -45,7 +54,7 @@ TABLES = {
     "infer_seam": (infer_seam.get_parser, [
         ("--weights", REQUIRED, SAME, ""),
         ("--network", "network.resnet38_SEAM", SAME, ""),
-        ("--infer_list", "voc12/train.txt", SAME, ""),
+        ("--infer_list", "voc12/train.txt", FromDataSet("train"), DATASET_WHY),
         ("--num_workers", 8, SAME, ""),
         ("--voc12_root", "VOC2012", REQUIRED, "no silent default data path"),
         ("--out_cam", None, SAME, ""),
@@ -62,7 +71,7 @@ TABLES = {
         ("--lr", 0.01, SAME, ""),  # SEAM's value; the parent PSA code used 0.1
         ("--num_workers", 8, None, "None = the usable cores up to 16: 8 fed an H100 too slowly"),
         ("--wt_dec", 5e-4, SAME, ""),
-        ("--train_list", "voc12/train_aug.txt", SAME, ""),
+        ("--train_list", "voc12/train_aug.txt", FromDataSet("train_aug"), DATASET_WHY),
         ("--session_name", "resnet38_aff", SAME, ""),
         ("--crop_size", 448, SAME, ""),
         ("--tblog_dir", "./tblog", None, "None = tblog/ beside --session_name (./tblog for the default one)"),
@@ -76,7 +85,7 @@ TABLES = {
     "infer_aff": (infer_aff.get_parser, [
         ("--weights", REQUIRED, SAME, ""),
         ("--network", "network.resnet38_aff", SAME, ""),
-        ("--infer_list", "voc12/train.txt", SAME, ""),
+        ("--infer_list", "voc12/train.txt", FromDataSet("train"), DATASET_WHY),
         ("--num_workers", 8, SAME, ""),
         ("--cam_dir", REQUIRED, SAME, ""),
         ("--voc12_root", "VOC2012", REQUIRED, "no silent default data path"),
@@ -96,7 +105,7 @@ TABLES = {
         ("--type", "png", SAME, ""),
         ("--t", None, SAME, ""),
         ("--curve", False, SAME, "a real boolean"),
-        ("--num_classes", 21, SAME, ""),
+        ("--num_classes", 21, FromDataSet("num_classes"), DATASET_WHY),
         ("--start", 0, SAME, ""),
         ("--end", 60, SAME, ""),
     ]),
@@ -115,8 +124,8 @@ TABLES = {
         ("--bn_groups", 2, SAME, ""),  # GPUS '0,1': DataParallel's BN statistics per half batch
         ("--frozen_bn", False, SAME, ""),
         ("--unfreeze", False, SAME, ""),
-        ("--num_classes", 21, SAME, ""),
-        ("--train_list", "voc12/train_aug.txt", SAME, ""),
+        ("--num_classes", 21, FromDataSet("num_classes"), DATASET_WHY),
+        ("--train_list", "voc12/train_aug.txt", FromDataSet("train_aug"), DATASET_WHY),
     ]),
     # TEST_MULTISCALE, TEST_FLIP, TEST_CRF (1 iteration, bilateral sxy 32)
     "infer_seg": (infer_seg.get_parser, [
@@ -124,8 +133,8 @@ TABLES = {
         ("--crf", True, SAME, ""),
         ("--crf_t", 1, SAME, ""),
         ("--crf_bilateral_sxy", 32, SAME, ""),
-        ("--num_classes", 21, SAME, ""),
-        ("--infer_list", "voc12/val.txt", SAME, ""),
+        ("--num_classes", 21, FromDataSet("num_classes"), DATASET_WHY),
+        ("--infer_list", "voc12/val.txt", FromDataSet("val"), DATASET_WHY),
     ]),
 }
 
@@ -152,12 +161,20 @@ def _norm(value):
 
 
 @pytest.mark.parametrize("script,flag,published,ours,why", ROWS, ids=[f"{r[0]}{r[1]}" for r in ROWS])
-def test_default_is_the_published_one_or_a_stated_deviation(script, flag, published, ours, why):
+def test_default_is_the_published_one_or_a_stated_deviation(script, flag, published, ours, why, tmp_path):
+    voc_root = tmp_path
+    (voc_root / "JPEGImages").mkdir()
     make_parser, _ = TABLES[script]
     parser = make_parser()
     want = published if ours is SAME else ours
     assert ours is SAME or why, f"{script} {flag}: a deviation needs its reason"
     action = _action(parser, flag)
+    if isinstance(ours, FromDataSet):  # None, and the VOC description gives the published value
+        assert action.default is None and not action.required
+        voc = open_dataset("voc12", str(voc_root))
+        got = voc.num_classes if ours == "num_classes" else os.path.relpath(voc.list_path(ours), ROOT)
+        assert got == published, f"{script} {flag}: VOC resolves to {got!r}, published {published!r}"
+        return
     if want == REQUIRED:
         assert action.required, f"{script} {flag} should be required"
         return

@@ -68,12 +68,12 @@ def test_accumulation_is_dataset_level_not_per_image():
 )
 def test_out_of_range_values_raise(pred, gt):
     with pytest.raises(ValueError, match="outside"):
-        confusion_counts(pred, gt)
+        confusion_counts(pred, gt, 21)
 
 
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
-        confusion_counts(np.zeros((2, 3)), np.zeros((3, 2)))
+        confusion_counts(np.zeros((2, 3)), np.zeros((3, 2)), 21)
 
 
 def test_cam_curve_ties_background_wins_and_lowest_class_wins():
@@ -86,18 +86,18 @@ def test_cam_curve_ties_background_wins_and_lowest_class_wins():
         np.float32,
     )
     gt = np.array([[2, 5, 0]])
-    conf = cam_threshold_confusions(cams, keys, gt, [0.26, 0.5])
+    conf = cam_threshold_confusions(cams, keys, gt, [0.26, 0.5], 21)
     # t=0.26: pixel 0 ties 2 vs 5 at 0.5 -> class 2 (lower id); pixel 1 -> 5; pixel 2 ties bg -> 0
     assert conf[0, 2, 2] == 1 and conf[0, 5, 5] == 1 and conf[0, 0, 0] == 1
     # t=0.5: pixel 0 ties with background -> 0
     assert conf[1, 2, 0] == 1 and conf[1, 5, 0] == 1 and conf[1, 0, 0] == 1
     for j, t in enumerate([0.26, 0.5]):
-        np.testing.assert_array_equal(conf[j], confusion_counts(naive_cam_label(cams, keys, t), gt))
+        np.testing.assert_array_equal(conf[j], confusion_counts(naive_cam_label(cams, keys, t), gt, 21))
 
 
 def test_cam_curve_no_foreground_classes_is_all_background():
     gt = np.array([[0, 3, 255]])
-    conf = cam_threshold_confusions(np.zeros((0, 1, 3), np.float32), np.zeros(0, np.int64), gt, [0.0, 0.3])
+    conf = cam_threshold_confusions(np.zeros((0, 1, 3), np.float32), np.zeros(0, np.int64), gt, [0.0, 0.3], 21)
     assert conf[:, 0, 0].tolist() == [1, 1] and conf[:, 3, 0].tolist() == [1, 1]
     assert conf.sum() == 4
 
@@ -113,9 +113,9 @@ def test_cam_curve_matches_naive_loop_on_random_data():
         cams = (rng.integers(0, 70, size=(len(keys), 23, 31)) / 100).astype(np.float32)
         gt = rng.integers(0, 21, size=(23, 31))
         gt[rng.random(gt.shape) < 0.1] = 255
-        total_fast += cam_threshold_confusions(cams, keys, gt, thresholds)
+        total_fast += cam_threshold_confusions(cams, keys, gt, thresholds, 21)
         for j, t in enumerate(thresholds):
-            total_naive[j] += confusion_counts(naive_cam_label(cams, keys, t), gt)
+            total_naive[j] += confusion_counts(naive_cam_label(cams, keys, t), gt, 21)
     np.testing.assert_array_equal(total_fast, total_naive)
 
 
@@ -124,9 +124,9 @@ def test_cam_curve_keeps_threshold_order():
     cams = rng.random((2, 8, 8)).astype(np.float32)
     gt = rng.integers(0, 21, size=(8, 8))
     ts = [0.5, 0.1, 0.3]
-    conf = cam_threshold_confusions(cams, [0, 7], gt, ts)
+    conf = cam_threshold_confusions(cams, [0, 7], gt, ts, 21)
     for j, t in enumerate(ts):
-        np.testing.assert_array_equal(conf[j], confusion_counts(naive_cam_label(cams, [0, 7], t), gt))
+        np.testing.assert_array_equal(conf[j], confusion_counts(naive_cam_label(cams, [0, 7], t), gt, 21))
 
 
 @pytest.mark.parametrize(
@@ -142,4 +142,4 @@ def test_cam_curve_keeps_threshold_order():
 )
 def test_cam_curve_bad_input_raises(cams, keys, match):
     with pytest.raises(ValueError, match=match):
-        cam_threshold_confusions(cams, keys, np.zeros((2, 2), np.uint8), [0.1])
+        cam_threshold_confusions(cams, keys, np.zeros((2, 2), np.uint8), [0.1], 21)

@@ -95,7 +95,7 @@ def published_walk(image_hw, cams, keys, aff, ind_from, ind_to, alpha, beta, log
 
 def project_walk(image_hw, cams, keys, aff, alpha, beta, logt):
     """infer_aff.py's composition: cam_on_grid -> random_walk -> scores_to_label."""
-    grid = cam_on_grid(cams, keys, alpha)
+    grid = cam_on_grid(cams, keys, alpha, 21)
     walked = random_walk(grid, aff, effective_radius(RADIUS, grid.shape[1:]), beta, logt)
     return scores_to_label(walked, image_hw), walked
 
@@ -198,7 +198,7 @@ def test_the_cases_are_not_trivial():
     assert 0.05 < float(aff.min()) and float(aff.max()) > 0.9 and float(aff.std()) > 0.1
     ref_label, ref_walked = assert_same_walk(image_hw, cams, keys, aff, ind_from, ind_to, 6, 8, 6)
     assert len(np.unique(ref_label)) >= 3  # background and fg classes survive the walk
-    unwalked = scores_to_label(cam_on_grid(cams, keys, 6), image_hw)
+    unwalked = scores_to_label(cam_on_grid(cams, keys, 6, 21), image_hw)
     assert (unwalked != ref_label).mean() > 0.02
     _, fewer_steps = published_walk(image_hw, cams, keys, aff, ind_from, ind_to, 6, 8, 5)
     assert not torch.allclose(fewer_steps, ref_walked, rtol=1e-4, atol=1e-6)

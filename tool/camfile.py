@@ -1,10 +1,14 @@
 """Stage 2's CAM and CRF-map files, written, read and checked in this one place (pickle-free npz).
 
 CAM file `<id>.npz`: `keys` (K,) int64, the image's 0-based foreground class ids, ascending,
-and `cams` (K, H, W) float32, each class's normalised CAM.
+and `cams` (K, H, W), each present class's normalised CAM (values in [0, 1]).
 CRF file `<id>.npz`: `keys` (K,) int64, 0 (background) then the 1-based ids of the image's
-classes, ascending, and `scores` (K, H, W) float32.
-Readers raise FileNotFoundError or ValueError, with the file's path first.
+classes, ascending, and `scores` (K, H, W), probabilities.
+Only the image's classes are stored. The map dtype is the writer's choice (`STORAGE`):
+float32 (exact), float16 (absolute error <= 2^-12 on [0, 1]) or uint8 (quantised: value =
+q / 255, absolute error <= 1/510); readers return float32 whatever was stored.
+Readers raise FileNotFoundError or ValueError, with the file's path first; with `num_classes`
+they also check the keys against the class count.
 """
 import os
 
@@ -12,34 +16,54 @@ import numpy as np
 
 from tool.fileio import save_npz
 
-
-def save_cam(path, keys, cams):
-    save_npz(path, keys=np.asarray(keys, np.int64), cams=np.asarray(cams, np.float32))
-
-
-def save_crf(path, keys, scores):
-    save_npz(path, keys=np.asarray(keys, np.int64), scores=np.asarray(scores, np.float32))
+STORAGE = ("float32", "float16", "uint8")
+STORAGE_ERROR = {"float32": 0.0, "float16": 2.0**-12, "uint8": 1 / 510}  # worst case on [0, 1]
 
 
-def load_cam(path, num_classes=21):
+def encode(maps, storage="float32"):
+    """[0, 1] maps -> the stored array of `storage` (uint8: round(x * 255), clipped)."""
+    if storage not in STORAGE:
+        raise ValueError(f"storage {storage!r}: choose one of {', '.join(STORAGE)}")
+    maps = np.asarray(maps, np.float32)
+    if storage == "uint8":
+        return np.round(np.clip(maps, 0.0, 1.0) * 255).astype(np.uint8)
+    return maps.astype(storage)
+
+
+def decode(stored):
+    """A stored map array -> float32 values (uint8 as q / 255)."""
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) / 255
+    return stored.astype(np.float32, copy=False)
+
+
+def save_cam(path, keys, cams, storage="float32"):
+    save_npz(path, keys=np.asarray(keys, np.int64), cams=encode(cams, storage))
+
+
+def save_crf(path, keys, scores, storage="float32"):
+    save_npz(path, keys=np.asarray(keys, np.int64), scores=encode(scores, storage))
+
+
+def load_cam(path, num_classes=None):
     """CAM file -> (keys int64 (K,), cams float32 (K, H, W))."""
     keys, cams = _read(path, ("keys", "cams"))
     check_cam(path, keys, cams, num_classes)
-    return keys.astype(np.int64), cams.astype(np.float32, copy=False)
+    return keys.astype(np.int64), decode(cams)
 
 
-def load_crf(path, num_classes=21):
+def load_crf(path, num_classes=None):
     """CRF file -> (keys int64 (K,), scores float32 (K, H, W)); keys[0] is background 0."""
     keys, scores = _read(path, ("keys", "scores"))
-    _check(path, keys, scores, "scores", num_classes - 1, "0, then 1-based class ids")
+    _check(path, keys, scores, "scores", num_classes and num_classes - 1, "0, then 1-based class ids")
     if keys.size == 0 or keys[0] != 0:
         raise ValueError(f"{path}: keys must start with background 0, got {keys.tolist()}")
-    return keys.astype(np.int64), scores.astype(np.float32, copy=False)
+    return keys.astype(np.int64), decode(scores)
 
 
-def check_cam(path, keys, cams, num_classes=21):
+def check_cam(path, keys, cams, num_classes=None):
     """The checks of a CAM file's arrays, for CAMs read from elsewhere too (the published .npy)."""
-    _check(path, keys, cams, "cams", num_classes - 2, "0-based foreground ids")
+    _check(path, keys, cams, "cams", num_classes and num_classes - 2, "0-based foreground ids")
 
 
 def _read(path, names):
@@ -58,9 +82,12 @@ def _read(path, names):
 def _check(path, keys, maps, name, max_key, what):
     if keys.ndim != 1 or keys.dtype.kind not in "iu":
         raise ValueError(f"{path}: keys must be a 1-D integer array, got {keys.dtype} {keys.shape}")
-    if maps.ndim != 3 or maps.shape[0] != keys.shape[0] or maps.dtype.kind != "f":
-        raise ValueError(f"{path}: {name} must be float (K={keys.shape[0]}, H, W), got {maps.dtype} {maps.shape}")
-    if keys.size and (keys.min() < 0 or keys.max() > max_key):
+    if maps.ndim != 3 or maps.shape[0] != keys.shape[0] or not (maps.dtype.kind == "f" or maps.dtype == np.uint8):
+        raise ValueError(f"{path}: {name} must be float or uint8 (K={keys.shape[0]}, H, W), got {maps.dtype} "
+                         f"{maps.shape}")
+    if keys.size and keys.min() < 0:
+        raise ValueError(f"{path}: keys {keys.tolist()} must be >= 0 ({what})")
+    if keys.size and max_key is not None and keys.max() > max_key:
         raise ValueError(f"{path}: keys {keys.tolist()} outside 0..{max_key} ({what})")
     if np.any(np.diff(keys) <= 0):
         raise ValueError(f"{path}: keys must be ascending, got {keys.tolist()}")

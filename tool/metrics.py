@@ -20,7 +20,7 @@ def _check_label_values(label, num_classes, allowed_extra, what):
         raise ValueError(f"{what} value {value} outside 0..{num_classes - 1} and {allowed_extra}")
 
 
-def confusion_counts(pred, gt, num_classes=21, ignore=255):
+def confusion_counts(pred, gt, num_classes, ignore=255):
     """(num_classes, num_classes + 1) int64 counts of (GT class, predicted class) pixel pairs.
 
     `pred` values must be in 0..num_classes-1 or 255 (no class); `gt` values in
@@ -61,11 +61,11 @@ def miou(conf):
     return float(iou_from_confusion(conf).mean())
 
 
-def cam_threshold_confusions(cams, keys, gt, thresholds, num_classes=21, ignore=255):
+def cam_threshold_confusions(cams, keys, gt, thresholds, num_classes, ignore=255):
     """Confusion matrices of one image's CAM for every background threshold, in one pass.
 
     cams: (K, H, W) float scores of the foreground classes `keys` (0-based, so class keys[i] + 1
-    in the 21-way map). The published rule stacks a constant background plane t before the CAMs
+    in the num_classes-way map). The published rule stacks a constant background plane t before the CAMs
     and takes the argmax, the first channel winning ties; so a pixel is predicted as its best
     foreground class c (lowest class id among equal scores) if its best score m > t, else
     background. Scores and thresholds are compared in float32 as in the published code.
@@ -96,7 +96,7 @@ def cam_threshold_confusions(cams, keys, gt, thresholds, num_classes=21, ignore=
         best_class = np.zeros(g.shape, np.int64)
     else:
         # Ascending class order makes argmax pick the lowest class id on ties, as the
-        # published 21-channel tensor does.
+        # published (num_classes)-channel tensor does.
         order = np.argsort(keys, kind="stable")
         fg = cams[order][:, valid].astype(np.float32, copy=False)
         if np.isnan(fg).any():

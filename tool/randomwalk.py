@@ -86,7 +86,7 @@ def padded_size(h, w, stride=8):
     return int(np.ceil(h / stride) * stride), int(np.ceil(w / stride) * stride)
 
 
-def cam_on_grid(cams, keys, alpha, num_classes=21, stride=8):
+def cam_on_grid(cams, keys, alpha, num_classes, stride=8):
     """(K, H, W) fg CAMs of 0-based classes `keys` -> (num_classes, H'/8, W'/8) tensor.
 
     Background = (1 - max fg)**alpha at the image size; then zero-padded right/bottom to a

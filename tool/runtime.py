@@ -149,12 +149,11 @@ SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each n
                  "stopping before the work starts")
 
 
-def add_inference_flags(parser, weights_help, network, infer_list, amp_help):
-    """Flags every inference script has."""
+def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help):
+    """Flags every inference script has (the data set's come from voc12.dataset)."""
     parser.add_argument("--weights", required=True, help=weights_help)
     parser.add_argument("--network", default=network)
-    parser.add_argument("--infer_list", default=infer_list)
-    parser.add_argument("--voc12_root", required=True)
+    parser.add_argument("--infer_list", default=None, help=infer_list_help)
     parser.add_argument("--num_workers", type=int, default=8, help="data loader workers")
     parser.add_argument("--crf_workers", type=int, default=None,
                         help="CRF processes (default: the cores this process may use, less the loader workers)")

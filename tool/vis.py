@@ -20,7 +20,7 @@ def voc_palette(n=256):
 
 
 def save_label_png(path, label):
-    """Write an (H, W) label map (0..20, 255) as a palette PNG, atomically."""
+    """Write an (H, W) label map (class ids, 255 = ignore) as a VOC-palette PNG, atomically."""
     label = np.asarray(label)
     if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
         raise ValueError(f"{path}: label map must be 2-D with values in 0..255")

@@ -1,6 +1,5 @@
-"""PyTorch datasets over a VOC2012-style folder.
-
-Folder layout: `JPEGImages/<id>.jpg`, `SegmentationClass/<id>.png`, `SegmentationClassAug/<id>.png`.
+"""PyTorch datasets over a data set (voc12.dataset.DataSet: VOC 2012, COCO 2014 or a VOC-style
+folder). Each takes a DataSet or, as the published code, a VOC2012 folder path.
 
 Randomness: the training transforms draw from Python's global `random` (resize, flip, crop,
 scale) and torch's global RNG (colour jitter); the training loop (tool.trainer.SeededItems)
@@ -8,7 +7,7 @@ seeds them per item from (seed, epoch, index), so runs and resumes are reproduci
 
 Items:
 - ImageDataset:    (name, image CHW float32 tensor), no augmentation
-- ClsDataset:      (name, image CHW float32 tensor, label float32 (20,) tensor)
+- ClsDataset:      (name, image CHW float32 tensor, label float32 (num_classes - 1,) tensor)
 - ClsDatasetMSF:   dict name, images, label, size (see `multiscale_flip_item`)
 - AffDataset:      (name, image CHW float32 tensor, (bg_pos, fg_pos, neg) float32 (n_offsets, P))
 - SegDataset:      (name, image CHW float32 tensor, label HxW int64 tensor; 255 = ignore)
@@ -25,13 +24,17 @@ from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
 from tool.camfile import load_crf
 from tool.vis import load_label_png
-from voc12.labels import load_cls_labels, load_img_id_list
+from voc12.dataset import DataSet, as_dataset
+from voc12.labels import load_img_id_list
 
 # ---------------------------------------------------------------- file readers
 
 
-def image_path(voc12_root, img_id):
-    return os.path.join(voc12_root, "JPEGImages", img_id + ".jpg")
+def image_path(data, img_id):
+    """`data`: a DataSet or a VOC2012 folder path."""
+    if isinstance(data, DataSet):
+        return data.image_path(img_id)
+    return os.path.join(data, "JPEGImages", img_id + ".jpg")
 
 
 def load_image(path):
@@ -61,14 +64,12 @@ def image_problem(path):
     return None
 
 
-def label_path(voc12_root, img_id, label_dir=None):
-    """`label_dir/<id>.png` if given, else SegmentationClassAug/ falling back to SegmentationClass/."""
-    if label_dir is not None:
-        return os.path.join(label_dir, img_id + ".png")
-    aug = os.path.join(voc12_root, "SegmentationClassAug", img_id + ".png")
-    if os.path.isfile(aug):
-        return aug
-    return os.path.join(voc12_root, "SegmentationClass", img_id + ".png")
+def label_path(data, img_id, label_dir=None):
+    """`label_dir/<id>.png` if given, else the data set's mask (VOC: SegmentationClassAug/ falling
+    back to SegmentationClass/); `data`: a DataSet or a VOC2012 folder path."""
+    if isinstance(data, DataSet):
+        return data.mask_path(img_id, label_dir)
+    return DataSet("voc12", data, (), ()).mask_path(img_id, label_dir)
 
 
 def load_label(path):
@@ -140,11 +141,9 @@ def multiscale_flip_item(name, img, scales, normalize, images_fn=multiscale_flip
 
 
 class _ImageListDataset(Dataset):
-    def __init__(self, img_id_list_file, voc12_root):
-        if not os.path.isdir(os.path.join(voc12_root, "JPEGImages")):
-            raise FileNotFoundError(f"{voc12_root}: no JPEGImages folder (is --voc12_root a VOC2012 folder?)")
+    def __init__(self, img_id_list_file, data):
+        self.data = as_dataset(data)
         self.img_ids = load_img_id_list(img_id_list_file)
-        self.voc12_root = voc12_root
 
     def __len__(self):
         return len(self.img_ids)
@@ -155,7 +154,7 @@ class _ImageListDataset(Dataset):
         "path: reason" lines. (A file truncated after its header still fails when decoded.)"""
         bad = []
         for name in self.img_ids:
-            path = image_path(self.voc12_root, name)
+            path = self.data.image_path(name)
             problem = image_problem(path)
             if problem:
                 bad.append((name, f"{path}: {problem}"))
@@ -171,14 +170,14 @@ class _ImageListDataset(Dataset):
 
     def _image(self, idx):
         name = self.img_ids[idx]
-        return name, load_image(image_path(self.voc12_root, name))
+        return name, load_image(self.data.image_path(name))
 
 
 class ImageDataset(_ImageListDataset):
     """(name, normalised CHW float32 tensor) at the original size, no augmentation."""
 
-    def __init__(self, img_id_list_file, voc12_root):
-        super().__init__(img_id_list_file, voc12_root)
+    def __init__(self, img_id_list_file, data):
+        super().__init__(img_id_list_file, data)
         self.transform = EvalTransform()
 
     def __getitem__(self, idx):
@@ -187,14 +186,16 @@ class ImageDataset(_ImageListDataset):
 
 
 class ClsDataset(_ImageListDataset):
-    """(name, image tensor, float32 (20,) label); transform: PIL -> tensor (default EvalTransform)."""
+    """(name, image tensor, float32 (num_classes - 1,) label); transform: PIL -> tensor (default
+    EvalTransform). Labels from `cls_labels_file`, else the data set's (voc12.dataset)."""
 
-    def __init__(self, img_id_list_file, voc12_root, cls_labels_file, transform=None):
-        super().__init__(img_id_list_file, voc12_root)
-        all_labels = load_cls_labels(cls_labels_file)
+    def __init__(self, img_id_list_file, data, cls_labels_file=None, transform=None):
+        super().__init__(img_id_list_file, data)
+        all_labels = self.data.labels(self.img_ids, cls_labels_file)
         missing = [i for i in self.img_ids if i not in all_labels]
         if missing:
-            raise ValueError(f"{cls_labels_file}: no labels for {len(missing)} ids of "
+            source = cls_labels_file or self.data.cls_labels or self.data.root
+            raise ValueError(f"{source}: no labels for {len(missing)} ids of "
                              f"{img_id_list_file}, e.g. {missing[0]}")
         self.labels = {i: all_labels[i] for i in self.img_ids}
         self.transform = transform if transform is not None else EvalTransform()
@@ -207,11 +208,11 @@ class ClsDataset(_ImageListDataset):
 class ClsDatasetMSF(ClsDataset):
     """Multi-scale + flip inference items: dict with
     name (str), images (list per scale of (2, 3, round(H*s), round(W*s)) float32 tensors,
-    index 0 the image, 1 its horizontal flip), label (float32 (20,) tensor),
+    index 0 the image, 1 its horizontal flip), label (float32 (num_classes - 1,) tensor),
     size ((H, W) of the original image, ints)."""
 
-    def __init__(self, img_id_list_file, voc12_root, cls_labels_file, scales=(0.5, 1.0, 1.5, 2.0)):
-        super().__init__(img_id_list_file, voc12_root, cls_labels_file)
+    def __init__(self, img_id_list_file, data, cls_labels_file=None, scales=(0.5, 1.0, 1.5, 2.0)):
+        super().__init__(img_id_list_file, data, cls_labels_file)
         self.scales = tuple(scales)
         self.normalize = imutils.Normalize()
 
@@ -226,8 +227,8 @@ class SegInferDataset(_ImageListDataset):
     """Multi-scale + flip items for segmentation inference: dict name, images, size (as
     ClsDatasetMSF, without label; see normalized_multiscale_flip_images for the order)."""
 
-    def __init__(self, img_id_list_file, voc12_root, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
-        super().__init__(img_id_list_file, voc12_root)
+    def __init__(self, img_id_list_file, data, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
+        super().__init__(img_id_list_file, data)
         self.scales = tuple(scales)
         self.normalize = imutils.Normalize()
 
@@ -249,8 +250,8 @@ class AffDataset(_ImageListDataset):
     The radius shrinks on small grids exactly as the network does (`effective_radius`).
     """
 
-    def __init__(self, img_id_list_file, voc12_root, la_crf_dir, ha_crf_dir, crop_size=448, radius=5):
-        super().__init__(img_id_list_file, voc12_root)
+    def __init__(self, img_id_list_file, data, la_crf_dir, ha_crf_dir, crop_size=448, radius=5):
+        super().__init__(img_id_list_file, data)
         self.la_crf_dir = la_crf_dir
         self.ha_crf_dir = ha_crf_dir
         self.crop_size = crop_size
@@ -261,8 +262,8 @@ class AffDataset(_ImageListDataset):
     def _scores(self, name, size_hw):
         la_path = os.path.join(self.la_crf_dir, name + ".npz")
         ha_path = os.path.join(self.ha_crf_dir, name + ".npz")
-        la_keys, la = load_crf(la_path)
-        ha_keys, ha = load_crf(ha_path)
+        la_keys, la = load_crf(la_path, self.data.num_classes)
+        ha_keys, ha = load_crf(ha_path, self.data.num_classes)
         if not np.array_equal(la_keys, ha_keys):
             raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {la_keys.tolist()}")
         for path, scores in ((la_path, la), (ha_path, ha)):
@@ -293,14 +294,14 @@ class SegDataset(_ImageListDataset):
     in [-hsv_shift, hsv_shift]), joint horizontal flip, joint random scale in [scale_range)
     (image bicubic, label nearest), normalise, joint random crop (an image smaller than the
     crop sits at a random offset; padding: image 0 after normalisation, label 255).
-    A label value other than 0..num_classes-1 and 255 is a ValueError naming the file (checked
-    here, on the loader workers, so the training step need not read labels back from the GPU).
+    A label value other than 0..num_classes-1 (the data set's) and 255 is a ValueError naming the
+    file (checked here, on the loader workers, so the training step need not read labels back from
+    the GPU).
     """
 
-    def __init__(self, img_id_list_file, voc12_root, label_dir=None, crop_size=448, scale_range=(0.5, 1.5),
-                 hsv_shift=10, num_classes=21):
-        super().__init__(img_id_list_file, voc12_root)
-        self.num_classes = num_classes
+    def __init__(self, img_id_list_file, data, label_dir=None, crop_size=448, scale_range=(0.5, 1.5), hsv_shift=10):
+        super().__init__(img_id_list_file, data)
+        self.num_classes = self.data.num_classes
         self.label_dir = label_dir
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
@@ -309,7 +310,7 @@ class SegDataset(_ImageListDataset):
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        path = label_path(self.voc12_root, name, self.label_dir)
+        path = self.data.mask_path(name, self.label_dir)
         label = load_label(path)
         img = np.asarray(img)
         if label.shape != img.shape[:2]:

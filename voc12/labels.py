@@ -1,8 +1,9 @@
-"""VOC class names, split lists and the plain-text image-level label file.
+"""VOC class names (the default class list), split lists and the plain-text image-level label file.
 
 `cls_labels.txt` holds one line per image: `<id> <classname> <classname> ...` (foreground
 classes only, VOC order). It replaces the published pickled `cls_labels.npy`.
 """
+import functools
 import os
 
 import numpy as np
@@ -16,7 +17,6 @@ CLASS_NAMES = (
 )
 CAT_NAMES = CLASS_NAMES[1:]
 NUM_CLASSES = len(CLASS_NAMES)
-CAT_INDEX = {name: i for i, name in enumerate(CAT_NAMES)}
 
 
 def _read_lines(path):
@@ -46,37 +46,44 @@ def load_img_id_list(path):
     return ids
 
 
-def names_to_multihot(names, where="labels"):
-    """Class names -> float32 (20,) multi-hot; `where` names the source in errors."""
-    vec = np.zeros(len(CAT_NAMES), np.float32)
+@functools.lru_cache(maxsize=8)
+def _class_index(cat_names):
+    return {name: i for i, name in enumerate(cat_names)}
+
+
+def names_to_multihot(names, where="labels", cat_names=CAT_NAMES):
+    """Class names -> float32 (len(cat_names),) multi-hot (VOC's 20 by default); `where` names
+    the source in errors."""
+    index = _class_index(tuple(cat_names))
+    vec = np.zeros(len(index), np.float32)
     for name in names:
-        if name not in CAT_INDEX:
+        if name not in index:
             raise ValueError(f"{where}: unknown class name {name!r}")
-        vec[CAT_INDEX[name]] = 1.0
+        vec[index[name]] = 1.0
     return vec
 
 
-def load_cls_labels(path):
-    """Read cls_labels.txt -> dict id -> float32 (20,) multi-hot array."""
+def load_cls_labels(path, cat_names=CAT_NAMES):
+    """Read cls_labels.txt -> dict id -> float32 (len(cat_names),) multi-hot array."""
     labels = {}
     for lineno, line in enumerate(_read_lines(path), start=1):
         if not line:
             continue
         img_id, *names = line.split()
-        labels[img_id] = names_to_multihot(names, where=f"{path}:{lineno}")
+        labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", cat_names)
     if not labels:
         raise ValueError(f"{path}: no labels in file")
     return labels
 
 
-def write_cls_labels(path, labels_dict):
-    """Write dict id -> (20,) multi-hot as cls_labels.txt (ids sorted, classes in VOC order)."""
+def write_cls_labels(path, labels_dict, cat_names=CAT_NAMES):
+    """Write dict id -> (len(cat_names),) multi-hot as cls_labels.txt (ids sorted, classes in label order)."""
     lines = []
     for img_id in sorted(labels_dict):
         vec = np.asarray(labels_dict[img_id]).reshape(-1)
-        if vec.shape != (len(CAT_NAMES),):
-            raise ValueError(f"{path}: label of {img_id} has shape {vec.shape}, expected (20,)")
-        names = [CAT_NAMES[i] for i in np.flatnonzero(vec > 0.5)]
+        if vec.shape != (len(cat_names),):
+            raise ValueError(f"{path}: label of {img_id} has shape {vec.shape}, expected ({len(cat_names)},)")
+        names = [cat_names[i] for i in np.flatnonzero(vec > 0.5)]
         lines.append(" ".join([img_id, *names]) + "\n")
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
