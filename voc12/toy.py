@@ -1,11 +1,15 @@
 """Synthetic PASCAL-VOC-style data set for end-to-end tests.
 
-    python -m voc12.toy --out DIR [--n_train_aug 600] [--n_train 120] [--n_val 120] [--size 96] [--seed 0]
+    python -m voc12.toy --out DIR [--kind voc12|coco14|folder] [--n_train_aug 600] [--n_train 120]
+                        [--n_val 120] [--size 96] [--seed 0]
 
 Writes JPEGImages/, SegmentationClass/ (train + val only, as in VOC, with 2-pixel 255 bands
 along every instance outline), SegmentationClassAug/ (every id, no bands, like SBD masks),
 Annotations/ (VOC xml), ImageSets/Segmentation/{train,val,trainval}.txt and top-level
 train_aug.txt, train.txt (a subset of train_aug), val.txt (disjoint) and cls_labels.txt.
+
+`--kind coco14` writes the MS-COCO 2014 files instead (generate_toy_coco), `--kind folder` a
+4-class VOC-style folder (generate_toy_folder).
 
 Every class has its own shape, hue and texture (plain, stripes, checker) so that a small CNN
 can tell them apart; backgrounds are low-saturation smooth noise with grey distractor blobs.
@@ -147,11 +151,13 @@ def boundary_band(instances):
     return np.max(shifts, axis=0) != np.min(shifts, axis=0)
 
 
-def place_objects(rng, size, img, max_tries=30):
-    """Draw 1-3 objects; later ones occlude earlier ones but leave each well visible.
+def place_objects(rng, size, img, styles=None, max_tries=30):
+    """Draw 1-3 objects of the class styles `styles` (default: all 20); later ones occlude
+    earlier ones but leave each well visible.
 
-    Returns (instances (H, W) int, 0 = background, k = k-th object; classes, list of 0-based ids).
+    Returns (instances (H, W) int, 0 = background, k = k-th object; classes, list of style ids).
     """
+    styles = range(len(CAT_NAMES)) if styles is None else styles
     n_objects = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     min_px = max(20, int(0.006 * size * size))
     instances = np.zeros((size, size), np.int32)
@@ -159,7 +165,7 @@ def place_objects(rng, size, img, max_tries=30):
     for _ in range(max_tries):
         if len(classes) == n_objects:
             break
-        cls = int(rng.integers(len(CAT_NAMES)))
+        cls = styles[int(rng.integers(len(styles)))]
         mask, texture, full_area = object_mask_and_texture(rng, cls, size)
         area = int(mask.sum())
         if area < max(min_px, 0.5 * full_area):
@@ -174,11 +180,11 @@ def place_objects(rng, size, img, max_tries=30):
     return instances, classes
 
 
-def make_sample(rng, size):
-    """(uint8 RGB image, instance map, classes per instance); every instance survives the bands."""
+def make_sample(rng, size, styles=None):
+    """(uint8 RGB image, instance map, style id per instance); every instance survives the bands."""
     while True:
         img = draw_background(rng, size)
-        instances, classes = place_objects(rng, size, img)
+        instances, classes = place_objects(rng, size, img, styles)
         if not classes:
             continue
         inner = instances * ~boundary_band(instances)
@@ -196,7 +202,7 @@ def class_map(instances, classes):
 # ---------------------------------------------------------------- writing
 
 
-def annotation_xml(img_id, size, instances, classes):
+def annotation_xml(img_id, size, instances, classes, cat_names=CAT_NAMES):
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "VOC2012"
     ET.SubElement(root, "filename").text = img_id + ".jpg"
@@ -208,7 +214,7 @@ def annotation_xml(img_id, size, instances, classes):
     for k, cls in enumerate(classes):
         ys, xs = np.nonzero(instances == k + 1)
         obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = CAT_NAMES[cls]
+        ET.SubElement(obj, "name").text = cat_names[cls]
         ET.SubElement(obj, "pose").text = "Unspecified"
         touches = xs.min() == 0 or ys.min() == 0 or xs.max() == size - 1 or ys.max() == size - 1
         ET.SubElement(obj, "truncated").text = str(int(touches))
@@ -233,8 +239,7 @@ def write_list(path, ids):
 
 def write_sample(out, img_id, rng, size, with_seg_class):
     img, instances, classes = make_sample(rng, size)
-    with atomic_path(os.path.join(out, "JPEGImages", img_id + ".jpg")) as tmp:
-        Image.fromarray(img).save(tmp, format="JPEG", quality=95)
+    write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
     labels = class_map(instances, classes)
     save_label_png(os.path.join(out, "SegmentationClassAug", img_id + ".png"), labels)
     if with_seg_class:
@@ -267,9 +272,125 @@ def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed
     return {"train_aug": train_aug, "train": train, "val": val}
 
 
+# ---------------------------------------------------------------- other data set kinds
+
+# the 4-class folder: styles whose hues are a quarter turn apart, named after their shapes
+FOLDER_CLASSES = (("ellipse", 0), ("star", 5), ("L_shape", 10), ("inv_triangle", 15))
+
+# MS-COCO 2014's 80 categories with their (gapped) ids; the toy COCO set draws 20 of them
+COCO_CATEGORIES = (
+    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"), (7, "train"),
+    (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"), (13, "stop sign"),
+    (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"), (19, "horse"), (20, "sheep"),
+    (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"), (25, "giraffe"), (27, "backpack"),
+    (28, "umbrella"), (31, "handbag"), (32, "tie"), (33, "suitcase"), (34, "frisbee"), (35, "skis"),
+    (36, "snowboard"), (37, "sports ball"), (38, "kite"), (39, "baseball bat"), (40, "baseball glove"),
+    (41, "skateboard"), (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"),
+    (47, "cup"), (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"),
+    (54, "sandwich"), (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"), (59, "pizza"),
+    (60, "donut"), (61, "cake"), (62, "chair"), (63, "couch"), (64, "potted plant"), (65, "bed"),
+    (67, "dining table"), (70, "toilet"), (72, "tv"), (73, "laptop"), (74, "mouse"), (75, "remote"),
+    (76, "keyboard"), (77, "cell phone"), (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"),
+    (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"),
+    (89, "hair drier"), (90, "toothbrush"),
+)  # fmt: skip
+COCO_STYLE_CATEGORY = {c: COCO_CATEGORIES[4 * c][0] for c in range(len(CAT_NAMES))}  # style -> category id
+
+
+def write_jpeg(path, img):
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="JPEG", quality=95)
+
+
+def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0):
+    """A 4-class VOC-style folder (voc12.dataset kind `folder`): classes.txt, JPEGImages/,
+    SegmentationClass/ (every id, 255 bands), Annotations/ (xml), train.txt, val.txt; no
+    cls_labels.txt (labels come from the xml). Returns dict split -> ids."""
+    names = [n for n, _ in FOLDER_CLASSES]
+    styles = [s for _, s in FOLDER_CLASSES]
+    write_text(os.path.join(out, "classes.txt"), "".join(n + "\n" for n in names))
+    ids = [f"img_{i:04d}" for i in range(n_train + n_val)]
+    splits = {"train": ids[:n_train], "val": ids[n_train:]}
+    for code, ids in enumerate(splits.values()):
+        for index, img_id in enumerate(ids):
+            img, instances, drawn = make_sample(np.random.default_rng([seed, 10 + code, index]), size, styles)
+            classes = [styles.index(s) for s in drawn]
+            write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
+            banded = np.where(boundary_band(instances), 255, class_map(instances, classes)).astype(np.uint8)
+            save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
+            write_text(os.path.join(out, "Annotations", img_id + ".xml"),
+                       annotation_xml(img_id, size, instances, classes, names))
+    for name, ids in splits.items():
+        write_list(os.path.join(out, name + ".txt"), ids)
+    return splits
+
+
+def rle_counts(mask):
+    """COCO's uncompressed RLE of a bool mask: run lengths in column-major order, zeros first."""
+    flat = np.asarray(mask, bool).flatten(order="F")
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return runs if not flat[0] else [0, *runs]
+
+
+def polygons(mask):
+    """The outer outlines of a bool mask as COCO polygons [x0, y0, x1, y1, ...] (pixel centres)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [(c.reshape(-1, 2) + 0.5).reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def coco_annotation(ann_id, image_id, category_id, mask, crowd, as_rle):
+    ys, xs = np.nonzero(mask)
+    polys = [] if crowd or as_rle else polygons(mask)
+    segmentation = polys or {"counts": rle_counts(mask), "size": list(mask.shape)}
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": segmentation,
+            "area": float(mask.sum()), "iscrowd": int(crowd),
+            "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]}
+
+
+def generate_toy_coco(out, n_train=24, n_val=12, size=96, seed=0):
+    """An MS-COCO-2014-format set: train2014/ and val2014/ (COCO_<split>_<12-digit id>.jpg) and
+    annotations/instances_<split>.json with the 80 real categories (20 drawn), polygons, RLE
+    (every fifth object) and crowd regions (the last of several objects in every fourth image);
+    every eighth image has no annotation (COCO has such images; WSSS lists leave them out).
+    Run `python -m voc12.make_coco` on it for masks, lists and labels. Returns dict split -> ids."""
+    import json
+
+    categories = [{"id": i, "name": n, "supercategory": "toy"} for i, n in COCO_CATEGORIES]
+    splits, ann_id = {}, 1
+    for code, (split, n, first_id) in enumerate((("train2014", n_train, 1), ("val2014", n_val, 500_000))):
+        images, annotations, ids = [], [], []
+        for index in range(n):
+            image_id = first_id + index
+            name = f"COCO_{split}_{image_id:012d}"
+            rng = np.random.default_rng([seed, 20 + code, index])
+            if index % 8 == 7:
+                img = np.clip(np.round(draw_background(rng, size)), 0, 255).astype(np.uint8)
+                instances, drawn = np.zeros((size, size), np.int32), []
+            else:
+                img, instances, drawn = make_sample(rng, size)
+            write_jpeg(os.path.join(out, split, name + ".jpg"), img)
+            images.append({"id": image_id, "file_name": name + ".jpg", "height": size, "width": size})
+            for k, style in enumerate(drawn):
+                crowd = index % 4 == 1 and len(drawn) > 1 and k == len(drawn) - 1
+                annotations.append(coco_annotation(ann_id, image_id, COCO_STYLE_CATEGORY[style], instances == k + 1,
+                                                   crowd, as_rle=ann_id % 5 == 0))
+                ann_id += 1
+            ids.append(name)
+        payload = {"info": {"description": "SEAM synthetic COCO"}, "licenses": [], "images": images,
+                   "annotations": annotations, "categories": categories}
+        write_text(os.path.join(out, "annotations", f"instances_{split}.json"), json.dumps(payload))
+        splits[split] = ids
+    return splits
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder (VOC2012-style)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--kind", default="voc12", choices=("voc12", "coco14", "folder"),
+                        help="VOC2012 layout (20 classes), COCO 2014 files (json; run voc12.make_coco after) "
+                             "or a 4-class folder; --n_train_aug applies to voc12 only")
     parser.add_argument("--n_train_aug", type=int, default=600)
     parser.add_argument("--n_train", type=int, default=120)
     parser.add_argument("--n_val", type=int, default=120)
@@ -277,7 +398,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        splits = generate_toy_voc(args.out, args.n_train_aug, args.n_train, args.n_val, args.size, args.seed)
+        if args.kind == "voc12":
+            splits = generate_toy_voc(args.out, args.n_train_aug, args.n_train, args.n_val, args.size, args.seed)
+        else:
+            make = generate_toy_coco if args.kind == "coco14" else generate_toy_folder
+            splits = make(args.out, args.n_train, args.n_val, args.size, args.seed)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
