@@ -1,13 +1,16 @@
 # Sourced by the stage scripts: settings from the environment, the Python to use, helpers.
 #   VOC12_ROOT       VOC2012 folder (JPEGImages, SegmentationClass, SegmentationClassAug)
+#   DATASET          voc12 (default), coco14 or folder (voc12/dataset.py); DATA_ROOT its folder
+#                    (VOC12_ROOT stands for DATA_ROOT)
 #   IMAGENET_PARAMS  ImageNet ResNet-38 weights (.params or converted .pth); unset = random init
 #   WORK_DIR         where every stage writes (default ./work)
-#   CLS_LABELS       image-level labels (default voc12/cls_labels.txt)
+#   CLS_LABELS       image-level labels (default: the data set's, voc12/cls_labels.txt for VOC)
 #   SEAM_PYTHON      interpreter (default: active venv/conda, else $SEAM_VENV or .venv, else python3)
 #   NPROC            processes (GPUs) for the training and inference stages: torchrun when > 1
 SEAM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${WORK_DIR:-work}"
-CLS_LABELS="${CLS_LABELS:-$SEAM_ROOT/voc12/cls_labels.txt}"
+DATASET="${DATASET:-voc12}"
+DATA_ROOT="${DATA_ROOT:-${VOC12_ROOT:-}}"
 if [ -n "${SEAM_PYTHON:-}" ]; then
   PY="$SEAM_PYTHON"
 elif [ -n "${VIRTUAL_ENV:-}" ] || [ -n "${CONDA_PREFIX:-}" ]; then
@@ -24,6 +27,20 @@ need() {  # need VAR...: fail with one line when a setting is missing
   for v in "$@"; do
     if [ -z "${!v:-}" ]; then echo "error: set $v (see README: stage-by-stage commands)" >&2; exit 2; fi
   done
+}
+
+need_data() {  # the data set: DATA_ARGS for every script, LABEL_ARGS where image labels are read
+  if [ -z "$DATA_ROOT" ]; then
+    echo "error: set VOC12_ROOT (or DATASET and DATA_ROOT; see README: stage-by-stage commands)" >&2; exit 2
+  fi
+  DATA_ARGS=(--dataset "$DATASET" --data_root "$DATA_ROOT")
+  LABEL_ARGS=()
+  if [ -n "${CLS_LABELS:-}" ]; then LABEL_ARGS=(--cls_labels "$CLS_LABELS"); fi
+}
+
+split_list() {  # split_list ROLE: $LIST if set, else the data set's list of ROLE (train_aug, train, val)
+  if [ -n "${LIST:-}" ]; then echo "$LIST"; return; fi
+  "$PY" -m voc12.dataset "${DATA_ARGS[@]}" --list "$1"
 }
 
 run_py() {  # run_py script.py args...: print the command, then run it

@@ -3,16 +3,16 @@
 # -> $WORK_DIR/results/{cam,crf_4.0,crf_24.0}.json
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-need VOC12_ROOT
-list="${LIST:-$SEAM_ROOT/voc12/train.txt}"
-gt="${GT_DIR:-$VOC12_ROOT/SegmentationClass}"
+need_data
+list="$(split_list train)"
+gt="${GT_DIR:-$DATA_ROOT/SegmentationClass}"
 cam="${CAM_DIR:-cam}"
-run_py evaluation.py --list "$list" --gt_dir "$gt" --predict_dir "$WORK_DIR/$cam" --type npz --curve \
-  --comment "$cam" --logfile "$WORK_DIR/results/evallog.txt" --out_json "$WORK_DIR/results/$cam.json" "$@"
+run_py evaluation.py "${DATA_ARGS[@]}" --list "$list" --gt_dir "$gt" --predict_dir "$WORK_DIR/$cam" --type npz \
+  --curve --comment "$cam" --logfile "$WORK_DIR/results/evallog.txt" --out_json "$WORK_DIR/results/$cam.json" "$@"
 if [ -z "${SKIP_CRF_EVAL:-}" ]; then
   for alpha in 4.0 24.0; do
-    run_py evaluation.py --list "$list" --gt_dir "$gt" --predict_dir "$WORK_DIR/crf_$alpha" --type crf \
-      --comment "crf_$alpha" --logfile "$WORK_DIR/results/evallog.txt" \
+    run_py evaluation.py "${DATA_ARGS[@]}" --list "$list" --gt_dir "$gt" --predict_dir "$WORK_DIR/crf_$alpha" \
+      --type crf --comment "crf_$alpha" --logfile "$WORK_DIR/results/evallog.txt" \
       --out_json "$WORK_DIR/results/crf_$alpha.json" "$@"
   done
 fi

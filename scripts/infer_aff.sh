@@ -3,6 +3,7 @@
 # AFF_WEIGHTS (default $WORK_DIR/resnet38_aff.pth) may name the published resnet38_aff_SEAM.pth.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-need VOC12_ROOT
-run_stage infer_aff.py --voc12_root "$VOC12_ROOT" --weights "${AFF_WEIGHTS:-$WORK_DIR/resnet38_aff.pth}" \
-  --infer_list "${LIST:-$SEAM_ROOT/voc12/train_aug.txt}" --cam_dir "$WORK_DIR/${CAM_DIR:-cam}" --out_rw "$WORK_DIR/rw" "$@"
+need_data
+list="$(split_list train_aug)"
+run_stage infer_aff.py "${DATA_ARGS[@]}" --weights "${AFF_WEIGHTS:-$WORK_DIR/resnet38_aff.pth}" \
+  --infer_list "$list" --cam_dir "$WORK_DIR/${CAM_DIR:-cam}" --out_rw "$WORK_DIR/rw" "$@"

@@ -4,9 +4,10 @@
 # $WORK_DIR/resnet38_SEAM.pth) may name the published resnet38_SEAM.pth instead; SKIP_CRF=1: CAMs only.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-need VOC12_ROOT
+need_data
+list="$(split_list train_aug)"
 crf=(--out_crf "$WORK_DIR/crf")
 if [ -n "${SKIP_CRF:-}" ]; then crf=(); fi
-run_stage infer_seam.py --voc12_root "$VOC12_ROOT" --cls_labels "$CLS_LABELS" \
+run_stage infer_seam.py "${DATA_ARGS[@]}" "${LABEL_ARGS[@]}" \
   --weights "${SEAM_WEIGHTS:-$WORK_DIR/${SEAM_SESSION:-resnet38_SEAM}.pth}" \
-  --infer_list "${LIST:-$SEAM_ROOT/voc12/train_aug.txt}" --out_cam "$WORK_DIR/${CAM_DIR:-cam}" "${crf[@]}" "$@"
+  --infer_list "$list" --out_cam "$WORK_DIR/${CAM_DIR:-cam}" "${crf[@]}" "$@"

@@ -3,6 +3,7 @@
 # SEG_WEIGHTS: another checkpoint, e.g. the authors' deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-need VOC12_ROOT
-run_stage infer_seg.py --voc12_root "$VOC12_ROOT" --weights "${SEG_WEIGHTS:-$WORK_DIR/resnet38_seg.pth}" \
-  --infer_list "${LIST:-$SEAM_ROOT/voc12/val.txt}" --out_seg "$WORK_DIR/seg" "$@"
+need_data
+list="$(split_list val)"
+run_stage infer_seg.py "${DATA_ARGS[@]}" --weights "${SEG_WEIGHTS:-$WORK_DIR/resnet38_seg.pth}" \
+  --infer_list "$list" --out_seg "$WORK_DIR/seg" "$@"

@@ -1,6 +1,6 @@
 """Collect the evaluation JSONs of a work folder into the results table (Markdown + JSON).
 
-Usage: python scripts/results.py WORK_DIR [--title TITLE]
+Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14]
 """
 import argparse
 import json
@@ -10,19 +10,22 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.fileio import atomic_path  # noqa: E402
 
-# (row, result files (best of them is reported), split, published figure)
+# (row, result files (best of them is reported), split, published figure on VOC, on COCO)
+# COCO: the SEAM authors published none; 31.9 val is a third-party re-implementation's (README).
 ROWS = [
-    ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0"),
-    ("SEAM CAM", ["cam.json"], "train", "55.41"),
-    ("SEAM CAM + CRF", ["crf_4.0.json", "crf_24.0.json"], "train", "56.83"),
-    ("random walk (pseudo labels)", ["rw.json"], "train", "63.61"),
-    ("segmentation (DeepLab)", ["seg.json"], "val", "64.5"),
+    ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0", "-"),
+    ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),
+    ("SEAM CAM + CRF", ["crf_4.0.json", "crf_24.0.json"], "train", "56.83", "-"),
+    ("random walk (pseudo labels)", ["rw.json"], "train", "63.61", "-"),
+    ("segmentation (DeepLab)", ["seg.json"], "val", "64.5", "about 31.9 (third-party)"),
 ]
+REFERENCES = {"voc12": 0, "coco14": 1}
 
 
-def collect(results_dir):
+def collect(results_dir, reference="voc12"):
     rows = []
-    for name, files, split, paper in ROWS:
+    for name, files, split, *papers in ROWS:
+        paper = papers[REFERENCES[reference]]
         found = []
         for f in files:
             path = os.path.join(results_dir, f)
@@ -40,8 +43,8 @@ def collect(results_dir):
     return rows
 
 
-def markdown(rows, title):
-    header = "| stage | mIoU (%) | split | images | paper (VOC) | from |"
+def markdown(rows, title, reference="voc12"):
+    header = f"| stage | mIoU (%) | split | images | reference ({'VOC' if reference == 'voc12' else 'COCO'}) | from |"
     lines = [f"### {title}", "", header, "|---|---|---|---|---|---|"]
     for r in rows:
         cells = (r["stage"], f"{r['miou']:.2f}", r["split"], r["images"], r["paper"], r["source"])
@@ -53,12 +56,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("work_dir")
     p.add_argument("--title", default="Results")
+    p.add_argument("--reference", default="voc12", choices=tuple(REFERENCES), help="whose published figures")
     args = p.parse_args(argv)
     results_dir = os.path.join(args.work_dir, "results")
-    rows = collect(results_dir)
+    rows = collect(results_dir, args.reference)
     if not rows:
         raise SystemExit(f"error: {results_dir}: no evaluation results found")
-    text = markdown(rows, args.title)
+    text = markdown(rows, args.title, args.reference)
     with atomic_path(os.path.join(args.work_dir, "results.md")) as tmp, open(tmp, "w") as f:
         f.write(text)
     with atomic_path(os.path.join(args.work_dir, "results.json")) as tmp, open(tmp, "w") as f:

@@ -69,3 +69,33 @@ def test_gpu_check_python_snippets_import_what_exists():
     done = subprocess.run([sys.executable, "-c", imports], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stderr
+
+
+def test_stage_scripts_take_another_data_set(tmp_path):
+    """DATASET/DATA_ROOT through the stage scripts: default lists and labels come from the data set."""
+    from voc12.make_coco import build
+    from voc12.toy import generate_toy_coco
+
+    coco, work = tmp_path / "coco", tmp_path / "work"
+    generate_toy_coco(str(coco), n_train=5, n_val=2, size=64, seed=0)
+    build(str(coco))
+    env = {"WORK_DIR": str(work), "DATASET": "coco14", "DATA_ROOT": str(coco), "VOC12_ROOT": ""}
+    small = ["--width", "0.0625", "--num_workers", "0", "--batch_size", "2", "--crop_size", "64", "--max_step", "1"]
+    for script, args in (("train_seam.sh", [*small, "--resize_long", "64", "80"]),
+                         ("infer_seam.sh", ["--num_workers", "0", "--crf_workers", "0"]),
+                         ("eval_cam.sh", ["--num_workers", "1"])):
+        done = run_script(script, env, *args)
+        assert done.returncode == 0, script + done.stderr[-3000:]
+    result = json.loads((work / "results" / "cam.json").read_text())
+    train_ids = (coco / "train.txt").read_text().split()
+    assert result["num_images"] == len(train_ids) == 5 and len(result["class_iou"]) == 81
+    assert "traffic_light" in result["class_iou"]
+    assert sorted(os.listdir(work / "crf_24.0")) == sorted(f"{i}.npz" for i in train_ids)
+
+
+def test_run_coco_checks_its_arguments(tmp_path):
+    done = run_script("run_coco.sh", {})
+    assert done.returncode == 2 and "usage: bash scripts/run_coco.sh" in done.stderr
+    done = run_script("run_coco.sh", {}, str(tmp_path), str(tmp_path / "w.params"))
+    want = f"error: {tmp_path}/annotations/instances_train2014.json not found"
+    assert done.returncode == 2 and done.stderr.strip() == want

@@ -177,3 +177,24 @@ def check_num_classes(data, num_classes, what):
 TRAIN_LIST_HELP = "default: the data set's train_aug list (voc12/train_aug.txt for VOC; train.txt without one)"
 EVAL_LIST_HELP = "default: the data set's train list (voc12/train.txt for VOC)"
 NUM_CLASSES_HELP = "default: the data set's class count, background included (21 for VOC); another value is an error"
+
+
+def main(argv=None):
+    """`python -m voc12.dataset --dataset K --data_root D --list SPLIT`: print the split's list
+    path (the stage scripts' default lists come from here)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description="print a data set's split list path")
+    add_dataset_flags(p)
+    p.add_argument("--list", required=True, help="split role: train_aug, train or val")
+    args = p.parse_args(argv)
+    try:
+        print(dataset_from_args(args).list_path(args.list))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
