@@ -34,7 +34,9 @@ class DataSet:
     class_names: tuple  # [0] is background
     list_dirs: tuple  # folders searched for <split>.txt
     cls_labels: str = None  # label file; None: derived from Annotations/ or the masks
-    cam_storage: str = "float16"  # how infer_seam stores CAM and CRF maps (tool.camfile)
+    # how infer_seam stores CAM and CRF maps (tool.camfile): VOC float32 (exact, as published),
+    # COCO uint8 (122k images: ~0.3 GB per 1,000, scripts/bench_camsize.py), folders float16
+    cam_storage: str = "float16"
 
     @property
     def num_classes(self):
@@ -138,7 +140,8 @@ def open_dataset(kind, root, cls_labels=None):
     label_file = os.path.join(root, "cls_labels.txt")
     return DataSet(kind, root, read_class_names(classes),
                    (root, os.path.join(root, "ImageSets", "Segmentation")),
-                   cls_labels or (label_file if os.path.isfile(label_file) else None))
+                   cls_labels or (label_file if os.path.isfile(label_file) else None),
+                   cam_storage="uint8" if kind == "coco14" else "float16")
 
 
 def as_dataset(data):
