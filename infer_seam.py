@@ -42,7 +42,8 @@ def get_parser():
     add_dataset_flags(p, labels=True)
     p.add_argument("--cam_dtype", choices=STORAGE, default=None,
                    help="how CAM and CRF maps are stored: float32 (exact), float16 (error <= 2^-12) or uint8 "
-                        "(quantised, error <= 1/510); default: the data set's (VOC float32, COCO uint8, folders float16)")
+                        "(quantised, error <= 1/510); default: the data set's (VOC float32, COCO uint8, "
+                        "folders float16)")
     p.add_argument("--out_cam", default=None)
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
     p.add_argument("--out_crf", default=None, help="prefix: folders <out_crf>_<alpha> are written")
