@@ -160,7 +160,7 @@ def _sum_results(results):
 def class_names_from_args(args):
     """The class names to report: the data set's (--data_root; VOC's built in), or with only
     --num_classes other than VOC's 21, class0, class1, ..."""
-    if args.data_root:
+    if args.data_root and args.dataset != "voc12":  # VOC's names are built in: its folder is not read
         try:
             names = list(open_dataset(args.dataset, args.data_root).class_names)
         except FILE_ERRORS as exc:

@@ -33,7 +33,14 @@ from tool.runtime import (
 )
 from tool.vis import save_label_png
 from voc12.data import ImageDataset, load_image
-from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
+from voc12.dataset import (
+    EVAL_LIST_HELP,
+    NUM_CLASSES_HELP,
+    add_dataset_flags,
+    check_num_classes,
+    dataset_from_args,
+    split_list,
+)
 
 
 def get_parser():
@@ -42,6 +49,7 @@ def get_parser():
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
     add_dataset_flags(p)
+    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
     p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
     p.add_argument("--out_rw", required=True)
@@ -67,6 +75,7 @@ def crf_label(img_path, scores, image_hw, out_path):
 def run(args):
     with cli_errors():
         data = dataset_from_args(args)
+        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
         args.infer_list = split_list(args.infer_list, data, "train")
     device = setup_device(args)
     # strictly: the published strict=False ran a random head on a wrong file

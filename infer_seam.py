@@ -10,6 +10,7 @@ import argparse
 import os
 
 import numpy as np
+import torch
 
 from network import build_network
 from network.weights import infer_num_classes, infer_width
@@ -137,14 +138,16 @@ def run(args):
     def cams_on_device(items):
         for item in items:
             label = item["label"].to(device, non_blocking=True)
-            yield item, multiscale_cam(model, item["images"], label, item["size"], device, args.amp, channels_last)
+            keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
+            total = multiscale_cam(model, item["images"], label, item["size"], device, args.amp, channels_last)
+            # only the image's classes go to the host (3.5 of COCO's 80 per image on average)
+            yield (item, keys), total[torch.from_numpy(keys).to(device)]
 
     # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
     with output_pool(True, args.crf_workers, args.num_workers) as pool:
         batches = loader_errors(progress(loader, desc="infer_seam", enabled=is_main()))
-        for item, total in lagged_to_host(cams_on_device(batches), device):
-            keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
-            cams = normalize_cams(total.numpy())[keys]
+        for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
+            cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting
             name = item["name"]
             pool.submit(write_outputs, data.image_path(name), cams, keys,
                         output_paths(args, name), args.out_cam_pred_alpha, crf_alphas, storage)

@@ -35,7 +35,7 @@ def make_pair(task):
     index, cam_dir, gt_dir, (h, w) = task
     rng = np.random.default_rng(index)
     img_id = f"img_{index:05d}"
-    keys = np.sort(rng.choice(20, size=rng.integers(1, 4), replace=False)).astype(np.int64)
+    keys = np.sort(rng.choice(NUM_CLASSES - 1, size=rng.integers(1, 4), replace=False)).astype(np.int64)
     coarse = rng.random((len(keys), max(2, h // 32), max(2, w // 32))).astype(np.float32)
     cams = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in coarse])
     cams = (cams - cams.min()) / (cams.max() - cams.min() + 1e-5)
@@ -43,7 +43,7 @@ def make_pair(task):
     t_true = rng.uniform(0.2, 0.45)
     gt = np.where(cams.max(0) > t_true, keys[cams.argmax(0)] + 1, 0).astype(np.uint8)
     noise = rng.random((h, w)) < 0.05
-    gt[noise] = rng.integers(0, 21, size=int(noise.sum()))
+    gt[noise] = rng.integers(0, NUM_CLASSES, size=int(noise.sum()))
     edges = cv2.morphologyEx(gt, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     gt[edges] = 255
     save_npz(os.path.join(cam_dir, f"{img_id}.npz"), keys=keys, cams=cams.astype(np.float32))
@@ -54,11 +54,11 @@ def make_pair(task):
 def baseline_chunk(task):
     """Confusion of a chunk of images at ONE threshold, reading the files (published structure)."""
     img_ids, cam_dir, gt_dir, t = task
-    total = np.zeros((21, 22), np.int64)
+    total = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
     for img_id in img_ids:
         with np.load(os.path.join(cam_dir, f"{img_id}.npz"), allow_pickle=False) as data:
             keys, cams = data["keys"], data["cams"]
-        tensor = np.zeros((21,) + cams.shape[1:], np.float32)
+        tensor = np.zeros((NUM_CLASSES,) + cams.shape[1:], np.float32)
         tensor[keys + 1] = cams
         tensor[0] = t
         pred = tensor.argmax(axis=0)

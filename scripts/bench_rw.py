@@ -68,7 +68,7 @@ def make_inputs(seed, image_hw, n_classes, radius, dim=16):
     h, w = image_hw
     ph, pw = padded_size(h, w)
     grid_hw = (ph // 8, pw // 8)
-    keys = np.sort(rng.choice(20, size=n_classes, replace=False)).astype(np.int64)
+    keys = np.sort(rng.choice(NUM_CLASSES - 1, size=n_classes, replace=False)).astype(np.int64)
     field = smooth_field(rng, n_classes, image_hw, (4, 5)).numpy()
     lo, hi = field.min(axis=(1, 2), keepdims=True), field.max(axis=(1, 2), keepdims=True)
     cams = (((field - lo) / (hi - lo)) ** 2).astype(np.float32)
@@ -207,7 +207,7 @@ def get_parser():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per method (median reported)")
     p.add_argument("--size", type=int, nargs=2, default=[375, 500], metavar=("H", "W"))
-    p.add_argument("--classes", type=int, nargs="+", default=[2, 20], help="foreground classes per case")
+    p.add_argument("--classes", type=int, nargs="+", default=[2, NUM_CLASSES - 1], help="foreground classes per case")
     p.add_argument("--alpha", type=float, default=6)
     p.add_argument("--beta", type=float, default=8)
     p.add_argument("--logt", type=int, default=6)
@@ -221,8 +221,8 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda: CUDA is not available")
-    if args.repeats < 1 or not all(1 <= k <= 20 for k in args.classes):
-        raise SystemExit("error: --repeats must be >= 1 and --classes within 1..20")
+    if args.repeats < 1 or not all(1 <= k < NUM_CLASSES for k in args.classes):
+        raise SystemExit(f"error: --repeats must be >= 1 and --classes within 1..{NUM_CLASSES - 1}")
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

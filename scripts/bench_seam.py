@@ -21,6 +21,7 @@ from network import resnet38_seam  # noqa: E402
 from tool.losses import seam_losses  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
 from tool.runtime import autocast, set_precision  # noqa: E402
+from voc12.labels import NUM_CLASSES  # noqa: E402
 
 STAGE1_STEPS = 10576
 # dense bf16 Tensor Core peaks (TFLOP/s) by device-name fragment
@@ -70,7 +71,7 @@ def bench_train(model, device, amp, batch, crop, steps, warmup, compile_model=Fa
     x = torch.randn(batch, 3, crop, crop, device=device)
     if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
-    labels = (torch.rand(batch, 20, device=device) < 0.15).float()
+    labels = (torch.rand(batch, NUM_CLASSES - 1, device=device) < 0.15).float()
     labels[:, 0] = 1
     model.train()
     for i in range(warmup + steps):
@@ -90,7 +91,7 @@ def train_flops(width, device, batch, crop):
 
     model = resnet38_seam.Net(width=width).to(device).train()
     x = torch.randn(batch, 3, crop, crop, device=device)
-    labels = torch.zeros(batch, 20, device=device)
+    labels = torch.zeros(batch, NUM_CLASSES - 1, device=device)
     labels[:, 0] = 1
     with FlopCounterMode(display=False) as counter:
         cam1, rv1, cam2, rv2 = TwoBranch(model, 0.3)(x)

@@ -31,7 +31,7 @@ if [ ! -f "$toy/cls_labels.txt" ]; then
     --n_val "$N_VAL" --size "$SIZE" --seed "$SEED"
 fi
 lap "synthetic data"
-export VOC12_ROOT="$toy" CLS_LABELS="$toy/cls_labels.txt" TRAIN_LIST="$toy/train_aug.txt"
+export VOC12_ROOT="$toy" DATASET=voc12 DATA_ROOT="$toy" CLS_LABELS="$toy/cls_labels.txt" TRAIN_LIST="$toy/train_aug.txt"
 unset IMAGENET_PARAMS  # no ImageNet weights here: random initialisation (segmentation: see stage 5)
 crop="$SIZE"
 # Random initialisation and a short budget: BN and the stem train too (--unfreeze), no dropout

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.camfile import load_cam  # noqa: E402
 from tool.vis import colorize, load_label_png, max_cam_overlay, save_grid_png  # noqa: E402
 from voc12.data import image_path, load_image  # noqa: E402
-from voc12.labels import load_img_id_list  # noqa: E402
+from voc12.labels import NUM_CLASSES, load_img_id_list  # noqa: E402
 
 COLUMNS = ("image", "ground truth", "baseline CAM", "SEAM CAM", "random walk", "segmentation")
 # the results-table row behind each column
@@ -43,7 +43,7 @@ def row(work_dir, voc12_root, name):
     cells = [img, colorize(load_label_png(os.path.join(voc12_root, "SegmentationClass", name + ".png")))]
     for cam_dir in ("cam_baseline", "cam"):
         path = os.path.join(work_dir, cam_dir, name + ".npz")
-        cells.append(max_cam_overlay(img, load_cam(path)[1]) if os.path.exists(path) else blank)
+        cells.append(max_cam_overlay(img, load_cam(path, NUM_CLASSES)[1]) if os.path.exists(path) else blank)
     for label_dir in ("rw", "seg"):
         path = os.path.join(work_dir, label_dir, name + ".png")
         cells.append(colorize(load_label_png(path)) if os.path.exists(path) else blank)

@@ -49,10 +49,10 @@ import os, sys
 import numpy as np
 from tool.cam import with_background
 from tool.camfile import load_cam, save_crf
-from voc12.labels import load_img_id_list
+from voc12.labels import NUM_CLASSES, load_img_id_list
 out, ids = sys.argv[1], load_img_id_list(sys.argv[2])
 for name in ids:
-    keys, cams = load_cam(os.path.join(out, "cam", name + ".npz"))
+    keys, cams = load_cam(os.path.join(out, "cam", name + ".npz"), NUM_CLASSES)
     for alpha in (4.0, 24.0):
         save_crf(os.path.join(f"{out}/crf_{alpha}", name + ".npz"), np.concatenate([[0], keys + 1]),
                  with_background(cams, alpha))

@@ -21,7 +21,7 @@ for f in "$DATA_ROOT/annotations/instances_train2014.json" "$DATA_ROOT/annotatio
 done
 here="$(dirname "$0")"
 source "$here/common.sh"
-if [ ! -f "$DATA_ROOT/cls_labels.txt" ]; then
+if [ ! -f "$DATA_ROOT/cls_labels.txt" ] || [ ! -f "$DATA_ROOT/train.txt" ] || [ ! -f "$DATA_ROOT/val.txt" ]; then
   echo "+ $(basename "$PY") -m voc12.make_coco --coco_root $DATA_ROOT" >&2
   "$PY" -m voc12.make_coco --coco_root "$DATA_ROOT"
 fi

@@ -31,7 +31,7 @@ SLIM = ["--width", "0.0625", "--num_workers", "0"]
 def coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco")
     generate_toy_coco(str(root), n_train=9, n_val=4, size=64, seed=0)
-    build(str(root), workers=1)
+    build(str(root), workers=2)  # the forked pool of the command line's default
     return root
 
 
@@ -103,9 +103,11 @@ def test_coco_masks_are_kept_unless_overwritten(coco):
     name = (coco / "train.txt").read_text().split()[0]
     path = coco / "SegmentationClass" / f"{name}.png"
     stamp = path.stat().st_mtime_ns
+    labels_before = (coco / "cls_labels.txt").read_text()
     build(str(coco), splits=("train2014",))
     assert path.stat().st_mtime_ns == stamp
     assert len((coco / "val.txt").read_text().split()) == 4  # the other split's list kept
+    assert (coco / "cls_labels.txt").read_text() == labels_before  # and its labels
 
 
 def test_make_coco_names_a_missing_annotation_file(tmp_path, capsys):
@@ -134,6 +136,35 @@ def test_folder_labels_from_xml_masks_or_file_agree(folder, tmp_path):
     (tmp_path / "labels.txt").write_text("".join(f"{n} {FOLDER_CLASSES[0][0]}\n" for n in ids))
     dataset = ClsDataset(str(folder / "train.txt"), data, str(tmp_path / "labels.txt"))
     assert dataset[0][2].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_labels_from_masks_alone_train_stage_one(folder, tmp_path):
+    """A folder with neither cls_labels.txt nor Annotations/: labels from the masks, through a script."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    for part in ("JPEGImages", "SegmentationClass"):
+        shutil.copytree(folder / part, bare / part)
+    for part in ("classes.txt", "train.txt", "val.txt"):
+        shutil.copy(folder / part, bare / part)
+    data = open_dataset("folder", str(bare))
+    ids = load_img_id_list(data.list_path("train"))
+    from_masks = data.labels(ids)
+    from_xml = open_dataset("folder", str(folder)).labels(ids)
+    assert all(np.array_equal(from_masks[i], from_xml[i]) for i in ids)
+    with pytest.raises(ValueError, match="need image ids"):
+        data.labels(None)
+    train_seam.main(["--dataset", "folder", "--data_root", str(bare), *SLIM, "--batch_size", "2", "--crop_size", "64",
+                     "--max_step", "1", "--session_name", str(tmp_path / "seam")])
+    assert torch.load(tmp_path / "seam.pth", weights_only=True)["fc8.weight"].shape[0] == 5
+
+
+def test_xml_class_names_with_spaces_read_as_one_word(tmp_path):
+    from voc12.make_cls_labels import object_names_from_xml
+
+    xml = "<annotation><object><name> traffic light </name></object><object><name>dog</name></object></annotation>"
+    (tmp_path / "a.xml").write_text(xml)
+    assert object_names_from_xml(str(tmp_path / "a.xml")) == ["traffic_light", "dog"]
 
 
 @pytest.mark.parametrize("text, fragment", [("a\na\n", "appears twice"), ("a b\n", "bad class name"),

@@ -73,6 +73,7 @@ def test_gpu_check_python_snippets_import_what_exists():
 
 def test_stage_scripts_take_another_data_set(tmp_path):
     """DATASET/DATA_ROOT through the stage scripts: default lists and labels come from the data set."""
+    pytest.importorskip("pycocotools")
     from voc12.make_coco import build
     from voc12.toy import generate_toy_coco
 

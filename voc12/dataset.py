@@ -11,7 +11,8 @@ folder  any VOC-style folder: DIR/classes.txt, DIR/JPEGImages/<id>.jpg, Segmenta
         DIR/Annotations/<id>.xml or else from the masks.
 
 `classes.txt`: one foreground class name per line (no spaces), in label order; a first line
-`background` is allowed and skipped. Class 0 is background everywhere.
+`background` is allowed and skipped. Class 0 is background everywhere. The palette is VOC's
+colour map (256 entries) for every kind.
 Split roles: `train_aug` (what the training stages learn from; falls back to `train`), `train`
 (where CAMs and pseudo labels are scored) and `val`.
 """
@@ -83,6 +84,8 @@ class DataSet:
         path = cls_labels or self.cls_labels
         if path:
             return load_cls_labels(path, self.cat_names)
+        if img_ids is None:
+            raise ValueError(f"{self.root}: no cls_labels.txt; labels from Annotations/ or masks need image ids")
         if os.path.isdir(os.path.join(self.root, "Annotations")):
             from voc12.make_cls_labels import cls_labels_from_annotations
 

@@ -22,7 +22,8 @@ def object_names_from_xml(xml_path):
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
         raise ValueError(f"{xml_path}: not valid XML ({e})") from None
-    return [(obj.findtext("name") or "").strip() for obj in root.iter("object")]
+    # spaces as underscores: class names are one word ("traffic light" -> traffic_light)
+    return ["_".join((obj.findtext("name") or "").split()) for obj in root.iter("object")]
 
 
 def cls_labels_from_annotations(root, ids, cat_names=CAT_NAMES):

@@ -8,10 +8,12 @@ into COCO/ (images stay where they are, in COCO/<split>/):
   SegmentationClass/<id>.png   semantic masks: 0 background, 1..80, 255 crowd regions
   train.txt, val.txt       the ids of train2014 / val2014 images with at least one annotation
                            (82,081 and 40,137 on the real set), as WSSS papers use them
-  cls_labels.txt           image-level labels: the categories of an image's annotations, crowd included
+  cls_labels.txt           image-level labels: the categories of an image's annotations, crowd
+                           included; written last, so its presence means the preparation finished
 Overlaps: instances are painted largest first, so a smaller object in front of a larger one
 keeps its pixels; crowd regions become 255 only where no instance lies. Existing masks are
-kept unless --overwrite (a killed run continues); lists and labels are rewritten at the end.
+kept unless --overwrite (a killed run continues); the lists of the splits built are rewritten,
+and the labels of images of other splits already in cls_labels.txt are kept.
 """
 import argparse
 import multiprocessing
@@ -24,7 +26,7 @@ from tool.fileio import atomic_path
 from tool.logger import progress
 from tool.procs import die_with_parent
 from tool.vis import save_label_png
-from voc12.labels import write_cls_labels
+from voc12.labels import load_cls_labels, write_cls_labels
 
 LIST_NAMES = {"train2014": "train", "val2014": "val"}
 
@@ -106,15 +108,21 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
                 f.writelines(i + "\n" for i in ids)
         all_labels.update(labels)
         print(f"{split}: {len(ids)} images with annotations")
+    label_file = os.path.join(coco_root, "cls_labels.txt")
     multihot = {}
+    if os.path.isfile(label_file):  # another split's labels stay
+        try:
+            multihot = load_cls_labels(label_file, names)
+        except ValueError:
+            multihot = {}  # written for other categories: rebuilt from this run's splits
     for name, classes in all_labels.items():
         vec = np.zeros(len(names), np.float32)
         vec[np.asarray(classes) - 1] = 1.0
         multihot[name] = vec
-    write_cls_labels(os.path.join(coco_root, "cls_labels.txt"), multihot, names)
     with atomic_path(os.path.join(coco_root, "classes.txt")) as tmp:
         with open(tmp, "w") as f:
             f.writelines(n + "\n" for n in names)
+    write_cls_labels(label_file, multihot, names)
     return all_labels, names
 
 
