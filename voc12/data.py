@@ -24,7 +24,7 @@ from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
 from tool.camfile import load_crf
 from tool.vis import load_label_png
-from voc12.dataset import DataSet, as_dataset
+from voc12.dataset import DataSet, as_dataset, mask_path
 from voc12.labels import load_img_id_list
 
 # ---------------------------------------------------------------- file readers
@@ -67,9 +67,7 @@ def image_problem(path):
 def label_path(data, img_id, label_dir=None):
     """`label_dir/<id>.png` if given, else the data set's mask (VOC: SegmentationClassAug/ falling
     back to SegmentationClass/); `data`: a DataSet or a VOC2012 folder path."""
-    if isinstance(data, DataSet):
-        return data.mask_path(img_id, label_dir)
-    return DataSet("voc12", data, (), ()).mask_path(img_id, label_dir)
+    return mask_path(data.root if isinstance(data, DataSet) else data, img_id, label_dir)
 
 
 def load_label(path):

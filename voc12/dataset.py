@@ -59,13 +59,7 @@ class DataSet:
         return os.path.join(self.root, "JPEGImages", img_id + ".jpg")
 
     def mask_path(self, img_id, label_dir=None):
-        """`label_dir/<id>.png` if given, else SegmentationClassAug/ falling back to SegmentationClass/."""
-        if label_dir is not None:
-            return os.path.join(label_dir, img_id + ".png")
-        aug = os.path.join(self.root, "SegmentationClassAug", img_id + ".png")
-        if os.path.isfile(aug):
-            return aug
-        return os.path.join(self.root, "SegmentationClass", img_id + ".png")
+        return mask_path(self.root, img_id, label_dir)
 
     def list_path(self, split):
         """The list file of a split role; a missing one is a FileNotFoundError naming where it looked."""
@@ -91,6 +85,16 @@ class DataSet:
 
             return cls_labels_from_annotations(self.root, img_ids, self.cat_names)
         return {i: labels_from_mask(self.mask_path(i), self.num_classes) for i in img_ids}
+
+
+def mask_path(root, img_id, label_dir=None):
+    """`label_dir/<id>.png` if given, else root/SegmentationClassAug/ falling back to SegmentationClass/."""
+    if label_dir is not None:
+        return os.path.join(label_dir, img_id + ".png")
+    aug = os.path.join(root, "SegmentationClassAug", img_id + ".png")
+    if os.path.isfile(aug):
+        return aug
+    return os.path.join(root, "SegmentationClass", img_id + ".png")
 
 
 def labels_from_mask(path, num_classes):
