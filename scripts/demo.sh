@@ -60,9 +60,9 @@ echo "== AffinityNet and random walk: stage 3-4"
 IMAGENET_PARAMS="$WORK_DIR/resnet38_SEAM.pth" bash "$here/train_aff.sh" "${common[@]}" --crop_size "$crop" \
   --max_epoches "$AFF_EPOCHS" --lr 0.01
 lap "stage 3: train AffinityNet"
-# The toy CAMs are diffuse (best background threshold ~0.5, against ~0.2 on VOC), which a
-# background power near 1 matches; VOC uses the published alpha 6.
-LIST="$toy/train_aug.txt" bash "$here/infer_aff.sh" --num_workers "$WORKERS" --alpha "${DEMO_RW_ALPHA:-1}"
+# The toy CAMs are diffuse (best background threshold ~0.4, against ~0.2 on VOC): background
+# power 3 (VOC: the published 6). Measured on seeds 0/1/2 against power 1: 29.7/16.9/9.9 vs 23.7/15.8/8.2.
+LIST="$toy/train_aug.txt" bash "$here/infer_aff.sh" --num_workers "$WORKERS" --alpha "${DEMO_RW_ALPHA:-3}"
 LIST="$toy/train.txt" bash "$here/eval_rw.sh" --num_workers 1
 lap "stage 4: random walk + eval"
 
