@@ -1,5 +1,7 @@
-"""Evaluate label maps or CAMs against VOC ground truth: per-class IoU and mIoU, as the
-published evaluation computes them.
+"""Evaluate label maps or CAMs against ground-truth masks: per-class IoU and mIoU.
+
+As the published evaluation computes them; VOC's 21 classes by default, another data set's with
+--dataset/--data_root.
 
 Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean over all classes.
 Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
