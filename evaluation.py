@@ -27,7 +27,7 @@ from tool.fileio import WriteError, add_debug_flag, atomic_path, debugging
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import die_with_parent
 from tool.vis import load_label_png
-from voc12.dataset import KINDS, open_dataset
+from voc12.dataset import add_dataset_flags, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
 
 CURVE_THRESHOLDS = np.arange(60) / 100  # the default --start 0 --end 60
@@ -308,9 +308,7 @@ def build_parser():
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--num_classes", type=int, default=None,
                    help="default: the data set's class count, background included (21 for VOC)")
-    p.add_argument("--dataset", default="voc12", choices=KINDS, help="whose class names and count (voc12/dataset.py)")
-    p.add_argument("--data_root", "--voc12_root", dest="data_root", default=None,
-                   help="the data set's folder: needed for --dataset coco14 / folder (their classes.txt)")
+    add_dataset_flags(p, root_required=False)  # whose class names and count; coco14 / folder need the root
     p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
     add_debug_flag(p)
     p.add_argument("--mean", default="all", choices=("all", "present"),

@@ -156,6 +156,11 @@ def as_dataset(data):
     return data if isinstance(data, DataSet) else open_dataset("voc12", data)
 
 
+TRAIN_LIST_HELP = "default: the data set's train_aug list (voc12/train_aug.txt for VOC; train.txt without one)"
+EVAL_LIST_HELP = "default: the data set's train list (voc12/train.txt for VOC)"
+NUM_CLASSES_HELP = "default: the data set's class count, background included (21 for VOC); another value is an error"
+
+
 def add_dataset_flags(parser, labels=False, root_required=True):
     parser.add_argument("--dataset", default="voc12", choices=KINDS, help="data set kind (voc12/dataset.py)")
     parser.add_argument("--data_root", "--voc12_root", dest="data_root", required=root_required,
@@ -182,11 +187,6 @@ def check_num_classes(data, num_classes, what):
                          f"{data.num_classes} (background included)")
     return data.num_classes
 
-
-
-TRAIN_LIST_HELP = "default: the data set's train_aug list (voc12/train_aug.txt for VOC; train.txt without one)"
-EVAL_LIST_HELP = "default: the data set's train list (voc12/train.txt for VOC)"
-NUM_CLASSES_HELP = "default: the data set's class count, background included (21 for VOC); another value is an error"
 
 
 def main(argv=None):

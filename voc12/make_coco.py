@@ -67,7 +67,7 @@ def _write_mask(task):
 
 
 def build_split(coco_root, split, workers=1, overwrite=False):
-    """Masks of one split; returns (list ids, dict id -> label indices 1..N, class names)."""
+    """Masks of one split; returns (dict id -> label indices 1..N in list order, class names)."""
     global _COCO
     ann_file = os.path.join(coco_root, "annotations", f"instances_{split}.json")
     if not os.path.isfile(ann_file):
@@ -93,13 +93,14 @@ def build_split(coco_root, split, workers=1, overwrite=False):
     else:
         for task in progress(tasks, desc=split):
             _write_mask(task)
-    return list(labels), labels, names
+    return labels, names
 
 
 def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False):
     all_labels, names = {}, None
     for split in splits:
-        ids, labels, split_names = build_split(coco_root, split, workers, overwrite)
+        labels, split_names = build_split(coco_root, split, workers, overwrite)
+        ids = list(labels)
         if names is not None and split_names != names:
             raise ValueError(f"{split}: its categories differ from the previous split's")
         names = split_names
