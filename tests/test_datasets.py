@@ -138,6 +138,25 @@ def test_folder_labels_from_xml_masks_or_file_agree(folder, tmp_path):
     assert dataset[0][2].tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
+def test_toy_folder_of_n_classes_with_train_aug(tmp_path):
+    """The demo's folder: n classes evenly spaced in hue, train.txt the head of train_aug.txt."""
+    from voc12 import toy
+
+    toy.main(["--kind", "folder", "--n_classes", "6", "--n_train_aug", "8", "--n_train", "3", "--n_val", "2",
+              "--size", "48", "--out", str(tmp_path / "f")])
+    data = open_dataset("folder", str(tmp_path / "f"))
+    assert data.class_names == ("background", "ellipse", "ring", "hexagon", "L_shape", "x", "arrow")
+    hues = [toy.CLASS_STYLE[s]["hue"] for _, s in toy.folder_classes(6)]
+    assert min(np.diff(hues)) > 0.1  # apart by more than the published ColorJitter's hue shift
+    train_aug, train = (load_img_id_list(data.list_path(r)) for r in ("train_aug", "train"))
+    assert len(train_aug) == 8 and train == train_aug[:3] and len(load_img_id_list(data.list_path("val"))) == 2
+    labels = data.labels(train_aug)
+    assert all(labels[i].shape == (6,) and labels[i].any() for i in train_aug)
+    assert toy.folder_classes(4) == FOLDER_CLASSES and [n for n, _ in FOLDER_CLASSES][2] == "L_shape"
+    with pytest.raises(ValueError, match="--n_classes"):
+        toy.folder_classes(21)
+
+
 def test_labels_from_masks_alone_train_stage_one(folder, tmp_path):
     """A folder with neither cls_labels.txt nor Annotations/: labels from the masks, through a script."""
     import shutil

@@ -1,7 +1,7 @@
 """Synthetic PASCAL-VOC-style data set for end-to-end tests.
 
     python -m voc12.toy --out DIR [--kind voc12|coco14|folder] [--n_train_aug 600] [--n_train 120]
-                        [--n_val 120] [--size 96] [--seed 0]
+                        [--n_val 120] [--size 96] [--seed 0] [--n_classes 4] [--object_scale 0.15 0.6]
 
 Writes JPEGImages/, SegmentationClass/ (train + val only, as in VOC, with 2-pixel 255 bands
 along every instance outline), SegmentationClassAug/ (every id, no bands, like SBD masks),
@@ -9,7 +9,8 @@ Annotations/ (VOC xml), ImageSets/Segmentation/{train,val,trainval}.txt and top-
 train_aug.txt, train.txt (a subset of train_aug), val.txt (disjoint) and cls_labels.txt.
 
 `--kind coco14` writes the MS-COCO 2014 files instead (generate_toy_coco), `--kind folder` a
-4-class VOC-style folder (generate_toy_folder).
+VOC-style folder of `--n_classes` classes (generate_toy_folder; the demo's: 6 classes, objects
+of 0.35-0.8 of the image side, a train_aug list).
 
 Every class has its own shape, hue and texture (plain, stripes, checker) so that a small CNN
 can tell them apart; backgrounds are low-saturation smooth noise with grey distractor blobs.
@@ -113,9 +114,12 @@ def draw_background(rng, size):
     return img
 
 
-def object_mask_and_texture(rng, cls, size):
+OBJECT_SCALE = (0.15, 0.6)  # object side as a fraction of the image side: VOC-like variety
+
+
+def object_mask_and_texture(rng, cls, size, object_scale=OBJECT_SCALE):
     """A random placement of class `cls`: (mask (H, W) bool, texture (H, W) 0/1, unclipped area)."""
-    side = rng.uniform(0.15, 0.6) * size
+    side = rng.uniform(*object_scale) * size
     aspect = rng.uniform(0.8, 1.25)
     half_u, half_v = side / 2 * np.sqrt(aspect), side / 2 / np.sqrt(aspect)
     cx, cy = rng.uniform(0.1, 0.9, 2) * size
@@ -151,7 +155,7 @@ def boundary_band(instances):
     return np.max(shifts, axis=0) != np.min(shifts, axis=0)
 
 
-def place_objects(rng, size, img, styles=None, max_tries=30):
+def place_objects(rng, size, img, styles=None, max_tries=30, object_scale=OBJECT_SCALE):
     """Draw 1-3 objects of the class styles `styles` (default: all 20); later ones occlude
     earlier ones but leave each well visible.
 
@@ -166,7 +170,7 @@ def place_objects(rng, size, img, styles=None, max_tries=30):
         if len(classes) == n_objects:
             break
         cls = styles[int(rng.integers(len(styles)))]
-        mask, texture, full_area = object_mask_and_texture(rng, cls, size)
+        mask, texture, full_area = object_mask_and_texture(rng, cls, size, object_scale)
         area = int(mask.sum())
         if area < max(min_px, 0.5 * full_area):
             continue
@@ -180,11 +184,11 @@ def place_objects(rng, size, img, styles=None, max_tries=30):
     return instances, classes
 
 
-def make_sample(rng, size, styles=None):
+def make_sample(rng, size, styles=None, object_scale=OBJECT_SCALE):
     """(uint8 RGB image, instance map, style id per instance); every instance survives the bands."""
     while True:
         img = draw_background(rng, size)
-        instances, classes = place_objects(rng, size, img, styles)
+        instances, classes = place_objects(rng, size, img, styles, object_scale=object_scale)
         if not classes:
             continue
         inner = instances * ~boundary_band(instances)
@@ -274,8 +278,19 @@ def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed
 
 # ---------------------------------------------------------------- other data set kinds
 
-# the 4-class folder: styles whose hues are a quarter turn apart, named after their shapes
-FOLDER_CLASSES = (("ellipse", 0), ("star", 5), ("L_shape", 10), ("inv_triangle", 15))
+
+
+def folder_classes(n_classes):
+    """(name, style) of `n_classes` styles evenly spaced in hue, named after their shapes: with 4,
+    ellipse / star / L_shape / inv_triangle, a quarter turn apart; with 6, a sixth (more than the
+    published ColorJitter's hue shift of 0.1)."""
+    if not 1 <= n_classes <= len(SHAPES):
+        raise ValueError(f"--n_classes must be 1..{len(SHAPES)}, got {n_classes}")
+    styles = [round(i * len(SHAPES) / n_classes) for i in range(n_classes)]
+    return tuple(("L_shape" if SHAPES[s][0] == "L" else SHAPES[s][0], s) for s in styles)
+
+
+FOLDER_CLASSES = folder_classes(4)
 
 # MS-COCO 2014's 80 categories with their (gapped) ids; the toy COCO set draws 20 of them
 COCO_CATEGORIES = (
@@ -302,24 +317,33 @@ def write_jpeg(path, img):
         Image.fromarray(img).save(tmp, format="JPEG", quality=95)
 
 
-def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0):
-    """A 4-class VOC-style folder (voc12.dataset kind `folder`): classes.txt, JPEGImages/,
-    SegmentationClass/ (every id, 255 bands), Annotations/ (xml), train.txt, val.txt; no
-    cls_labels.txt (labels come from the xml). Returns dict split -> ids."""
-    names = [n for n, _ in FOLDER_CLASSES]
-    styles = [s for _, s in FOLDER_CLASSES]
+def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0, n_classes=4, n_train_aug=0,
+                        object_scale=OBJECT_SCALE):
+    """A VOC-style folder (voc12.dataset kind `folder`) of `n_classes` classes (folder_classes):
+    classes.txt, JPEGImages/, SegmentationClass/ (every id, 255 bands), Annotations/ (xml),
+    train.txt, val.txt; no cls_labels.txt (labels come from the xml). `n_train_aug` > 0 adds
+    train_aug.txt of that many images, train.txt being its first `n_train` (VOC's design).
+    `object_scale`: range of object sides as fractions of the image side. Returns dict split -> ids."""
+    classes_used = folder_classes(n_classes)
+    names = [n for n, _ in classes_used]
+    styles = [s for _, s in classes_used]
     write_text(os.path.join(out, "classes.txt"), "".join(n + "\n" for n in names))
-    ids = [f"img_{i:04d}" for i in range(n_train + n_val)]
-    splits = {"train": ids[:n_train], "val": ids[n_train:]}
-    for code, ids in enumerate(splits.values()):
+    n_first = max(n_train_aug, n_train)
+    ids = [f"img_{i:04d}" for i in range(n_first + n_val)]
+    drawn_splits = {"train": ids[:n_first], "val": ids[n_first:]}
+    for code, ids in enumerate(drawn_splits.values()):
         for index, img_id in enumerate(ids):
-            img, instances, drawn = make_sample(np.random.default_rng([seed, 10 + code, index]), size, styles)
+            rng = np.random.default_rng([seed, 10 + code, index])
+            img, instances, drawn = make_sample(rng, size, styles, object_scale)
             classes = [styles.index(s) for s in drawn]
             write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
             banded = np.where(boundary_band(instances), 255, class_map(instances, classes)).astype(np.uint8)
             save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
             write_text(os.path.join(out, "Annotations", img_id + ".xml"),
                        annotation_xml(img_id, size, instances, classes, names))
+    splits = {"train": drawn_splits["train"][:n_train], "val": drawn_splits["val"]}
+    if n_train_aug:
+        splits = {"train_aug": drawn_splits["train"], **splits}
     for name, ids in splits.items():
         write_list(os.path.join(out, name + ".txt"), ids)
     return splits
@@ -390,19 +414,26 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--kind", default="voc12", choices=("voc12", "coco14", "folder"),
                         help="VOC2012 layout (20 classes), COCO 2014 files (json; run voc12.make_coco after) "
-                             "or a 4-class folder; --n_train_aug applies to voc12 only")
-    parser.add_argument("--n_train_aug", type=int, default=600)
+                             "or a VOC-style folder of --n_classes classes")
+    parser.add_argument("--n_classes", type=int, default=4, help="folder only: classes (1-20)")
+    parser.add_argument("--n_train_aug", type=int, default=None,
+                        help="voc12 (default 600) and folder (default none: no train_aug.txt)")
     parser.add_argument("--n_train", type=int, default=120)
     parser.add_argument("--n_val", type=int, default=120)
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--object_scale", type=float, nargs=2, default=OBJECT_SCALE, metavar=("MIN", "MAX"),
+                        help="folder only: object sides as fractions of the image side")
     args = parser.parse_args(argv)
     try:
         if args.kind == "voc12":
-            splits = generate_toy_voc(args.out, args.n_train_aug, args.n_train, args.n_val, args.size, args.seed)
+            n_train_aug = 600 if args.n_train_aug is None else args.n_train_aug
+            splits = generate_toy_voc(args.out, n_train_aug, args.n_train, args.n_val, args.size, args.seed)
+        elif args.kind == "coco14":
+            splits = generate_toy_coco(args.out, args.n_train, args.n_val, args.size, args.seed)
         else:
-            make = generate_toy_coco if args.kind == "coco14" else generate_toy_folder
-            splits = make(args.out, args.n_train, args.n_val, args.size, args.seed)
+            splits = generate_toy_folder(args.out, args.n_train, args.n_val, args.size, args.seed,
+                                         args.n_classes, args.n_train_aug or 0, tuple(args.object_scale))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
