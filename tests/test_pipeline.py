@@ -27,7 +27,8 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     assert all(0 <= r["miou"] <= 100 for r in rows.values())
     assert rows["segmentation (DeepLab)"]["split"] == "val" and rows["SEAM CAM"]["images"] == 6
     assert "| SEAM CAM |" in (work / "results.md").read_text()
-    for name in ("baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth", "demo.png"):
+    for name in ("pretrain.pth", "baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth",
+                 "demo.png", "baseline.out"):
         assert (work / name).is_file(), name
     assert len(os.listdir(work / "cam")) == 16 and len(os.listdir(work / "rw")) == 16
     assert len(os.listdir(work / "crf_4.0")) == 16 and len(os.listdir(work / "seg")) == 8
@@ -35,7 +36,10 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     # reruns nothing else that trains, so one stage script stands for the four)
     assert f"+ {os.path.basename(sys.executable)} train_seam.py" in done.stderr  # the stage scripts echo their command
     toy = work / "toy"
-    env = {"WORK_DIR": str(work), "VOC12_ROOT": str(toy), "CLS_LABELS": str(toy / "cls_labels.txt")}
+    assert (toy / "classes.txt").read_text().split() == ["ellipse", "ring", "hexagon", "L_shape", "x", "arrow"]
+    assert "[demo] stage 1: train SEAM (and the baseline)" in done.stdout
+    assert "initialised from" in (work / "baseline.out").read_text()  # the baseline starts from stage 0 too
+    env = {"WORK_DIR": str(work), "DATASET": "folder", "DATA_ROOT": str(toy)}
     for stage, session in (("train_seam", "resnet38_SEAM"), ("train_seg", "resnet38_seg")):
         before = (work / f"{session}.pth").stat().st_mtime_ns
         again = run_script(f"{stage}.sh", env)
