@@ -26,6 +26,10 @@ lap() {  # lap NAME: one line per stage with its elapsed time, so a user sees wh
 }
 
 toy="$WORK_DIR/toy"
+if [ -f "$toy/val.txt" ] && [ ! -f "$toy/classes.txt" ]; then
+  echo "error: $WORK_DIR holds an older demo's output (20-class VOC layout): remove it or set WORK_DIR" >&2
+  exit 2
+fi
 if [ ! -f "$toy/val.txt" ]; then
   # shellcheck disable=SC2086  # OBJECT_SCALE is two numbers
   "$PY" -m voc12.toy --kind folder --n_classes "$N_CLASSES" --object_scale $OBJECT_SCALE --out "$toy" \
@@ -35,7 +39,7 @@ lap "synthetic data"
 export DATASET=folder DATA_ROOT="$toy" TRAIN_LIST="$toy/train_aug.txt"
 unset VOC12_ROOT CLS_LABELS  # image labels from the folder's XML annotations
 crop="$SIZE"
-# Random initialisation and a short budget: BN and the stem train too (--unfreeze), no dropout
+# No ImageNet weights and a short budget: BN and the stem train too (--unfreeze), no dropout
 # (channel dropout on 1/8-width layers halves what is learned in a few epochs), ordinary momentum.
 # One data-loading process: stage 1 runs two trainings side by side on a 2-core machine.
 common=(--width "$WIDTH" --batch_size "$BATCH" --num_workers 0 --unfreeze --no_dropout --momentum 0.9
@@ -52,7 +56,7 @@ export IMAGENET_PARAMS="$WORK_DIR/pretrain.pth"
 lap "stage 0: pretrain a classifier"
 
 echo "== stage 1: SEAM, and beside it the plain-CAM baseline (no ER, ECR, PCM) with the same start, data and budget"
-echo "   (one thread each; the baseline's output goes to $WORK_DIR/baseline.out)"
+echo "   (one thread each; the baseline's training, CAMs and eval write to $WORK_DIR/baseline.out)"
 # Both fine-tune the stage-0 network at lr 0.001: at the published 0.01 (with batch-statistics BN)
 # SEAM's losses undo classes the network had learned (see README).
 cam_train+=(--max_epoches "$CAM_EPOCHS" --lr 0.001)
@@ -64,8 +68,9 @@ cam_train+=(--max_epoches "$CAM_EPOCHS" --lr 0.001)
   CAM_DIR=cam_baseline SKIP_CRF_EVAL=1 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0
 ) > "$WORK_DIR/baseline.out" 2>&1 &
 baseline=$!
+trap 'kill "$baseline" 2>/dev/null || true' EXIT  # a failure or Ctrl-C here stops the baseline too
 OMP_NUM_THREADS=1 bash "$here/train_seam.sh" "${cam_train[@]}"
-lap "stage 1: train SEAM (and the baseline)"
+lap "stage 1: train SEAM (baseline beside it)"
 LIST="$toy/train_aug.txt" bash "$here/infer_seam.sh" --num_workers 0 --crf_workers "$CRF_WORKERS"
 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0
 if ! wait "$baseline"; then
@@ -73,6 +78,7 @@ if ! wait "$baseline"; then
   echo "error: the baseline failed (whole output: $WORK_DIR/baseline.out)" >&2
   exit 1
 fi
+trap - EXIT
 lap "stage 2: CAMs + CRF + eval"
 
 echo "== AffinityNet and random walk: stage 3-4"

@@ -155,6 +155,10 @@ def test_toy_folder_of_n_classes_with_train_aug(tmp_path):
     assert toy.folder_classes(4) == FOLDER_CLASSES and [n for n, _ in FOLDER_CLASSES][2] == "L_shape"
     with pytest.raises(ValueError, match="--n_classes"):
         toy.folder_classes(21)
+    with pytest.raises(ValueError, match="--n_train"):
+        toy.generate_toy_folder(str(tmp_path / "g"), n_train=5, n_val=1, n_train_aug=3)
+    with pytest.raises(ValueError, match="--object_scale"):  # objects too small to place: no endless retries
+        toy.generate_toy_folder(str(tmp_path / "g"), n_train=1, n_val=1, object_scale=(0.01, 0.02))
 
 
 def test_labels_from_masks_alone_train_stage_one(folder, tmp_path):

@@ -37,7 +37,7 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     assert f"+ {os.path.basename(sys.executable)} train_seam.py" in done.stderr  # the stage scripts echo their command
     toy = work / "toy"
     assert (toy / "classes.txt").read_text().split() == ["ellipse", "ring", "hexagon", "L_shape", "x", "arrow"]
-    assert "[demo] stage 1: train SEAM (and the baseline)" in done.stdout
+    assert "[demo] stage 1: train SEAM (baseline beside it)" in done.stdout
     assert "initialised from" in (work / "baseline.out").read_text()  # the baseline starts from stage 0 too
     env = {"WORK_DIR": str(work), "DATASET": "folder", "DATA_ROOT": str(toy)}
     for stage, session in (("train_seam", "resnet38_SEAM"), ("train_seg", "resnet38_seg")):

@@ -281,9 +281,9 @@ def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed
 
 
 def folder_classes(n_classes):
-    """(name, style) of `n_classes` styles evenly spaced in hue, named after their shapes: with 4,
-    ellipse / star / L_shape / inv_triangle, a quarter turn apart; with 6, a sixth (more than the
-    published ColorJitter's hue shift of 0.1)."""
+    """(name, style) of `n_classes` styles spread evenly over the 20 hues, named after their
+    shapes: with 4, ellipse / star / L_shape / inv_triangle, a quarter turn apart; with 6, 0.15-0.2
+    apart (more than the published ColorJitter's hue shift of 0.1)."""
     if not 1 <= n_classes <= len(SHAPES):
         raise ValueError(f"--n_classes must be 1..{len(SHAPES)}, got {n_classes}")
     styles = [round(i * len(SHAPES) / n_classes) for i in range(n_classes)]
@@ -324,6 +324,10 @@ def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0, n_classes=4,
     train.txt, val.txt; no cls_labels.txt (labels come from the xml). `n_train_aug` > 0 adds
     train_aug.txt of that many images, train.txt being its first `n_train` (VOC's design).
     `object_scale`: range of object sides as fractions of the image side. Returns dict split -> ids."""
+    if n_train_aug and not 0 < n_train <= n_train_aug or n_train_aug < 0:
+        raise ValueError(f"--n_train must be in 1..n_train_aug ({n_train_aug}), got {n_train}")
+    if not 0.1 <= object_scale[0] <= object_scale[1] <= 1:
+        raise ValueError(f"--object_scale must satisfy 0.1 <= MIN <= MAX <= 1, got {object_scale}")
     classes_used = folder_classes(n_classes)
     names = [n for n, _ in classes_used]
     styles = [s for _, s in classes_used]
