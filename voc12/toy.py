@@ -332,10 +332,9 @@ def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0, n_classes=4,
     names = [n for n, _ in classes_used]
     styles = [s for _, s in classes_used]
     write_text(os.path.join(out, "classes.txt"), "".join(n + "\n" for n in names))
-    n_first = max(n_train_aug, n_train)
-    ids = [f"img_{i:04d}" for i in range(n_first + n_val)]
-    drawn_splits = {"train": ids[:n_first], "val": ids[n_first:]}
-    for code, ids in enumerate(drawn_splits.values()):
+    train_ids = [f"img_{i:04d}" for i in range(n_train_aug or n_train)]
+    val_ids = [f"img_{i:04d}" for i in range(len(train_ids), len(train_ids) + n_val)]
+    for code, ids in enumerate((train_ids, val_ids)):
         for index, img_id in enumerate(ids):
             rng = np.random.default_rng([seed, 10 + code, index])
             img, instances, drawn = make_sample(rng, size, styles, object_scale)
@@ -345,9 +344,8 @@ def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0, n_classes=4,
             save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
             write_text(os.path.join(out, "Annotations", img_id + ".xml"),
                        annotation_xml(img_id, size, instances, classes, names))
-    splits = {"train": drawn_splits["train"][:n_train], "val": drawn_splits["val"]}
-    if n_train_aug:
-        splits = {"train_aug": drawn_splits["train"], **splits}
+    splits = {"train_aug": train_ids} if n_train_aug else {}
+    splits.update(train=train_ids[:n_train], val=val_ids)  # val.txt last: the demo's "finished" mark
     for name, ids in splits.items():
         write_list(os.path.join(out, name + ".txt"), ids)
     return splits
