@@ -47,7 +47,8 @@ def get_parser():
                         "folders float16)")
     p.add_argument("--out_cam", default=None)
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
-    p.add_argument("--out_crf", default=None, help="prefix: folders <out_crf>_<alpha> are written")
+    p.add_argument("--out_crf", default=None,
+                   help="prefix: folders <out_crf>_<alpha> are written (alpha as a Python float: crf_4.0, crf_0.25)")
     p.add_argument("--out_cam_pred", default=None)
     p.add_argument("--out_cam_pred_alpha", type=float, default=0.26, help="background score of --out_cam_pred")
     p.add_argument("--scales", type=float, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
@@ -55,6 +56,11 @@ def get_parser():
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
     return p
+
+
+def crf_folder(out_crf, alpha):
+    """<out_crf>_<alpha>, alpha written in full (4 -> crf_4.0, 0.125 -> crf_0.125), so no two powers share one."""
+    return f"{out_crf}_{float(alpha)!r}"
 
 
 def output_paths(args, name):
@@ -67,7 +73,7 @@ def output_paths(args, name):
         paths["pred"] = os.path.join(args.out_cam_pred, name + ".png")
     if args.out_crf:
         for alpha in args.crf_alphas:
-            paths[f"crf_{alpha}"] = os.path.join(f"{args.out_crf}_{alpha:.1f}", name + ".npz")
+            paths[f"crf_{alpha}"] = os.path.join(crf_folder(args.out_crf, alpha), name + ".npz")
     return paths
 
 
@@ -103,6 +109,8 @@ def run(args):
     with cli_errors():
         data = dataset_from_args(args)
         args.infer_list = split_list(args.infer_list, data, "train")
+    if len(set(args.crf_alphas)) < len(args.crf_alphas) or min(args.crf_alphas) <= 0:
+        raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
     device = setup_device(args)
 
     def build(state):
@@ -114,7 +122,7 @@ def run(args):
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
     out_folders = ([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
-                   + ([f"{args.out_crf}_{a}" for a in args.crf_alphas] if args.out_crf else []))
+                   + ([crf_folder(args.out_crf, a) for a in args.crf_alphas] if args.out_crf else []))
     prepare_outputs(out_folders)
 
     with cli_errors():

@@ -149,6 +149,21 @@ def test_infer_writes_cams_crf_and_labels_that_evaluation_scores(toy, trained, t
     assert "6 of 6 images to process" in capsys.readouterr().out
 
 
+def test_fractional_crf_powers_get_their_own_folders(toy, trained, tmp_path):
+    base = ["--weights", str(trained), "--voc12_root", str(toy), "--infer_list", str(toy / "train.txt"),
+            "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0", "--crf_workers", "0",
+            "--out_crf", str(tmp_path / "crf")]  # fmt: skip
+    infer_seam.main([*base, "--crf_alphas", "0.125", "0.25"])  # both rounded to one decimal once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crf_0.125", "crf_0.25"]
+    name = load_img_id_list(toy / "train.txt")[0]
+    bg = [load_crf(tmp_path / f"crf_{a}" / f"{name}.npz")[1][0] for a in ("0.125", "0.25")]
+    assert not np.allclose(bg[0], bg[1])  # each folder holds its own power
+    for bad in (["0.5", "0.5"], ["0", "4"]):
+        with pytest.raises(SystemExit) as e:
+            infer_seam.main([*base, "--crf_alphas", *bad])
+        assert str(e.value).startswith("error: --crf_alphas")
+
+
 def test_wrong_checkpoint_is_a_one_line_error(toy, tmp_path):
     path = tmp_path / "aff.pth"
     from network import resnet38_aff
