@@ -7,6 +7,8 @@
 #   CLS_LABELS       image-level labels (default: the data set's, voc12/cls_labels.txt for VOC)
 #   SEAM_PYTHON      interpreter (default: active venv/conda, else $SEAM_VENV or .venv, else python3)
 #   NPROC            processes (GPUs) for the training and inference stages: torchrun when > 1
+#   LA_ALPHA         background power of the low-alpha CRF maps (default 4, confident foreground)
+#   HA_ALPHA         background power of the high-alpha CRF maps (default 24, confident background)
 SEAM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${WORK_DIR:-work}"
 DATASET="${DATASET:-voc12}"
@@ -41,6 +43,16 @@ need_data() {  # the data set: DATA_ARGS for every script, LABEL_ARGS where imag
 split_list() {  # split_list ROLE: $LIST if set, else the data set's list of ROLE (train_aug, train, val)
   if [ -n "${LIST:-}" ]; then echo "$LIST"; return; fi
   "$PY" -m voc12.dataset "${DATA_ARGS[@]}" --list "$1"
+}
+
+crf_alphas() {  # "LA HA" as infer_seam.py names their folders crf_<power> (4 -> 4.0)
+  "$PY" -c 'import sys
+try:
+    powers = [float(a) for a in sys.argv[1:]]
+    assert min(powers) > 0
+except (ValueError, AssertionError):
+    sys.exit(f"error: LA_ALPHA and HA_ALPHA must be positive numbers, got {sys.argv[1:]}")
+print(*map(repr, powers))' "${LA_ALPHA:-4}" "${HA_ALPHA:-24}"
 }
 
 run_py() {  # run_py script.py args...: print the command, then run it

@@ -3,6 +3,7 @@
 Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14]
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ from tool.fileio import atomic_path  # noqa: E402
 ROWS = [
     ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0", "-"),
     ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),
-    ("SEAM CAM + CRF", ["crf_4.0.json", "crf_24.0.json"], "train", "56.83", "-"),
+    ("SEAM CAM + CRF", ["crf_*.json"], "train", "56.83", "-"),  # both powers of eval_cam.sh
     ("random walk (pseudo labels)", ["rw.json"], "train", "63.61", "-"),
     ("segmentation (DeepLab)", ["seg.json"], "val", "64.5", "about 31.9 (third-party)"),
 ]
@@ -27,11 +28,9 @@ def collect(results_dir, reference="voc12"):
     for name, files, split, *papers in ROWS:
         paper = papers[REFERENCES[reference]]
         found = []
-        for f in files:
-            path = os.path.join(results_dir, f)
-            if os.path.exists(path):
-                with open(path) as fh:
-                    found.append((json.load(fh), f))
+        for path in sorted(p for f in files for p in glob.glob(os.path.join(results_dir, f))):
+            with open(path) as fh:
+                found.append((json.load(fh), os.path.basename(path)))
         if not found:
             continue
         best, source = max(found, key=lambda r: r[0]["miou"])

@@ -31,7 +31,13 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
                  "demo.png", "baseline.out"):
         assert (work / name).is_file(), name
     assert len(os.listdir(work / "cam")) == 16 and len(os.listdir(work / "rw")) == 16
-    assert len(os.listdir(work / "crf_4.0")) == 16 and len(os.listdir(work / "seg")) == 8
+    # the demo's CRF powers reach infer_seam.py, eval_cam.sh and train_aff.sh through LA_ALPHA / HA_ALPHA
+    assert len(os.listdir(work / "crf_0.5")) == 16 and len(os.listdir(work / "crf_2.0")) == 16
+    assert not (work / "crf_4.0").exists() and rows["SEAM CAM + CRF"]["source"] in ("crf_0.5", "crf_2.0")
+    aff_log = next((work / "tblog").glob("*resnet38_aff.log")).read_text()
+    assert f"la_crf_dir: {work / 'crf_0.5'}" in aff_log and f"ha_crf_dir: {work / 'crf_2.0'}" in aff_log
+    assert len(os.listdir(work / "seg")) == 8
+    assert (work / "pseudo.txt").read_text().split() == (work / "toy" / "train_aug.txt").read_text().split()
     # every command is printed; a training stage run again skips its finished session (the demo
     # reruns nothing else that trains, so one stage script stands for the four)
     assert f"+ {os.path.basename(sys.executable)} train_seam.py" in done.stderr  # the stage scripts echo their command
@@ -61,6 +67,14 @@ def test_stage_scripts_need_the_voc_root(tmp_path):
                    "eval_rw.sh", "train_seg.sh", "infer_seg.sh", "eval_seg.sh"):
         done = run_script(script, env)
         assert done.returncode == 2 and done.stderr.startswith("error: set VOC12_ROOT"), script
+
+
+def test_crf_powers_are_checked_before_anything_runs(tmp_path):
+    env = {"WORK_DIR": str(tmp_path), "VOC12_ROOT": str(tmp_path), "LA_ALPHA": "low"}
+    for script in ("infer_seam.sh", "train_aff.sh", "eval_cam.sh"):
+        done = run_script(script, env)
+        assert done.returncode == 1, script
+        assert done.stderr.strip() == "error: LA_ALPHA and HA_ALPHA must be positive numbers, got ['low', '24']"
 
 
 def test_gpu_check_python_snippets_import_what_exists():
