@@ -7,7 +7,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${SEAM_PYTHON:-}" ]; then source "$here/env.sh"; export SEAM_PYTHON="$PY"; fi
 export WORK_DIR="${WORK_DIR:-work_demo}"
-source "$here/common.sh"
 if [ -n "${DEMO_TINY:-}" ]; then
   : "${DEMO_N_TRAIN_AUG:=16}" "${DEMO_N_PSEUDO:=16}" "${DEMO_N_TRAIN:=6}" "${DEMO_N_VAL:=4}" "${DEMO_SIZE:=64}"
   : "${DEMO_WIDTH:=0.0625}"
@@ -19,6 +18,11 @@ N_TRAIN="${DEMO_N_TRAIN:-120}" N_VAL="${DEMO_N_VAL:-120}"
 SIZE="${DEMO_SIZE:-96}" OBJECT_SCALE="${DEMO_OBJECT_SCALE:-0.35 0.8}" WIDTH="${DEMO_WIDTH:-0.125}" BATCH="${DEMO_BATCH:-8}"
 PRE_EPOCHS="${DEMO_PRE_EPOCHS:-10}" CAM_EPOCHS="${DEMO_CAM_EPOCHS:-6}" AFF_EPOCHS="${DEMO_AFF_EPOCHS:-6}"
 SEG_STEPS="${DEMO_SEG_STEPS:-400}" CRF_WORKERS="${DEMO_CRF_WORKERS:-2}" SEED="${DEMO_SEED:-0}"
+if ! [ "$N_PSEUDO" -ge "$N_TRAIN" ] 2>/dev/null; then  # train's CAMs and pseudo labels are scored
+  echo "error: DEMO_N_PSEUDO=$N_PSEUDO must be a number of images >= DEMO_N_TRAIN ($N_TRAIN)" >&2
+  exit 2
+fi
+source "$here/common.sh"
 start=$(date +%s)
 lap_start=$start
 lap() {  # lap NAME: one line per stage with its elapsed time, so a user sees where the minutes go

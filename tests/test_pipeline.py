@@ -69,6 +69,12 @@ def test_stage_scripts_need_the_voc_root(tmp_path):
         assert done.returncode == 2 and done.stderr.startswith("error: set VOC12_ROOT"), script
 
 
+def test_demo_needs_pseudo_labels_for_every_train_image(tmp_path):
+    done = run_script("demo.sh", {"WORK_DIR": str(tmp_path / "w"), "DEMO_TINY": "1", "DEMO_N_PSEUDO": "5"})
+    assert done.returncode == 2 and not (tmp_path / "w").exists()
+    assert done.stderr.strip() == "error: DEMO_N_PSEUDO=5 must be a number of images >= DEMO_N_TRAIN (6)"
+
+
 def test_crf_powers_are_checked_before_anything_runs(tmp_path):
     env = {"WORK_DIR": str(tmp_path), "VOC12_ROOT": str(tmp_path), "LA_ALPHA": "low"}
     for script in ("infer_seam.sh", "train_aff.sh", "eval_cam.sh"):
