@@ -7,6 +7,7 @@ Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
 import argparse
+import math
 import os
 
 import numpy as np
@@ -109,7 +110,7 @@ def run(args):
     with cli_errors():
         data = dataset_from_args(args)
         args.infer_list = split_list(args.infer_list, data, "train")
-    if len(set(args.crf_alphas)) < len(args.crf_alphas) or min(args.crf_alphas) <= 0:
+    if len(set(args.crf_alphas)) < len(args.crf_alphas) or not all(0 < a < math.inf for a in args.crf_alphas):
         raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
     device = setup_device(args)
 

@@ -26,8 +26,10 @@ def get_parser():
     p.add_argument("--crop_size", type=int, default=448)
     p.add_argument("--radius", type=int, default=5, help="pair radius on the feature grid")
     add_dataset_flags(p)
-    p.add_argument("--la_crf_dir", required=True, help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0)")
-    p.add_argument("--ha_crf_dir", required=True, help="high-alpha CRF folder of infer_seam.py (<out_crf>_24.0)")
+    p.add_argument("--la_crf_dir", required=True,
+                   help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0; LA_ALPHA in the stage scripts)")
+    p.add_argument("--ha_crf_dir", required=True,
+                   help="high-alpha CRF folder of infer_seam.py (<out_crf>_24.0; HA_ALPHA in the stage scripts)")
     return p
 
 

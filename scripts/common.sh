@@ -46,12 +46,20 @@ split_list() {  # split_list ROLE: $LIST if set, else the data set's list of ROL
 }
 
 crf_alphas() {  # "LA HA" as infer_seam.py names their folders crf_<power> (4 -> 4.0)
-  "$PY" -c 'import sys
-try:
-    powers = [float(a) for a in sys.argv[1:]]
-    assert min(powers) > 0
-except (ValueError, AssertionError):
-    sys.exit(f"error: LA_ALPHA and HA_ALPHA must be positive numbers, got {sys.argv[1:]}")
+  "$PY" -c 'import math, sys
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+powers = []
+for name, value in zip(("LA_ALPHA", "HA_ALPHA"), sys.argv[1:]):
+    try:
+        powers.append(float(value))
+    except ValueError:
+        powers.append(math.nan)
+    if not 0 < powers[-1] < math.inf:
+        fail(f"{name}={value}: give a positive number")
+if not powers[0] < powers[1]:
+    fail(f"LA_ALPHA={sys.argv[1]} must be below HA_ALPHA={sys.argv[2]} (low power: confident foreground)")
 print(*map(repr, powers))' "${LA_ALPHA:-4}" "${HA_ALPHA:-24}"
 }
 

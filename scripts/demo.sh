@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${SEAM_PYTHON:-}" ]; then source "$here/env.sh"; export SEAM_PYTHON="$PY"; fi
 export WORK_DIR="${WORK_DIR:-work_demo}"
 if [ -n "${DEMO_TINY:-}" ]; then
-  : "${DEMO_N_TRAIN_AUG:=16}" "${DEMO_N_PSEUDO:=16}" "${DEMO_N_TRAIN:=6}" "${DEMO_N_VAL:=4}" "${DEMO_SIZE:=64}"
+  : "${DEMO_N_TRAIN_AUG:=16}" "${DEMO_N_PSEUDO:=12}" "${DEMO_N_TRAIN:=6}" "${DEMO_N_VAL:=4}" "${DEMO_SIZE:=64}"
   : "${DEMO_WIDTH:=0.0625}"
   : "${DEMO_PRE_EPOCHS:=1}" "${DEMO_CAM_EPOCHS:=1}" "${DEMO_AFF_EPOCHS:=1}" "${DEMO_SEG_STEPS:=2}" "${DEMO_BATCH:=4}"
   : "${DEMO_CRF_WORKERS:=0}"
@@ -18,11 +18,25 @@ N_TRAIN="${DEMO_N_TRAIN:-120}" N_VAL="${DEMO_N_VAL:-120}"
 SIZE="${DEMO_SIZE:-96}" OBJECT_SCALE="${DEMO_OBJECT_SCALE:-0.35 0.8}" WIDTH="${DEMO_WIDTH:-0.125}" BATCH="${DEMO_BATCH:-8}"
 PRE_EPOCHS="${DEMO_PRE_EPOCHS:-10}" CAM_EPOCHS="${DEMO_CAM_EPOCHS:-6}" AFF_EPOCHS="${DEMO_AFF_EPOCHS:-6}"
 SEG_STEPS="${DEMO_SEG_STEPS:-400}" CRF_WORKERS="${DEMO_CRF_WORKERS:-2}" SEED="${DEMO_SEED:-0}"
+LA="${DEMO_LA_ALPHA:-0.5}" HA="${DEMO_HA_ALPHA:-2}" RW_ALPHA="${DEMO_RW_ALPHA:-1}" RW_RADIUS="${DEMO_RW_RADIUS:-3}"
 if ! [ "$N_PSEUDO" -ge "$N_TRAIN" ] 2>/dev/null; then  # train's CAMs and pseudo labels are scored
   echo "error: DEMO_N_PSEUDO=$N_PSEUDO must be a number of images >= DEMO_N_TRAIN ($N_TRAIN)" >&2
   exit 2
 fi
+# Finished stages are skipped on a rerun: a work folder of other settings (or of an older demo,
+# which has no stamp) would mix its outputs into this table.
+settings="classes=$N_CLASSES train_aug=$N_TRAIN_AUG pseudo=$N_PSEUDO train=$N_TRAIN val=$N_VAL size=$SIZE \
+objects=$OBJECT_SCALE width=$WIDTH batch=$BATCH epochs=$PRE_EPOCHS/$CAM_EPOCHS/$AFF_EPOCHS seg_steps=$SEG_STEPS \
+seed=$SEED crf=$LA/$HA walk=$RW_ALPHA/$RW_RADIUS"
+stamp="$WORK_DIR/demo_settings.txt"
+if [ -e "$WORK_DIR/toy" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$settings" ]; then
+  echo "error: $WORK_DIR holds a demo run of other settings or an older demo: remove it or set WORK_DIR" >&2
+  exit 2
+fi
+mkdir -p "$WORK_DIR"
+echo "$settings" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 source "$here/common.sh"
+LA_ALPHA="$LA" HA_ALPHA="$HA" crf_alphas > /dev/null  # DEMO_LA_ALPHA / DEMO_HA_ALPHA checked before any work
 start=$(date +%s)
 lap_start=$start
 lap() {  # lap NAME: one line per stage with its elapsed time, so a user sees where the minutes go
@@ -32,10 +46,6 @@ lap() {  # lap NAME: one line per stage with its elapsed time, so a user sees wh
 }
 
 toy="$WORK_DIR/toy"
-if [ -f "$toy/val.txt" ] && [ ! -f "$toy/classes.txt" ]; then
-  echo "error: $WORK_DIR holds an older demo's output (20-class VOC layout): remove it or set WORK_DIR" >&2
-  exit 2
-fi
 if [ ! -f "$toy/val.txt" ]; then
   # shellcheck disable=SC2086  # OBJECT_SCALE is two numbers
   "$PY" -m voc12.toy --kind folder --n_classes "$N_CLASSES" --object_scale $OBJECT_SCALE --out "$toy" \
@@ -43,7 +53,8 @@ if [ ! -f "$toy/val.txt" ]; then
 fi
 lap "synthetic data"
 # Stages 2-5 (CAMs, CRF maps, AffinityNet, pseudo labels, DeepLab) work on the first N_PSEUDO
-# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it.
+# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 360 of
+# 600, stages 2-4 take about 60 s less on 2 cores, so the demo fits 15 minutes on a slower machine.
 pseudo="$WORK_DIR/pseudo.txt"
 head -n "$N_PSEUDO" "$toy/train_aug.txt" > "$pseudo"
 export DATASET=folder DATA_ROOT="$toy" TRAIN_LIST="$toy/train_aug.txt"
@@ -84,7 +95,7 @@ lap "stage 1: train SEAM (baseline beside it)"
 # The toy CAMs are confident (best background threshold ~0.6, against ~0.2 on VOC): at the
 # published CRF powers 4 and 24 fewer than half of the "confident foreground" pixels that train
 # AffinityNet are foreground. Powers 0.5 and 2 keep the two maps' roles (see README).
-export LA_ALPHA="${DEMO_LA_ALPHA:-0.5}" HA_ALPHA="${DEMO_HA_ALPHA:-2}"
+export LA_ALPHA="$LA" HA_ALPHA="$HA"
 LIST="$pseudo" bash "$here/infer_seam.sh" --num_workers 0 --crf_workers "$CRF_WORKERS"
 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0
 if ! wait "$baseline"; then
@@ -101,8 +112,7 @@ lap "stage 3: train AffinityNet"
 # Background power 1 for the same reason (VOC: the published 6, between the CRF's 4 and 24). A
 # 96-pixel image has a 12x12 feature grid, where the published radius 5 reaches across most of
 # the image: radius 3.
-LIST="$pseudo" bash "$here/infer_aff.sh" --num_workers 0 --alpha "${DEMO_RW_ALPHA:-1}" \
-  --radius "${DEMO_RW_RADIUS:-3}"
+LIST="$pseudo" bash "$here/infer_aff.sh" --num_workers 0 --alpha "$RW_ALPHA" --radius "$RW_RADIUS"
 LIST="$toy/train.txt" bash "$here/eval_rw.sh" --num_workers 0
 lap "stage 4: random walk + eval"
 
@@ -116,6 +126,8 @@ LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" --num_workers 0
 LIST="$toy/val.txt" bash "$here/eval_seg.sh" --num_workers 0
 lap "stage 5: segment val + eval"
 
-run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU, width $WIDTH, $N_CLASSES classes)"
+# shellcheck disable=SC2046  # two numbers
+run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU, width $WIDTH, $N_CLASSES classes)" \
+  --crf_alphas $(crf_alphas)
 run_py scripts/demo_figure.py "$WORK_DIR" "$toy" "$WORK_DIR/figure.txt"
 echo "demo finished in $(( $(date +%s) - start )) s"

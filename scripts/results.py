@@ -1,9 +1,8 @@
 """Collect the evaluation JSONs of a work folder into the results table (Markdown + JSON).
 
-Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14]
+Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14] [--crf_alphas LA HA]
 """
 import argparse
-import glob
 import json
 import os
 import sys
@@ -16,21 +15,25 @@ from tool.fileio import atomic_path  # noqa: E402
 ROWS = [
     ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0", "-"),
     ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),
-    ("SEAM CAM + CRF", ["crf_*.json"], "train", "56.83", "-"),  # both powers of eval_cam.sh
+    ("SEAM CAM + CRF", ["crf_{}.json", "crf_{}.json"], "train", "56.83", "-"),  # the two --crf_alphas
     ("random walk (pseudo labels)", ["rw.json"], "train", "63.61", "-"),
     ("segmentation (DeepLab)", ["seg.json"], "val", "64.5", "about 31.9 (third-party)"),
 ]
 REFERENCES = {"voc12": 0, "coco14": 1}
 
 
-def collect(results_dir, reference="voc12"):
+def collect(results_dir, reference="voc12", crf_alphas=(4.0, 24.0)):
     rows = []
     for name, files, split, *papers in ROWS:
         paper = papers[REFERENCES[reference]]
+        if "{}" in files[0]:  # as infer_seam.py names the CRF folders
+            files = [f.format(repr(float(a))) for f, a in zip(files, crf_alphas)]
         found = []
-        for path in sorted(p for f in files for p in glob.glob(os.path.join(results_dir, f))):
-            with open(path) as fh:
-                found.append((json.load(fh), os.path.basename(path)))
+        for f in files:
+            path = os.path.join(results_dir, f)
+            if os.path.exists(path):
+                with open(path) as fh:
+                    found.append((json.load(fh), f))
         if not found:
             continue
         best, source = max(found, key=lambda r: r[0]["miou"])
@@ -56,9 +59,11 @@ def main(argv=None):
     p.add_argument("work_dir")
     p.add_argument("--title", default="Results")
     p.add_argument("--reference", default="voc12", choices=tuple(REFERENCES), help="whose published figures")
+    p.add_argument("--crf_alphas", type=float, nargs=2, default=(4.0, 24.0), metavar=("LA", "HA"),
+                   help="the CRF powers whose maps eval_cam.sh scored (a work folder may hold older ones)")
     args = p.parse_args(argv)
     results_dir = os.path.join(args.work_dir, "results")
-    rows = collect(results_dir, args.reference)
+    rows = collect(results_dir, args.reference, args.crf_alphas)
     if not rows:
         raise SystemExit(f"error: {results_dir}: no evaluation results found")
     text = markdown(rows, args.title, args.reference)

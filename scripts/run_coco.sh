@@ -34,4 +34,6 @@ bash "$here/eval_rw.sh"
 bash "$here/train_seg.sh" --max_step "${COCO_SEG_STEPS:-50000}"
 bash "$here/infer_seg.sh"
 bash "$here/eval_seg.sh"
-run_py scripts/results.py "$WORK_DIR" --title "MS-COCO 2014" --reference coco14
+alphas="$(crf_alphas)"
+# shellcheck disable=SC2086  # two numbers
+run_py scripts/results.py "$WORK_DIR" --title "MS-COCO 2014" --reference coco14 --crf_alphas $alphas

@@ -21,4 +21,6 @@ bash "$here/train_seg.sh"
 bash "$here/infer_seg.sh"
 bash "$here/eval_seg.sh"
 source "$here/common.sh"
-run_py scripts/results.py "$WORK_DIR" --title "PASCAL VOC 2012"
+alphas="$(crf_alphas)"
+# shellcheck disable=SC2086  # two numbers
+run_py scripts/results.py "$WORK_DIR" --title "PASCAL VOC 2012" --crf_alphas $alphas

@@ -11,7 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_script(script, env_extra, *args):
-    env = {**os.environ, "SEAM_PYTHON": sys.executable, **env_extra}
+    # settings a developer may have exported would change what the scripts do
+    env = {k: v for k, v in os.environ.items() if k not in ("LA_ALPHA", "HA_ALPHA") and not k.startswith("DEMO_")}
+    env.update(SEAM_PYTHON=sys.executable, **env_extra)
     return subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 
@@ -30,14 +32,22 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     for name in ("pretrain.pth", "baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth",
                  "demo.png", "baseline.out"):
         assert (work / name).is_file(), name
-    assert len(os.listdir(work / "cam")) == 16 and len(os.listdir(work / "rw")) == 16
+    # stages 2-5 on the first 12 of the 16 train_aug images; the classifiers on all 16
+    pseudo = (work / "toy" / "train_aug.txt").read_text().split()[:12]
+    assert (work / "pseudo.txt").read_text().split() == pseudo
+    assert sorted(os.listdir(work / "cam")) == sorted(f"{n}.npz" for n in pseudo)
+    assert sorted(os.listdir(work / "rw")) == sorted(f"{n}.png" for n in pseudo)
     # the demo's CRF powers reach infer_seam.py, eval_cam.sh and train_aff.sh through LA_ALPHA / HA_ALPHA
-    assert len(os.listdir(work / "crf_0.5")) == 16 and len(os.listdir(work / "crf_2.0")) == 16
+    assert len(os.listdir(work / "crf_0.5")) == 12 and len(os.listdir(work / "crf_2.0")) == 12
     assert not (work / "crf_4.0").exists() and rows["SEAM CAM + CRF"]["source"] in ("crf_0.5", "crf_2.0")
     aff_log = next((work / "tblog").glob("*resnet38_aff.log")).read_text()
     assert f"la_crf_dir: {work / 'crf_0.5'}" in aff_log and f"ha_crf_dir: {work / 'crf_2.0'}" in aff_log
     assert len(os.listdir(work / "seg")) == 8
-    assert (work / "pseudo.txt").read_text().split() == (work / "toy" / "train_aug.txt").read_text().split()
+    (work / "results" / "crf_4.0.json").write_text('{"miou": 99.0}')  # an older run's powers: not this table's
+    table = subprocess.run([sys.executable, "scripts/results.py", str(work), "--crf_alphas", "0.5", "2"], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    crf_row = next(line for line in table.stdout.splitlines() if line.startswith("| SEAM CAM + CRF |"))
+    assert table.returncode == 0 and "99.00" not in crf_row and crf_row.endswith(("| crf_0.5 |", "| crf_2.0 |"))
     # every command is printed; a training stage run again skips its finished session (the demo
     # reruns nothing else that trains, so one stage script stands for the four)
     assert f"+ {os.path.basename(sys.executable)} train_seam.py" in done.stderr  # the stage scripts echo their command
@@ -69,18 +79,28 @@ def test_stage_scripts_need_the_voc_root(tmp_path):
         assert done.returncode == 2 and done.stderr.startswith("error: set VOC12_ROOT"), script
 
 
-def test_demo_needs_pseudo_labels_for_every_train_image(tmp_path):
+def test_demo_checks_its_settings_before_any_work(tmp_path):
     done = run_script("demo.sh", {"WORK_DIR": str(tmp_path / "w"), "DEMO_TINY": "1", "DEMO_N_PSEUDO": "5"})
     assert done.returncode == 2 and not (tmp_path / "w").exists()
     assert done.stderr.strip() == "error: DEMO_N_PSEUDO=5 must be a number of images >= DEMO_N_TRAIN (6)"
+    (tmp_path / "old" / "toy").mkdir(parents=True)  # an older demo's folder: no settings stamp
+    done = run_script("demo.sh", {"WORK_DIR": str(tmp_path / "old"), "DEMO_TINY": "1"})
+    assert done.returncode == 2 and "holds a demo run of other settings or an older demo" in done.stderr
+    assert os.listdir(tmp_path / "old") == ["toy"]
+    done = run_script("demo.sh", {"WORK_DIR": str(tmp_path / "w"), "DEMO_TINY": "1", "DEMO_LA_ALPHA": "3"})
+    assert done.returncode == 2 and done.stderr.strip().endswith(
+        "error: LA_ALPHA=3 must be below HA_ALPHA=2 (low power: confident foreground)")
+    assert not (tmp_path / "w" / "toy").exists()
 
 
 def test_crf_powers_are_checked_before_anything_runs(tmp_path):
-    env = {"WORK_DIR": str(tmp_path), "VOC12_ROOT": str(tmp_path), "LA_ALPHA": "low"}
-    for script in ("infer_seam.sh", "train_aff.sh", "eval_cam.sh"):
-        done = run_script(script, env)
-        assert done.returncode == 1, script
-        assert done.stderr.strip() == "error: LA_ALPHA and HA_ALPHA must be positive numbers, got ['low', '24']"
+    env = {"WORK_DIR": str(tmp_path), "VOC12_ROOT": str(tmp_path), "HA_ALPHA": ""}
+    for powers, error in ((("low", ""), "LA_ALPHA=low: give a positive number"),
+                          (("4", "inf"), "HA_ALPHA=inf: give a positive number"),
+                          (("24", "4"), "LA_ALPHA=24 must be below HA_ALPHA=4 (low power: confident foreground)")):
+        for script in ("infer_seam.sh", "train_aff.sh", "eval_cam.sh"):
+            done = run_script(script, {**env, "LA_ALPHA": powers[0], "HA_ALPHA": powers[1]})
+            assert done.returncode == 2 and done.stderr.strip() == f"error: {error}", (script, powers)
 
 
 def test_gpu_check_python_snippets_import_what_exists():

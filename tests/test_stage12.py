@@ -153,12 +153,12 @@ def test_fractional_crf_powers_get_their_own_folders(toy, trained, tmp_path):
     base = ["--weights", str(trained), "--voc12_root", str(toy), "--infer_list", str(toy / "train.txt"),
             "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0", "--crf_workers", "0",
             "--out_crf", str(tmp_path / "crf")]  # fmt: skip
-    infer_seam.main([*base, "--crf_alphas", "0.125", "0.25"])  # both rounded to one decimal once
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["crf_0.125", "crf_0.25"]
+    infer_seam.main([*base, "--crf_alphas", "0.1", "0.125"])  # both were written to crf_0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crf_0.1", "crf_0.125"]
     name = load_img_id_list(toy / "train.txt")[0]
-    bg = [load_crf(tmp_path / f"crf_{a}" / f"{name}.npz")[1][0] for a in ("0.125", "0.25")]
+    bg = [load_crf(tmp_path / f"crf_{a}" / f"{name}.npz")[1][0] for a in ("0.1", "0.125")]
     assert not np.allclose(bg[0], bg[1])  # each folder holds its own power
-    for bad in (["0.5", "0.5"], ["0", "4"]):
+    for bad in (["0.5", "0.5"], ["0", "4"], ["4", "nan"]):
         with pytest.raises(SystemExit) as e:
             infer_seam.main([*base, "--crf_alphas", *bad])
         assert str(e.value).startswith("error: --crf_alphas")
