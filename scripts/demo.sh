@@ -107,7 +107,8 @@ trap - EXIT
 lap "stage 2: CAMs + CRF + eval"
 
 echo "== AffinityNet and random walk: stage 3-4"
-TRAIN_LIST="$pseudo" bash "$here/train_aff.sh" "${common[@]}" --crop_size "$crop" --max_epoches "$AFF_EPOCHS" --lr 0.01
+TRAIN_LIST="$pseudo" bash "$here/train_aff.sh" "${common[@]}" --crop_size "$crop" --max_epoches "$AFF_EPOCHS" \
+  --lr 0.01
 lap "stage 3: train AffinityNet"
 # Background power 1 for the same reason (VOC: the published 6, between the CRF's 4 and 24). A
 # 96-pixel image has a 12x12 feature grid, where the published radius 5 reaches across most of
@@ -118,7 +119,8 @@ lap "stage 4: random walk + eval"
 
 echo "== segmentation: stage 5"
 # The authors' BN momentum 0.0003 needs their 20,000 steps to re-estimate the statistics; 0.1 here.
-TRAIN_LIST="$pseudo" bash "$here/train_seg.sh" "${common[@]}" --crop_size "$crop" --max_step "$SEG_STEPS" --lr 0.01 --bn_momentum 0.1
+TRAIN_LIST="$pseudo" bash "$here/train_seg.sh" "${common[@]}" --crop_size "$crop" --max_step "$SEG_STEPS" \
+  --lr 0.01 --bn_momentum 0.1
 lap "stage 5: train DeepLab"
 head -n 4 "$toy/train.txt" > "$WORK_DIR/figure.txt"
 cat "$toy/val.txt" "$WORK_DIR/figure.txt" > "$WORK_DIR/segment.txt"  # val, and the figure's train images

@@ -15,7 +15,7 @@ from tool.fileio import atomic_path  # noqa: E402
 ROWS = [
     ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0", "-"),
     ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),
-    ("SEAM CAM + CRF", ["crf_{}.json", "crf_{}.json"], "train", "56.83", "-"),  # the two --crf_alphas
+    ("SEAM CAM + CRF", None, "train", "56.83", "-"),  # the maps of the two --crf_alphas
     ("random walk (pseudo labels)", ["rw.json"], "train", "63.61", "-"),
     ("segmentation (DeepLab)", ["seg.json"], "val", "64.5", "about 31.9 (third-party)"),
 ]
@@ -26,8 +26,7 @@ def collect(results_dir, reference="voc12", crf_alphas=(4.0, 24.0)):
     rows = []
     for name, files, split, *papers in ROWS:
         paper = papers[REFERENCES[reference]]
-        if "{}" in files[0]:  # as infer_seam.py names the CRF folders
-            files = [f.format(repr(float(a))) for f, a in zip(files, crf_alphas)]
+        files = files or [f"crf_{float(a)!r}.json" for a in crf_alphas]  # named as infer_seam.py names the folders
         found = []
         for f in files:
             path = os.path.join(results_dir, f)
