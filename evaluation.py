@@ -13,7 +13,6 @@ class ids, and `cams`, K x H x W) are turned into labels with a constant backgro
 import argparse
 import datetime
 import json
-import multiprocessing
 import os
 import pickle
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 from tool.camfile import check_cam, load_cam, load_crf
 from tool.fileio import WriteError, add_debug_flag, atomic_path, debugging
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
-from tool.procs import die_with_parent
+from tool.procs import helper_pool
 from tool.vis import load_label_png
 from voc12.dataset import add_dataset_flags, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
@@ -144,10 +143,9 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     if num_workers <= 1:
         results = map(_confusions_of_chunk, tasks)
         return _sum_results(results)
-    ctx = multiprocessing.get_context(start_method)
-    with ctx.Pool(num_workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        # imap keeps list order, so the error reported is the first one in the list.
-        return _sum_results(pool.imap(_confusions_of_chunk, tasks))
+    with helper_pool(num_workers, start_method) as pool:
+        # map keeps list order, so the error reported is the first one in the list.
+        return _sum_results(pool.map(_confusions_of_chunk, tasks))
 
 
 def _sum_results(results):

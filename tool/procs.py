@@ -1,6 +1,9 @@
 """Helper processes (loader workers, CRF and evaluation pools) end with the process that
 started them, a kill -9 included: no orphans holding memory after a killed run."""
+import concurrent.futures as cf
+import contextlib
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -21,3 +24,17 @@ def die_with_parent(parent_pid, *_ignored):
         return
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+@contextlib.contextmanager
+def helper_pool(workers, start_method=None):
+    """A process pool of `workers` helpers that end with this process. On leaving (an error
+    included) tasks not yet started are dropped and running ones finish: no helper is killed
+    while it writes a result, which can leave multiprocessing.Pool.terminate() waiting forever
+    (a test run hung there once)."""
+    ctx = multiprocessing.get_context(start_method)
+    executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -16,7 +16,6 @@ kept unless --overwrite (a killed run continues); the lists of the splits built 
 and the labels of images of other splits already in cls_labels.txt are kept.
 """
 import argparse
-import multiprocessing
 import os
 import sys
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from tool.fileio import atomic_path
 from tool.logger import progress
-from tool.procs import die_with_parent
+from tool.procs import helper_pool
 from tool.vis import save_label_png
 from voc12.labels import load_cls_labels, write_cls_labels
 
@@ -86,9 +85,8 @@ def build_split(coco_root, split, workers=1, overwrite=False):
         if overwrite or not os.path.isfile(path):
             tasks.append((image_id, path, class_of))
     if workers > 1 and len(tasks) > 1:
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
-        with pool, progress(len(tasks), desc=split) as bar:
-            for _ in pool.imap_unordered(_write_mask, tasks, chunksize=64):
+        with helper_pool(workers, "fork") as pool, progress(len(tasks), desc=split) as bar:
+            for _ in pool.map(_write_mask, tasks, chunksize=64):
                 bar.update()
     else:
         for task in progress(tasks, desc=split):
