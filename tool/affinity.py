@@ -63,6 +63,30 @@ def affinity_labels_in_radius(label, radius=5):
     return bg_pos.astype(np.float32), fg_pos.astype(np.float32), neg.astype(np.float32)
 
 
+def label_on_grid(label, stride=8, ignore=255):
+    """(H, W) label map -> (ceil(H/8), ceil(W/8)) uint8: per cell its most frequent label other
+    than `ignore` (ties: the lowest), `ignore` where a cell has none. The map is padded with
+    `ignore` at the right and bottom, as the walk pads the CAM."""
+    label = np.asarray(label)
+    h, w = label.shape
+    gh, gw = -(-h // stride), -(-w // stride)
+    padded = np.full((gh * stride, gw * stride), ignore, np.int64)
+    padded[:h, :w] = label
+    cells = padded.reshape(gh, stride, gw, stride).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
+    n_labels = int(padded[padded != ignore].max(initial=0)) + 1
+    counts = np.stack([(cells == k).sum(-1) for k in range(n_labels)], -1)
+    grid = counts.argmax(-1).astype(np.uint8)
+    grid[counts.max(-1) == 0] = ignore
+    return grid
+
+
+def ground_truth_affinity(label_grid, radius):
+    """Affinities (n_offsets, P) float32 in the order of the network's output: 1 for a pair of
+    cells with one class (background included), 0 across classes or where an end is ignored."""
+    bg_pos, fg_pos, _ = affinity_labels_in_radius(label_grid, radius)
+    return bg_pos + fg_pos
+
+
 def confident_label_from_scores(la_scores, ha_scores, keys=None):
     """Per-pixel labels from low-alpha / high-alpha CRF scores (K, H, W), background first.
 

@@ -1,0 +1,77 @@
+"""How far the random walk can go from these CAMs: infer_aff.py's walk with AffinityNet's
+affinities replaced by the ground truth's (1 between grid cells of one class, 0 across), next to
+the CAM pooled onto the walk's grid without a walk. Prints one JSON line of mIoU (%).
+
+    python scripts/walk_ceiling.py --dataset folder --data_root DIR --list train.txt \\
+        --cam_dir WORK/cam --gt_dir DIR/SegmentationClass [--alpha 6 --beta 8 --logt 6 --radius 5]
+
+If the walk with ground-truth affinities does not beat the CAM (eval_cam.sh), no AffinityNet
+can: the CAM's errors are then whole regions or finer than the 8x8 cells of the grid.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tool.affinity import effective_radius, ground_truth_affinity, label_on_grid  # noqa: E402
+from tool.camfile import load_cam  # noqa: E402
+from tool.metrics import confusion_counts, iou_from_confusion  # noqa: E402
+from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
+from tool.vis import load_label_png  # noqa: E402
+from voc12.dataset import add_dataset_flags, dataset_from_args  # noqa: E402
+from voc12.labels import load_img_id_list  # noqa: E402
+
+
+def ceiling_labels(cams, keys, gt, num_classes, alpha, beta, logt, radius):
+    """(walked label, pooled label), each (H, W) uint8, for one image's CAMs and ground truth."""
+    grid = cam_on_grid(cams, keys, alpha, num_classes)
+    r = effective_radius(radius, grid.shape[1:])
+    aff = torch.from_numpy(ground_truth_affinity(label_on_grid(gt), r))
+    channels = np.concatenate([[0], np.asarray(keys) + 1])
+    walked = random_walk(grid, aff, r, beta, logt)
+    return (scores_to_label(walked, gt.shape, channels=channels),
+            scores_to_label(grid, gt.shape, channels=channels))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--list", required=True, help="image ids to score (e.g. train.txt)")
+    p.add_argument("--cam_dir", required=True, help="infer_seam.py's CAM files (<id>.npz)")
+    p.add_argument("--gt_dir", required=True, help="ground-truth palette PNGs (<id>.png)")
+    # infer_aff.py's defaults (the published walk); the demo passes its own, as to infer_aff.sh
+    p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
+    p.add_argument("--beta", type=float, default=8, help="power of the affinities")
+    p.add_argument("--logt", type=int, default=6, help="the walk takes 2^logt steps")
+    p.add_argument("--radius", type=int, default=5)
+    add_dataset_flags(p)
+    args = p.parse_args(argv)
+    try:
+        data = dataset_from_args(args)
+        ids = load_img_id_list(args.list)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    n = data.num_classes
+    conf_walk = conf_pooled = 0
+    for name in ids:
+        cam_path, gt_path = os.path.join(args.cam_dir, name + ".npz"), os.path.join(args.gt_dir, name + ".png")
+        try:
+            keys, cams = load_cam(cam_path, n)
+            gt = load_label_png(gt_path)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        if cams.shape[1:] != gt.shape:
+            raise SystemExit(f"error: {cam_path}: CAM is {cams.shape[1:]}, ground truth is {gt.shape}")
+        walked, pooled = ceiling_labels(cams, keys, gt, n, args.alpha, args.beta, args.logt, args.radius)
+        conf_walk = conf_walk + confusion_counts(walked, gt, n)
+        conf_pooled = conf_pooled + confusion_counts(pooled, gt, n)
+    print(json.dumps({"images": len(ids),
+                      "walk_gt_affinity_miou": round(float(iou_from_confusion(conf_walk).mean()) * 100, 2),
+                      "pooled_cam_miou": round(float(iou_from_confusion(conf_pooled).mean()) * 100, 2)}))
+
+
+if __name__ == "__main__":
+    main()
