@@ -131,8 +131,8 @@ lap "stage 5: segment val + eval"
 # shellcheck disable=SC2046  # two numbers
 run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU, width $WIDTH, $N_CLASSES classes)" \
   --crf_alphas $(crf_alphas)
-echo "== how far the walk could go from these CAMs: its labels with ground-truth affinities (README)"
-run_py scripts/walk_ceiling.py --list "$toy/train.txt" --cam_dir "$WORK_DIR/cam" --gt_dir "$toy/SegmentationClass" \
-  --alpha "$RW_ALPHA" --radius "$RW_RADIUS" --dataset folder --data_root "$toy"
 run_py scripts/demo_figure.py "$WORK_DIR" "$toy" "$WORK_DIR/figure.txt"
+echo "== for reference: the walk from the same CAMs with ground-truth affinities, and the CAM pooled onto its grid"
+run_py scripts/walk_gt_affinity.py --list "$toy/train.txt" --cam_dir "$WORK_DIR/cam" --gt_dir "$toy/SegmentationClass" \
+  --alpha "$RW_ALPHA" --radius "$RW_RADIUS" --dataset folder --data_root "$toy"
 echo "demo finished in $(( $(date +%s) - start )) s"

@@ -270,15 +270,15 @@ def test_image_modes_load_as_rgb_like_the_published_code(tmp_path, mode):
 
 # ---------------------------------------------------------------- no orphans
 
-# A parent that starts a CRF pool (2 processes), a multiprocessing pool (evaluation's) and two
+# A parent that starts a CRF pool (2 processes), a helper pool (evaluation's, forked) and two
 # loader workers, gives each a job that sleeps a minute, then kills itself with SIGKILL.
 KILL_WRAPPER = """
-import functools, multiprocessing, os, signal, sys, time
+import functools, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from torch.utils.data import DataLoader
 from tool.crf import CRFPool
-from tool.procs import die_with_parent
+from tool.procs import die_with_parent, helper_pool
 
 def nap(marker):  # a minute-long job that says when it has started
     open(marker, "w").close()
@@ -294,8 +294,9 @@ if __name__ == "__main__":
     crf = CRFPool(2)
     for k in range(2):
         crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
-    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
-    pool.apply_async(nap, (os.path.join({marks!r}, "pool"),))
+    pool_context = helper_pool(1, "fork")  # held: collecting it would shut the pool down
+    pool = pool_context.__enter__()
+    pool.submit(nap, os.path.join({marks!r}, "pool"))
     loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
     while len(os.listdir({marks!r})) < 5:  # every helper asleep in its job
         time.sleep(0.1)

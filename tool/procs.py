@@ -29,9 +29,10 @@ def die_with_parent(parent_pid, *_ignored):
 @contextlib.contextmanager
 def helper_pool(workers, start_method=None):
     """A process pool of `workers` helpers that end with this process. On leaving (an error
-    included) tasks not yet started are dropped and running ones finish: no helper is killed
-    while it writes a result, which can leave multiprocessing.Pool.terminate() waiting forever
-    (a test run hung there once)."""
+    included) the tasks still waiting are dropped; running ones and up to workers + 1 already
+    queued finish. No helper is killed while it writes a result, which can leave
+    multiprocessing.Pool.terminate() waiting forever (a test run hung there once), and a dead
+    helper is an error (BrokenProcessPool), not a wait."""
     ctx = multiprocessing.get_context(start_method)
     executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
     try:

@@ -85,9 +85,11 @@ def build_split(coco_root, split, workers=1, overwrite=False):
         if overwrite or not os.path.isfile(path):
             tasks.append((image_id, path, class_of))
     if workers > 1 and len(tasks) > 1:
-        with helper_pool(workers, "fork") as pool, progress(len(tasks), desc=split) as bar:
-            for _ in pool.map(_write_mask, tasks, chunksize=64):
-                bar.update()
+        with helper_pool(workers, "fork") as pool:
+            done = pool.map(_write_mask, tasks, chunksize=64)  # forks the workers before the bar's thread starts
+            with progress(len(tasks), desc=split) as bar:
+                for _ in done:
+                    bar.update()
     else:
         for task in progress(tasks, desc=split):
             _write_mask(task)
