@@ -5,14 +5,12 @@ a one-line ImportError. The CRF is CPU-bound and single-threaded, so CRFPool spr
 the cores while the GPU works on the next images.
 """
 import concurrent.futures as cf
-import multiprocessing
-import os
 
 import numpy as np
 
 from tool.cam import with_background
 from tool.distributed import usable_cores
-from tool.procs import die_with_parent
+from tool.procs import helper_executor
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -125,9 +123,7 @@ class CRFPool:
         if self.num_workers > 0 and threads:
             self._executor = cf.ThreadPoolExecutor(max_workers=self.num_workers)
         elif self.num_workers > 0:
-            self._executor = cf.ProcessPoolExecutor(
-                max_workers=self.num_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent, initargs=(os.getpid(),))
+            self._executor = helper_executor(self.num_workers, "spawn")
 
     def submit(self, fn, *args, **kwargs):
         """Schedule fn(*args, **kwargs); returns a concurrent.futures.Future."""

@@ -26,6 +26,12 @@ def die_with_parent(parent_pid, *_ignored):
         os._exit(1)
 
 
+def helper_executor(workers, start_method=None):
+    """A ProcessPoolExecutor of `workers` helpers that end with this process."""
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+
+
 @contextlib.contextmanager
 def helper_pool(workers, start_method=None):
     """A process pool of `workers` helpers that end with this process. On leaving (an error
@@ -33,8 +39,7 @@ def helper_pool(workers, start_method=None):
     queued finish. No helper is killed while it writes a result, which can leave
     multiprocessing.Pool.terminate() waiting forever (a test run hung there once), and a dead
     helper is an error (BrokenProcessPool), not a wait."""
-    ctx = multiprocessing.get_context(start_method)
-    executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
+    executor = helper_executor(workers, start_method)
     try:
         yield executor
     finally:
