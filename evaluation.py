@@ -50,7 +50,8 @@ class EvalSource(NamedTuple):
     num_classes: int
 
 
-def _file_error(path, exc):
+def file_error(path, exc):
+    """The EvalError (one line naming `path`) for an exception reading that file."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, FileNotFoundError):
         message = "no such file"
@@ -61,7 +62,7 @@ def load_gt(path, num_classes):
     try:
         gt = load_label_png(path)
     except FILE_ERRORS as exc:
-        raise _file_error(path, exc) from exc
+        raise file_error(path, exc) from exc
     bad = (gt >= num_classes) & (gt != 255)
     if bad.any():
         raise EvalError(f"{path}: ground truth value {int(gt[bad][0])} outside 0..{num_classes - 1} and 255")
@@ -112,7 +113,7 @@ def image_confusions(img_id, source):
     except EvalError:
         raise
     except FILE_ERRORS as exc:
-        raise _file_error(pred_path, exc) from exc
+        raise file_error(pred_path, exc) from exc
 
 
 def _confusions_of_chunk(task):
@@ -323,7 +324,7 @@ def run(args):
     try:
         img_ids = load_img_id_list(args.list)
     except FILE_ERRORS as exc:
-        raise _file_error(args.list, exc) from exc
+        raise file_error(args.list, exc) from exc
     confs = evaluate_list(img_ids, source, args.num_workers)
     result = summarize(confs, source.thresholds, args.mean)
     print("\n".join(report_lines(result, names)))

@@ -15,32 +15,25 @@ import argparse
 import json
 import os
 import sys
-import zipfile
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evaluation  # noqa: E402
 from tool.affinity import effective_radius, ground_truth_affinity, label_on_grid  # noqa: E402
 from tool.camfile import load_cam  # noqa: E402
 from tool.metrics import confusion_counts, iou_from_confusion  # noqa: E402
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
-from tool.vis import load_label_png  # noqa: E402
 from voc12.dataset import add_dataset_flags, dataset_from_args  # noqa: E402
 from voc12.labels import load_img_id_list  # noqa: E402
 
-FILE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # reading one broken file
 
-
-def read(path, reader, *args):
-    """reader(path, *args), or a one-line error naming the file."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: {path}: no such file")
+def read_cam(path, num_classes):
     try:
-        return reader(path, *args)
-    except FILE_ERRORS as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SystemExit(f"error: {message if path in message else f'{path}: {message}'}") from None
+        return load_cam(path, num_classes)
+    except evaluation.FILE_ERRORS as exc:
+        raise evaluation.file_error(path, exc) from exc
 
 
 def gt_affinity_labels(cams, keys, gt, num_classes, alpha, beta, logt, radius):
@@ -78,10 +71,11 @@ def main(argv=None):
     conf_walk = conf_pooled = 0
     for name in ids:
         cam_path, gt_path = os.path.join(args.cam_dir, name + ".npz"), os.path.join(args.gt_dir, name + ".png")
-        keys, cams = read(cam_path, load_cam, n)
-        gt = read(gt_path, load_label_png)
-        if gt[gt != 255].max(initial=0) >= n:
-            raise SystemExit(f"error: {gt_path}: class {gt[gt != 255].max()} outside 0..{n - 1} (255 = ignore)")
+        try:
+            keys, cams = read_cam(cam_path, n)
+            gt = evaluation.load_gt(gt_path, n)
+        except evaluation.EvalError as e:
+            raise SystemExit(f"error: {e}") from None
         if cams.shape[1:] != gt.shape:
             raise SystemExit(f"error: {cam_path}: CAM is {cams.shape[1:]}, ground truth is {gt.shape}")
         walked, pooled = gt_affinity_labels(cams, keys, gt, n, args.alpha, args.beta, args.logt, args.radius)
