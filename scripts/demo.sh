@@ -13,10 +13,10 @@ if [ -n "${DEMO_TINY:-}" ]; then
   : "${DEMO_PRE_EPOCHS:=1}" "${DEMO_CAM_EPOCHS:=1}" "${DEMO_AFF_EPOCHS:=1}" "${DEMO_SEG_STEPS:=2}" "${DEMO_BATCH:=4}"
   : "${DEMO_CRF_WORKERS:=0}"
 fi
-N_CLASSES="${DEMO_CLASSES:-6}" N_TRAIN_AUG="${DEMO_N_TRAIN_AUG:-600}" N_PSEUDO="${DEMO_N_PSEUDO:-360}"
+N_CLASSES="${DEMO_CLASSES:-6}" N_TRAIN_AUG="${DEMO_N_TRAIN_AUG:-600}" N_PSEUDO="${DEMO_N_PSEUDO:-240}"
 N_TRAIN="${DEMO_N_TRAIN:-120}" N_VAL="${DEMO_N_VAL:-120}"
 SIZE="${DEMO_SIZE:-96}" OBJECT_SCALE="${DEMO_OBJECT_SCALE:-0.35 0.8}" WIDTH="${DEMO_WIDTH:-0.125}" BATCH="${DEMO_BATCH:-8}"
-PRE_EPOCHS="${DEMO_PRE_EPOCHS:-10}" CAM_EPOCHS="${DEMO_CAM_EPOCHS:-6}" AFF_EPOCHS="${DEMO_AFF_EPOCHS:-6}"
+PRE_EPOCHS="${DEMO_PRE_EPOCHS:-10}" CAM_EPOCHS="${DEMO_CAM_EPOCHS:-4}" AFF_EPOCHS="${DEMO_AFF_EPOCHS:-6}"
 SEG_STEPS="${DEMO_SEG_STEPS:-400}" CRF_WORKERS="${DEMO_CRF_WORKERS:-2}" SEED="${DEMO_SEED:-0}"
 LA="${DEMO_LA_ALPHA:-0.5}" HA="${DEMO_HA_ALPHA:-2}" RW_ALPHA="${DEMO_RW_ALPHA:-1}" RW_RADIUS="${DEMO_RW_RADIUS:-3}"
 if ! [ "$N_PSEUDO" -ge "$N_TRAIN" ] 2>/dev/null; then  # train's CAMs and pseudo labels are scored
@@ -53,8 +53,8 @@ if [ ! -f "$toy/val.txt" ]; then
 fi
 lap "synthetic data"
 # Stages 2-5 (CAMs, CRF maps, AffinityNet, pseudo labels, DeepLab) work on the first N_PSEUDO
-# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 360 of
-# 600, stages 2-4 take about 60 s less on 2 cores, so the demo fits 15 minutes on a slower machine.
+# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 240 of
+# 600, stages 2-4 take about 110 s less on 2 cores, so the demo fits 15 minutes on a slower machine.
 pseudo="$WORK_DIR/pseudo.txt"
 head -n "$N_PSEUDO" "$toy/train_aug.txt" > "$pseudo"
 export DATASET=folder DATA_ROOT="$toy" TRAIN_LIST="$toy/train_aug.txt"
