@@ -53,8 +53,8 @@ if [ ! -f "$toy/val.txt" ]; then
 fi
 lap "synthetic data"
 # Stages 2-5 (CAMs, CRF maps, AffinityNet, pseudo labels, DeepLab) work on the first N_PSEUDO
-# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 240 of
-# 600, stages 2-4 take about 110 s less on 2 cores, so the demo fits 15 minutes on a slower machine.
+# images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 240
+# rather than 360, stages 2-4 took about 40 s less on 2 cores (README: the demo's time budget).
 pseudo="$WORK_DIR/pseudo.txt"
 head -n "$N_PSEUDO" "$toy/train_aug.txt" > "$pseudo"
 export DATASET=folder DATA_ROOT="$toy" TRAIN_LIST="$toy/train_aug.txt"
