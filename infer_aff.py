@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from network import build_network
-from network.weights import infer_width
+from network import resolve_network
+from network.weights import network_for_checkpoint
 from tool.affinity import effective_radius
 from tool.camfile import load_cam
 from tool.checkpoint import load_model
@@ -74,13 +74,14 @@ def crf_label(img_path, scores, image_hw, out_path):
 
 def run(args):
     with cli_errors():
+        resolve_network(args.network, "aff")
         data = dataset_from_args(args)
         args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
         args.infer_list = split_list(args.infer_list, data, "train")
     device = setup_device(args)
     # strictly: the published strict=False ran a random head on a wrong file
     model, channels_last = load_model(
-        args, lambda state: build_network(args.network, width=infer_width(state), radius=args.radius), device)
+        args, lambda state: network_for_checkpoint(state, "aff", args.weights, radius=args.radius), device)
     with cli_errors():
         dataset = ImageDataset(args.infer_list, data)
         for line in dataset.check_images(args.skip_bad_images):

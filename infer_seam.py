@@ -13,8 +13,8 @@ import os
 import numpy as np
 import torch
 
-from network import build_network
-from network.weights import infer_num_classes, infer_width
+from network import resolve_network
+from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
 from tool.camfile import STORAGE, save_cam, save_crf
 from tool.checkpoint import load_model
@@ -108,15 +108,16 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):
 
 def run(args):
     with cli_errors():
+        resolve_network(args.network, "seam")
         data = dataset_from_args(args)
         args.infer_list = split_list(args.infer_list, data, "train")
     if len(set(args.crf_alphas)) < len(args.crf_alphas) or not all(0 < a < math.inf for a in args.crf_alphas):
         raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
     device = setup_device(args)
 
-    def build(state):
-        num_classes = check_num_classes(data, infer_num_classes(state, "fc8"), args.weights)
-        return build_network(args.network, num_classes=num_classes, width=infer_width(state), use_pcm=not args.no_pcm)
+    def build(state):  # the network the checkpoint says it is (ResNet-38 for the published one)
+        check_num_classes(data, checkpoint_num_classes(state, "seam"), args.weights)
+        return network_for_checkpoint(state, "seam", args.weights, use_pcm=False if args.no_pcm else None)
 
     model, channels_last = load_model(args, build, device)
     storage = args.cam_dtype or data.cam_storage

@@ -15,8 +15,8 @@ import os
 import numpy as np
 import torch
 
-from network import build_network
-from network.weights import infer_num_classes, infer_width
+from network import resolve_network
+from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
 from tool.crf import crf_inference, output_pool, require_densecrf
@@ -78,6 +78,7 @@ def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
 
 def run(args):
     with cli_errors():
+        resolve_network(args.network, "seg")
         data = dataset_from_args(args)
         args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
         args.infer_list = split_list(args.infer_list, data, "val")
@@ -85,9 +86,9 @@ def run(args):
     if args.crf:
         require_densecrf("--no_crf")
 
-    def build(state):
-        check_num_classes(data, infer_num_classes(state, "cls_conv"), args.weights)
-        return build_network(args.network, num_classes=data.num_classes, width=infer_width(state))
+    def build(state):  # the network the checkpoint says it is (ResNet-38 for the authors' one)
+        check_num_classes(data, checkpoint_num_classes(state, "seg"), args.weights)
+        return network_for_checkpoint(state, "seg", args.weights, num_classes=data.num_classes)
 
     model, channels_last = load_model(args, build, device)
     with cli_errors():

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from network import build_network
+from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.distributed import global_share, is_main
 from tool.fileio import cli_errors, require_files, write_errors
@@ -20,7 +20,7 @@ from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args,
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)  # the published SEAM value (PSA used 0.1)
-    p.add_argument("--network", default="network.resnet38_aff")
+    add_network_flags(p, "network.resnet38_aff")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
@@ -36,7 +36,9 @@ def get_parser():
 def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
-    model = build_network(args.network, width=args.width, radius=args.radius, frozen=not args.unfreeze)
+    with cli_errors():
+        model = build_network(args.network, stage="aff", backbone=args.backbone, width=args.width,
+                              frozen=not args.unfreeze, radius=args.radius)
     with cli_errors():  # every input checked before anything is written
         data = dataset_from_args(args)
         args.train_list = split_list(args.train_list, data, "train_aug")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from network import build_network
+from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.distributed import is_main
 from tool.fileio import cli_errors, write_errors
@@ -23,7 +23,7 @@ from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args,
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)
-    p.add_argument("--network", default="network.resnet38_SEAM")
+    add_network_flags(p, "network.resnet38_SEAM")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_SEAM", help="output prefix: <name>.pth, <name>.log, ...")
     p.add_argument("--crop_size", type=int, default=448)
@@ -35,7 +35,15 @@ def get_parser():
     p.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
     p.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
     p.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
+    for term, what in LOSS_TERMS.items():
+        p.add_argument(f"--{term}_weight", type=float, default=1.0, help=f"weight of the {what} in the loss")
     return p
+
+
+# The loss terms (tool.losses.seam_losses) and what each is; the loss is their weighted sum, and the
+# log shows each term unweighted.
+LOSS_TERMS = {"cls": "classification loss", "er": "equivariant regularisation (ER)",
+              "ecr": "equivariant cross regularisation (ECR)", "min_pool": "PCM min-pool term"}
 
 
 def cam_grid(img, cam, cam_rv, n=4):
@@ -73,8 +81,9 @@ def run(args):
     with cli_errors():
         data = dataset_from_args(args)
         args.train_list = split_list(args.train_list, data, "train_aug")
-    model = build_network(args.network, num_classes=data.num_classes, width=args.width, use_pcm=not args.no_pcm,
-                          frozen=not args.unfreeze)
+    with cli_errors():
+        model = build_network(args.network, stage="seam", backbone=args.backbone, width=args.width,
+                              frozen=not args.unfreeze, num_classes=data.num_classes, use_pcm=not args.no_pcm)
     with cli_errors():  # every input checked before anything is written
         dataset = ClsDataset(
             args.train_list, data, args.cls_labels,
@@ -87,6 +96,7 @@ def run(args):
         trainer = build_trainer(args, model, dataset, logger, device, initialised,
                                 forward=TwoBranch(model, args.scale_factor))
         channels_last = channels_last_enabled(device, args.channels_last)
+        loss_weights = {term: getattr(args, f"{term}_weight") for term in LOSS_TERMS}
 
         def step_fn(batch, draw):
             _, img, label = batch
@@ -95,7 +105,7 @@ def run(args):
                 cam1, cam_rv1, cam2, cam_rv2 = trainer.forward(img)
             terms = seam_losses(
                 cam1.float(), cam_rv1.float(), cam2.float(), cam_rv2.float(), label,
-                use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm,
+                use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm, weights=loss_weights,
             )  # fmt: skip
             return terms, (img.detach(), cam1.detach(), cam_rv1.detach()) if draw else None
 

@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from network import build_network
+from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.distributed import global_share, is_main, world
@@ -38,7 +38,7 @@ def get_parser():
                        weights_help="ImageNet .params, a .pth (another stage's backbone, ours or the authors' "
                                     "DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
-    p.add_argument("--network", default="network.resnet38_seg")
+    add_network_flags(p, "network.resnet38_seg")
     p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
@@ -92,8 +92,10 @@ def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
-    model = build_network(args.network, num_classes=args.num_classes, width=args.width, frozen=args.frozen_bn,
-                          bn_momentum=args.bn_momentum, train_bn_affine=args.unfreeze)
+    with cli_errors():
+        model = build_network(args.network, stage="seg", backbone=args.backbone, width=args.width,
+                              frozen=args.frozen_bn, num_classes=args.num_classes, bn_momentum=args.bn_momentum,
+                              train_bn_affine=args.unfreeze)
     if args.sync_bn and n_proc > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     with cli_errors():  # every input checked before anything is written

@@ -1,26 +1,66 @@
-"""Networks. `build_network(name, ...)` accepts ours and the published module spellings."""
-import importlib
+"""Networks: a stage's heads (seam, aff, seg) on a backbone (network/backbone.py: the contract).
 
+    build_network("seam", backbone="resnet50", num_classes=21)
+    build_network("network.resnet38_SEAM")          # the published spellings: ResNet-38
+    network_from_state(state_dict, "seam")          # what a checkpoint says it is
+"""
+from network import resnet, resnet38d  # noqa: F401  (registers the backbones)
+from network.affinitynet import AffinityNet
+from network.backbone import RECORD_ATTR, backbone_names, build_backbone
+from network.deeplab import DeepLabV1
+from network.seam import SEAM
+
+STAGE_NETS = {"seam": SEAM, "aff": AffinityNet, "seg": DeepLabV1}
+
+# The published `--network` module spellings, and ours: (stage, backbone).
 _ALIASES = {
-    "network.resnet38_SEAM": "network.resnet38_seam",
-    "resnet38_SEAM": "network.resnet38_seam",
-    "resnet38_seam": "network.resnet38_seam",
-    "resnet38_aff": "network.resnet38_aff",
-    "resnet38d": "network.resnet38d",
-    "resnet38_seg": "network.resnet38_seg",
+    "network.resnet38_SEAM": ("seam", "resnet38d"),
+    "resnet38_SEAM": ("seam", "resnet38d"),
+    "network.resnet38_seam": ("seam", "resnet38d"),
+    "resnet38_seam": ("seam", "resnet38d"),
+    "network.resnet38_aff": ("aff", "resnet38d"),
+    "resnet38_aff": ("aff", "resnet38d"),
+    "network.resnet38_seg": ("seg", "resnet38d"),
+    "resnet38_seg": ("seg", "resnet38d"),
 }
 
 
-def network_module(name):
-    """Resolve `--network` (e.g. `network.resnet38_SEAM`) to its module; clear error otherwise."""
-    module = _ALIASES.get(name, name)
-    if not module.startswith("network."):
-        module = "network." + module
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError:
-        raise ValueError(f"--network {name}: no such network module") from None
+def resolve_network(name, stage=None):
+    """`--network` (a stage name or a published spelling) -> (stage, backbone or None)."""
+    if name in STAGE_NETS:
+        resolved = (name, None)
+    elif name in _ALIASES:
+        resolved = _ALIASES[name]
+    else:
+        raise ValueError(f"--network {name}: no such network (one of {', '.join(STAGE_NETS)} "
+                         "or a published spelling such as network.resnet38_SEAM)")
+    if stage is not None and resolved[0] != stage:
+        raise ValueError(f"--network {name} is the {resolved[0]} network; this stage trains {stage}")
+    return resolved
 
 
-def build_network(name, **kwargs):
-    return network_module(name).Net(**kwargs)
+def build_network(name, backbone=None, width=1.0, frozen=True, stage=None, **head_kwargs):
+    """A stage's network: `name` a stage (seam, aff, seg) or a published spelling (whose backbone
+    is ResNet-38), `backbone` a registered name or an import path `package.module:Class`, taking
+    the place of the spelling's; `stage`: the stage `name` must be. The head's arguments as its
+    class has them."""
+    stage, implied = resolve_network(name, stage)
+    return STAGE_NETS[stage](build_backbone(backbone or implied or "resnet38d", width=width, frozen=frozen),
+                             **head_kwargs)
+
+
+def add_network_flags(parser, network):
+    """--network (this stage's published spelling) and --backbone, for a training script."""
+    parser.add_argument("--network", default=network,
+                        help="the stage's network: its published spelling, or seam / aff / seg")
+    parser.add_argument("--backbone", default=None,
+                        help=f"{' | '.join(backbone_names())} or an import path package.module:Class "
+                             "(default: resnet38d, the published ResNet-38)")
+
+
+def network_record(state_dict):
+    """The record a state dict of ours carries ({network, backbone, width, ...}), or None."""
+    return getattr(state_dict, RECORD_ATTR, None)
+
+
+__all__ = ["STAGE_NETS", "add_network_flags", "backbone_names", "build_network", "network_record", "resolve_network"]

@@ -1,59 +1,8 @@
-"""SEAM network: ResNet-38 + fc8 CAM head + pixel correlation module (PCM)."""
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from network import resnet38d
-from network.pcm import pcm_input_cam, pcm_propagate
+"""The published stage-1 network (`network.resnet38_SEAM`): SEAM on ResNet-38."""
+from network.resnet38d import ResNet38d
+from network.seam import SEAM
 
 
-class Net(resnet38d.Net):
-    """forward(x (N,3,H,W)) -> cam (N,C,H,W) raw fc8 CAM, cam_rv (N,C,H,W) PCM-refined CAM.
-
-    `use_pcm=False` is the plain-CAM ablation: cam_rv is the CAM itself (no f8_3/f8_4/f9 used).
-    """
-
-    head_names = ("fc8", "f8_3", "f8_4", "f9")
-
+class Net(SEAM):
     def __init__(self, num_classes=21, width=1.0, use_pcm=True, frozen=True):
-        super().__init__(width=width, frozen=frozen)
-        self.num_classes = num_classes
-        self.use_pcm = use_pcm
-        ch = self.channels
-        self.dropout7 = nn.Dropout2d(0.5)
-        self.fc8 = nn.Conv2d(ch["conv6"], num_classes, 1, bias=False)
-        self.f8_3 = nn.Conv2d(ch["conv4"], resnet38d.scaled(64, width), 1, bias=False)
-        self.f8_4 = nn.Conv2d(ch["conv5"], resnet38d.scaled(128, width), 1, bias=False)
-        embed_in = 3 + self.f8_3.out_channels + self.f8_4.out_channels
-        self.f9 = nn.Conv2d(embed_in, embed_in - 3, 1, bias=False)
-        nn.init.xavier_uniform_(self.fc8.weight)
-        nn.init.kaiming_normal_(self.f8_3.weight)
-        nn.init.kaiming_normal_(self.f8_4.weight)
-        nn.init.xavier_uniform_(self.f9.weight, gain=4)
-        if not use_pcm:  # unused heads: untrained (and DDP must not wait for their gradients)
-            for head in (self.f8_3, self.f8_4, self.f9):
-                head.weight.requires_grad_(False)
-
-    def forward(self, x):
-        H, W = x.shape[2:]
-        d = self.forward_as_dict(x)
-        cam = self.fc8(self.dropout7(d["conv6"]))  # N, C, h, w
-        h, w = cam.shape[2:]
-        if self.use_pcm:
-            # PCM learns on detached features: only ECR and the min-pool term train f8_3/f8_4/f9.
-            f8_3 = F.relu(self.f8_3(d["conv4"].detach()))
-            f8_4 = F.relu(self.f8_4(d["conv5"].detach()))
-            x_s = F.interpolate(x, (h, w), mode="bilinear", align_corners=True)
-            f = self.f9(torch.cat([x_s, f8_3, f8_4], dim=1))
-            # Affinities, their normalisation and the propagation in fp32 even under autocast:
-            # in bf16 the hw x hw normalisation and the matmul lose several digits.
-            with torch.autocast(x.device.type, enabled=False):
-                cam_rv = pcm_propagate(pcm_input_cam(cam.float()), f.float())
-        else:
-            cam_rv = cam
-        cam_rv = F.interpolate(cam_rv, (H, W), mode="bilinear", align_corners=True)
-        cam = F.interpolate(cam, (H, W), mode="bilinear", align_corners=True)
-        return cam, cam_rv
-
-    def get_parameter_groups(self):
-        return resnet38d.get_parameter_groups(self, self.head_names)
+        super().__init__(ResNet38d(width=width, frozen=frozen), num_classes=num_classes, use_pcm=use_pcm)

@@ -1,18 +1,21 @@
 """Wide ResNet-38 ("A1", Wu et al.) with output stride 8: the backbone of every SEAM stage.
 
-State-dict names are those of the published code, so its checkpoints load strictly.
+State-dict names are those of the published code, so its checkpoints load strictly (a stage
+network keeps them at the top level: `flat_state_dict`).
 `width` scales every channel count (1.0 = the published network) for cheap CPU runs.
 """
+import re
+
+import torch
 import torch.nn.functional as F
 from torch import nn
+
+from network.backbone import Backbone, register_backbone, scaled
+from tool.mxnet_params import read_ndarray_file
 
 # The residual blocks in forward order (their modules are named so in the published checkpoints).
 BLOCK_NAMES = ("b2", "b2_1", "b2_2", "b3", "b3_1", "b3_2", "b4", "b4_1", "b4_2", "b4_3", "b4_4", "b4_5",
                "b5", "b5_1", "b5_2", "b6", "b7")
-
-
-def scaled(channels, width):
-    return max(1, int(round(channels * width)))
 
 
 class ResBlock(nn.Module):
@@ -64,22 +67,22 @@ class ResBlockBottleneck(nn.Module):
         return shortcut + self.conv_branch2b2(b), x_bn_relu
 
 
-class Net(nn.Module):
-    """ResNet-38 trunk. forward_as_dict(x (N,3,H,W)) -> conv4 (512ch), conv5 (1024ch), conv6 (4096ch), all H/8.
+@register_backbone("resnet38d")
+class ResNet38d(Backbone):
+    """ResNet-38 trunk. forward(x (N,3,H,W)) -> conv4 (512ch), conv5 (1024ch), conv6 (4096ch), all H/8.
 
     BatchNorm is frozen (always eval, affine fixed) and conv1a/b2* are not trained, as published:
     batch statistics are never used, so batch size and GPU split do not change the maths.
     `frozen=False` trains them too, with batch-statistics BN: only for random initialisation,
     where there are no pretrained statistics to freeze (the synthetic-data demo).
+    Weights: the ImageNet MXNet `.params` (converted on the fly) or a `.pth` in these names.
     """
 
-    head_names = ()  # top-level modules a stage adds on the trunk (none here)
+    flat_state_dict = True  # the published checkpoints hold the trunk at the top level
 
     def __init__(self, width=1.0, frozen=True):
-        super().__init__()
-        self.frozen = frozen
+        super().__init__(width=width, frozen=frozen)
         c = [scaled(ch, width) for ch in (64, 128, 256, 512, 1024, 2048, 4096)]
-        self.width = width
         self.channels = {"conv4": c[3], "conv5": c[4], "conv6": c[6]}
         self.conv1a = nn.Conv2d(3, c[0], 3, padding=1, bias=False)
         self.b2 = ResBlock(c[0], c[1], c[1], stride=2)
@@ -100,39 +103,12 @@ class Net(nn.Module):
         self.b6 = ResBlockBottleneck(c[4], c[5], dilation=4, dropout=0.3)
         self.b7 = ResBlockBottleneck(c[5], c[6], dilation=4, dropout=0.5)
         self.bn7 = nn.BatchNorm2d(c[6])
-        self.not_training = [self.conv1a, self.b2, self.b2_1, self.b2_2] if frozen else []
-        for p in self._frozen_parameters():
-            p.requires_grad_(False)
+        self.freeze()
 
-    def _frozen_parameters(self):
-        for m in self.not_training:
-            yield from m.parameters()
-        for m in self.modules():
-            if self.frozen and isinstance(m, nn.BatchNorm2d):
-                yield from m.parameters()
+    def frozen_modules(self):
+        return [self.conv1a, self.b2, self.b2_1, self.b2_2]
 
-    def disable_dropout(self):
-        """Zero every dropout rate (backbone and heads): short from-scratch runs of slim networks
-        learn far faster without channel dropout; the published recipe keeps it."""
-        for m in self.modules():
-            if isinstance(m, (nn.Dropout, nn.Dropout2d)):
-                m.p = 0.0
-        return self
-
-    @staticmethod
-    def adapt_state_dict(state_dict):
-        """A checkpoint's keys in this network's layout (a network whose published checkpoints
-        name things differently overrides this)."""
-        return state_dict
-
-    def train(self, mode=True):
-        super().train(mode)
-        for m in self.modules():
-            if self.frozen and isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def forward_as_dict(self, x):
+    def forward(self, x):
         x = self.conv1a(x)
         taps = {}
         for name in BLOCK_NAMES:
@@ -142,29 +118,52 @@ class Net(nn.Module):
         conv6 = F.relu(self.bn7(x))
         return {"conv4": taps["b5"], "conv5": taps["b6"], "conv6": conv6}
 
-    def forward(self, x):
-        return self.forward_as_dict(x)["conv6"]
+    def pretrained_state(self, source):
+        if source == "imagenet":
+            raise ValueError("--weights imagenet: ResNet-38's ImageNet weights are the MXNet file "
+                             "ilsvrc-cls_rna-a1_cls1000_ep-0001.params: give its path")
+        return convert_mxnet_to_torch(source) if str(source).endswith(".params") else None
 
 
-# Top-level modules initialised from ImageNet; everything else in a stage's net is a new head.
-BACKBONE_NAMES = {"conv1a", *BLOCK_NAMES, "bn7"}
+Net = ResNet38d  # the published module's name
 
 
-def get_parameter_groups(model, head_names):
-    """The published four groups: backbone weights / biases, head weights / biases.
+_MX_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_var": "running_var"}
 
-    Returns lists of trainable parameters; tool.optim assigns lr x1/x2/x10/x20 and weight decay.
+
+def _torch_key(mx_name):
+    """Map an MXNet ResNet-38 A1 array name to the published PyTorch key (None: not in the trunk)."""
+    name = mx_name.split(":", 1)[-1]
+    if name == "conv1a_weight":
+        return "conv1a.weight"
+    m = re.fullmatch(r"bn7_(gamma|beta|moving_mean|moving_var)", name)
+    if m:
+        return f"bn7.{_MX_BN[m.group(1)]}"
+    m = re.fullmatch(r"res(\d)(a|b\d+)_branch(\w+?)_weight", name)
+    if m:
+        return f"{_block_name(m.group(1), m.group(2))}.conv_branch{m.group(3)}.weight"
+    m = re.fullmatch(r"bn(\d)(a|b\d+)_branch(\w+?)_(gamma|beta|moving_mean|moving_var)", name)
+    if m:
+        return f"{_block_name(m.group(1), m.group(2))}.bn_branch{m.group(3)}.{_MX_BN[m.group(4)]}"
+    return None
+
+
+def _block_name(stage, part):
+    return f"b{stage}" if part == "a" else f"b{stage}_{part[1:]}"
+
+
+def convert_mxnet_to_torch(path):
+    """Backbone state dict (name -> float32 tensor) from the ImageNet `.params` file, NumPy only.
+
+    `linear1000_*` (the ImageNet classifier) is dropped; any other unknown name is an error,
+    so a wrong file does not convert silently.
     """
-    groups = ([], [], [], [])
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        top = name.split(".", 1)[0]
-        is_head = top in head_names
-        is_bias = name.endswith("bias")
-        groups[2 * is_head + is_bias].append(p)
-    return groups
-
-
-if __name__ == "__main__":
-    raise SystemExit("error: the ImageNet .params converter moved: python -m network.weights PARAMS OUT.pth")
+    state = {}
+    for mx_name, array in read_ndarray_file(path).items():
+        key = _torch_key(mx_name)
+        if key is None:
+            if "linear1000" in mx_name:
+                continue
+            raise ValueError(f"{path}: unexpected array {mx_name!r} for ResNet-38")
+        state[key] = torch.from_numpy(array.astype("float32"))
+    return state

@@ -1,55 +1,14 @@
-"""ResNet-38 weight files: the ImageNet MXNet `.params` (name mapping and conversion, NumPy
-only), the width of a checkpoint, and the policy of what a stage takes from a weights file.
+"""Weights files and networks: what a stage takes from `--weights`, and the network a checkpoint
+is (its record, or ResNet-38 for the published files, which carry none).
 
     python -m network.weights ilsvrc-cls_rna-a1_cls1000_ep-0001.params resnet38_imagenet.pth
 """
-import re
-
-import torch
-
-from network.resnet38d import BACKBONE_NAMES
+from network import STAGE_NETS, build_network, network_record
+from network.resnet38d import convert_mxnet_to_torch
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict, strip_module_prefix
-from tool.mxnet_params import read_ndarray_file
 
-_MX_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_var": "running_var"}
-
-
-def _torch_key(mx_name):
-    """Map an MXNet ResNet-38 A1 array name to the published PyTorch key (None: not in the trunk)."""
-    name = mx_name.split(":", 1)[-1]
-    if name == "conv1a_weight":
-        return "conv1a.weight"
-    m = re.fullmatch(r"bn7_(gamma|beta|moving_mean|moving_var)", name)
-    if m:
-        return f"bn7.{_MX_BN[m.group(1)]}"
-    m = re.fullmatch(r"res(\d)(a|b\d+)_branch(\w+?)_weight", name)
-    if m:
-        return f"{_block_name(m.group(1), m.group(2))}.conv_branch{m.group(3)}.weight"
-    m = re.fullmatch(r"bn(\d)(a|b\d+)_branch(\w+?)_(gamma|beta|moving_mean|moving_var)", name)
-    if m:
-        return f"{_block_name(m.group(1), m.group(2))}.bn_branch{m.group(3)}.{_MX_BN[m.group(4)]}"
-    return None
-
-
-def _block_name(stage, part):
-    return f"b{stage}" if part == "a" else f"b{stage}_{part[1:]}"
-
-
-def convert_mxnet_to_torch(path):
-    """Backbone state dict (name -> float32 tensor) from the ImageNet `.params` file, NumPy only.
-
-    `linear1000_*` (the ImageNet classifier) is dropped; any other unknown name is an error,
-    so a wrong file does not convert silently.
-    """
-    state = {}
-    for mx_name, array in read_ndarray_file(path).items():
-        key = _torch_key(mx_name)
-        if key is None:
-            if "linear1000" in mx_name:
-                continue
-            raise ValueError(f"{path}: unexpected array {mx_name!r} for ResNet-38")
-        state[key] = torch.from_numpy(array.astype("float32"))
-    return state
+# the heads a published (record-less) checkpoint of each stage has, for its class count
+_CLASSIFIER = {"seam": "fc8", "seg": "cls_conv"}
 
 
 def infer_width(state_dict):
@@ -67,45 +26,88 @@ def infer_num_classes(state_dict, head):
     return None if key is None else int(state_dict[key].shape[0])
 
 
-def _stage_heads():
-    """The head module names of every stage's network."""
-    from network import resnet38_aff, resnet38_seam, resnet38_seg
+def network_for_checkpoint(state_dict, stage, source, **head_kwargs):
+    """The network `state_dict` (a checkpoint of stage `stage`) was saved from, untrained: from its
+    record, else (the published checkpoints, and ours from before records) ResNet-38 at the width
+    of its bn7. `head_kwargs` not None override the record (e.g. use_pcm, radius)."""
+    record = network_record(state_dict)
+    given = {k: v for k, v in head_kwargs.items() if v is not None}
+    if record is None:
+        if stage in _CLASSIFIER:
+            given.setdefault("num_classes", infer_num_classes(state_dict, _CLASSIFIER[stage]))
+        try:
+            width = infer_width(state_dict)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e} (and no network record)") from None
+        return build_network(stage, backbone="resnet38d", width=width, **given)
+    if record.get("network") != stage:
+        raise ValueError(f"{source}: a checkpoint of the {record.get('network')} network, not of {stage}")
+    fields = {k: record[k] for k in STAGE_NETS[stage].record_fields if k in record}
+    try:
+        return build_network(stage, backbone=record["backbone"], width=record["width"], **{**fields, **given})
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
 
-    return [set(m.Net.head_names) for m in (resnet38_aff, resnet38_seam, resnet38_seg)]
+
+def checkpoint_num_classes(state_dict, stage):
+    """The class count a checkpoint's classifier has (record first), None when it has none."""
+    record = network_record(state_dict)
+    if record is not None and "num_classes" in record:
+        return int(record["num_classes"])
+    return infer_num_classes(state_dict, _CLASSIFIER[stage])
+
+
+def _check_same_backbone(model, state_dict, source):
+    record = network_record(state_dict)
+    if record is not None and record.get("backbone") != model.backbone.name:
+        raise ValueError(f"{source}: a {record.get('backbone')} checkpoint; this network's backbone is "
+                         f"{model.backbone.name}")
 
 
 def load_pretrained(model, path, allow_pickle=False):
-    """Initialise `model` from `path`: the ImageNet `.params`, a backbone-only `.pth`, the
-    backbone of another stage's checkpoint (e.g. SEAM's for the segmentation net; its heads are
-    named in the returned note and left out), or a full checkpoint of the same network (strict).
+    """Initialise the stage network `model` from `path`: an ImageNet source its backbone knows
+    (ResNet-38's `.params`, torchvision's `imagenet`), a `.pth` in the backbone's own names (a
+    converted or torchvision ImageNet file), the backbone of another stage's checkpoint (e.g.
+    SEAM's for the segmentation net; its heads are named in the returned note and left out), or a
+    full checkpoint of the same network (strict).
 
-    Anything else (a missing backbone key, a wrong shape, head keys that only partly match) is a
-    one-line error. Returns how the file was used, for the log.
+    Anything else (a missing backbone key, a wrong shape, head keys that only partly match,
+    another backbone's checkpoint) is a one-line error. Returns how the file was used, for the log.
     """
-    if str(path).endswith(".params"):
-        state = convert_mxnet_to_torch(path)
-    else:
-        state = strip_module_prefix(load_state_dict_file(path, allow_pickle=allow_pickle))
+    source = str(path)
+    native = model.backbone.pretrained_state(source)
+    if native is not None:
+        load_weights_strict(model.backbone, native, source=source)
+        return "backbone"
+    state = load_state_dict_file(path, allow_pickle=allow_pickle)
+    _check_same_backbone(model, state, source)
+    state = strip_module_prefix(state)
+    prefix = model.backbone.classifier_prefix
+    if not model.backbone.flat_state_dict and not any(k.startswith("backbone.") for k in state):
+        # the backbone's own names (torchvision's ImageNet files): its classifier left out
+        load_weights_strict(model.backbone, {k: v for k, v in state.items() if not (prefix and k.startswith(prefix))},
+                            source=source)
+        return "backbone"
     state = model.adapt_state_dict(state)
     own = model.state_dict()
-    trunk = {k for k in own if k.split(".", 1)[0] in BACKBONE_NAMES}
 
     def head_keys(keys):
-        return {k for k in keys if k.split(".", 1)[0] not in BACKBONE_NAMES and not k.endswith("num_batches_tracked")}
+        return {k for k in keys if not model.is_backbone_key(k) and not k.endswith("num_batches_tracked")}
 
     file_heads = head_keys(state)
     file_modules = {k.split(".", 1)[0] for k in file_heads}
     # Another stage's checkpoint (its heads exactly those of another of our networks, or none):
     # the trunk must match exactly and the heads stay fresh. A file whose heads are neither that
     # nor exactly ours (a damaged or foreign checkpoint of this network) fails strict loading below.
-    other_stage = file_modules != set(model.head_names) and (not file_modules or file_modules in _stage_heads())
+    stage_heads = [set(net.head_names) for net in STAGE_NETS.values()]
+    other_stage = file_modules != set(model.head_names) and (not file_modules or file_modules in stage_heads)
     if file_heads != head_keys(own) and other_stage:
-        heads = {k: v for k, v in own.items() if k not in trunk}
+        heads = {k: v for k, v in own.items() if not model.is_backbone_key(k)}
         trunk_state = {k: v for k, v in state.items() if k not in file_heads}
-        load_weights_strict(model, {**heads, **trunk_state}, source=str(path))
+        load_weights_strict(model, {**heads, **trunk_state}, source=source)
         left_out = sorted(file_modules)
         return f"backbone; left out the file's heads {', '.join(left_out)}" if left_out else "backbone"
-    load_weights_strict(model, state, source=str(path))
+    load_weights_strict(model, state, source=source)
     return "full"
 
 

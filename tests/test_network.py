@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from network import build_network, network_module, resnet38_aff, resnet38_seam, resnet38d
+from network import build_network, resnet38_aff, resnet38_seam, resnet38d, resolve_network
+from network.seam import SEAM
 from tests.reference_fill import DATA, filled_state_dict, read_key_list
 from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 
@@ -74,9 +75,9 @@ def test_aff_golden(filled_nets, size, offsets):
 def test_output_stride_and_feature_sizes():
     net = resnet38d.Net(width=1 / 16).eval()
     with torch.no_grad():
-        d = net.forward_as_dict(torch.zeros(1, 3, 448, 448))
+        d = net(torch.zeros(1, 3, 448, 448))
         assert d["conv6"].shape[2:] == (56, 56)
-        assert net.forward_as_dict(torch.zeros(1, 3, 134, 134))["conv6"].shape[2:] == (17, 17)
+        assert net(torch.zeros(1, 3, 134, 134))["conv6"].shape[2:] == (17, 17)
     assert d["conv4"].shape[1] == net.channels["conv4"] == 32
 
 
@@ -84,11 +85,11 @@ def test_bn_frozen_and_early_blocks_not_trained():
     net = resnet38_seam.Net(width=1 / 16).train()
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(not m.training and not m.weight.requires_grad for m in bns)
-    assert not any(p.requires_grad for p in net.b2_2.parameters())
-    assert net.b3.conv_branch2a.weight.requires_grad and net.fc8.weight.requires_grad
-    before = net.b3.bn_branch2a.running_mean.clone()
+    assert not any(p.requires_grad for p in net.backbone.b2_2.parameters())
+    assert net.backbone.b3.conv_branch2a.weight.requires_grad and net.fc8.weight.requires_grad
+    before = net.backbone.b3.bn_branch2a.running_mean.clone()
     net(torch.randn(2, 3, 64, 64))
-    assert torch.equal(before, net.b3.bn_branch2a.running_mean)  # no batch statistics ever
+    assert torch.equal(before, net.backbone.b3.bn_branch2a.running_mean)  # no batch statistics ever
 
 
 def test_parameter_groups_split_backbone_and_heads():
@@ -108,11 +109,14 @@ def test_no_pcm_ablation_returns_the_cam():
 
 
 def test_network_aliases():
-    assert network_module("network.resnet38_SEAM") is resnet38_seam
-    assert network_module("network.resnet38_aff") is resnet38_aff
-    assert isinstance(build_network("network.resnet38_seam", width=1 / 16), resnet38_seam.Net)
+    assert resolve_network("network.resnet38_SEAM") == ("seam", "resnet38d")
+    assert resolve_network("network.resnet38_aff", "aff") == ("aff", "resnet38d")
+    net = build_network("network.resnet38_seam", width=1 / 16)
+    assert type(net) is SEAM and type(net.backbone) is resnet38d.ResNet38d
     with pytest.raises(ValueError, match="--network network.nope"):
-        network_module("network.nope")
+        resolve_network("network.nope")
+    with pytest.raises(ValueError, match="--network network.resnet38_aff is the aff network; this stage trains seam"):
+        build_network("network.resnet38_aff", stage="seam")
 
 
 def test_strict_loading(tmp_path):
@@ -154,12 +158,12 @@ def test_load_pretrained_full_backbone_and_other_stage(tmp_path):
     aff = resnet38_aff.Net(width=1 / 16)
     f9_before = aff.f9.weight.clone()
     assert load_pretrained(aff, tmp_path / "trunk.pth") == "backbone"
-    assert torch.equal(aff.b4.conv_branch2a.weight, src.b4.conv_branch2a.weight)
+    assert torch.equal(aff.backbone.b4.conv_branch2a.weight, src.backbone.b4.conv_branch2a.weight)
     assert torch.equal(aff.f9.weight, f9_before)
 
     aff = resnet38_aff.Net(width=1 / 16)
     assert load_pretrained(aff, tmp_path / "seam.pth") == "backbone; left out the file's heads f8_3, f8_4, f9, fc8"
-    assert torch.equal(aff.b7.conv_branch1.weight, src.b7.conv_branch1.weight)
+    assert torch.equal(aff.backbone.b7.conv_branch1.weight, src.backbone.b7.conv_branch1.weight)
 
     del trunk["b3.conv_branch2a.weight"]
     save_state_dict(trunk, tmp_path / "broken.pth")

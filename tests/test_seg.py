@@ -14,6 +14,7 @@ import evaluation
 import infer_seg
 import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
+from network.deeplab import DeepLabV1
 from network.weights import infer_width
 from tests.reference_fill import fill
 from tool.batchnorm import forward_in_bn_groups
@@ -59,7 +60,7 @@ def authors_state_dict():
     backbone = resnet38d.Net().eval()
     backbone.load_state_dict({k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")})
     with torch.no_grad():
-        f = backbone(torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)))
+        f = backbone(torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)))["conv6"]
         for conv, bn in (("conv_fov", "bn_fov"), ("conv_fov2", "bn_fov2")):
             f = F.conv2d(f, sd[f"{conv}.weight"], padding=12 if conv == "conv_fov" else 0,
                          dilation=12 if conv == "conv_fov" else 1)
@@ -112,7 +113,8 @@ def test_logits_at_the_input_size():
     assert net.conv_fov.out_channels == net.conv_fov2.out_channels == 32  # 512 * width
     assert net.cls_conv.bias is not None and net.conv_fov.bias is None and net.conv_fov2.bias is None
     assert type(net.dropout) is nn.Dropout and net.dropout.p == 0.5  # element-wise, not channel dropout
-    assert build_network("network.resnet38_seg", width=WIDTH).__class__ is resnet38_seg.Net
+    built = build_network("network.resnet38_seg", width=WIDTH)
+    assert type(built) is DeepLabV1 and type(built.backbone) is resnet38d.ResNet38d
 
 
 def test_logits_are_upsampled_with_align_corners():
@@ -152,7 +154,7 @@ def test_every_bn_uses_batch_statistics_with_momentum_0_0003():
     torch.manual_seed(0)
     net = resnet38_seg.Net(width=WIDTH).train()
     bns = {name: m for name, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
-    assert all(m.training for m in bns.values()) and {"b2.bn_branch2a", "bn7", "bn_fov", "bn_fov2"} <= set(bns)
+    assert all(m.training for m in bns.values()) and {"backbone.b2.bn_branch2a", "backbone.bn7", "bn_fov", "bn_fov2"} <= set(bns)
     seen, before = {}, {n: m.running_mean.clone() for n, m in bns.items()}
 
     def keep(name):
@@ -188,17 +190,17 @@ def test_parameter_groups_train_every_conv_and_no_bn():
             assert group[id(p)] == pytest.approx((0.02, 0.0))
         else:
             assert group[id(p)] == pytest.approx((0.001, 5e-4)), name  # conv1a and b2* included
-    assert id(net.conv1a.weight) in group and id(net.b2_2.conv_branch2b1.weight) in group
+    assert id(net.backbone.conv1a.weight) in group and id(net.backbone.b2_2.conv_branch2b1.weight) in group
 
 
 def test_frozen_bn_variant():
     net = resnet38_seg.Net(width=WIDTH, frozen=True).train()
-    assert not net.bn7.training and not net.b3.bn_branch2a.training and net.bn_fov.training
-    assert not net.conv1a.weight.requires_grad and not net.b2.conv_branch2a.weight.requires_grad
-    assert net.b3.conv_branch2a.weight.requires_grad
-    head_mean, trunk_mean = net.bn_fov.running_mean.clone(), net.bn7.running_mean.clone()
+    assert not net.backbone.bn7.training and not net.backbone.b3.bn_branch2a.training and net.bn_fov.training
+    assert not net.backbone.conv1a.weight.requires_grad and not net.backbone.b2.conv_branch2a.weight.requires_grad
+    assert net.backbone.b3.conv_branch2a.weight.requires_grad
+    head_mean, trunk_mean = net.bn_fov.running_mean.clone(), net.backbone.bn7.running_mean.clone()
     net(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(net.bn_fov.running_mean, head_mean) and torch.equal(net.bn7.running_mean, trunk_mean)
+    assert not torch.equal(net.bn_fov.running_mean, head_mean) and torch.equal(net.backbone.bn7.running_mean, trunk_mean)
     net.eval()
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(net(x), net(x))  # eval: running statistics, no dropout
@@ -289,7 +291,7 @@ def test_training_starts_from_another_stages_backbone(voc, tmp_path):
     log = (tmp_path / "tb" / f"{str(tmp_path / 'from_seam').replace('/', '_')}.log").read_text()
     assert "backbone; left out the file's heads f8_3, f8_4, f9, fc8" in log
     state = torch.load(tmp_path / "from_seam.pth", weights_only=True)
-    assert torch.equal(state["b7.conv_branch2b2.weight"], seam.b7.conv_branch2b2.weight)  # lr 0: unchanged
+    assert torch.equal(state["b7.conv_branch2b2.weight"], seam.backbone.b7.conv_branch2b2.weight)  # lr 0: unchanged
 
 
 def test_training_from_a_foreign_checkpoint_fails_in_one_line(voc, tmp_path):
@@ -367,7 +369,7 @@ def test_wrong_checkpoint_is_a_one_line_error(voc, tmp_path):
     with pytest.raises(SystemExit) as err:
         infer_seg.main(infer_argv(voc, tmp_path / "seam.pth", tmp_path / "out"))
     message = str(err.value)
-    assert message.startswith("error: ") and "does not match network.resnet38_seg.Net" in message
+    assert message == f"error: {tmp_path / 'seam.pth'}: a checkpoint of the seam network, not of seg"
     assert "\n" not in message and not (tmp_path / "out").exists()
 
 
@@ -432,7 +434,7 @@ def authors_forward(backbone, sd, x):
         return F.batch_norm(t, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"],
                             sd[f"{name}.bias"], False, 0.0, 1e-5)
 
-    f = backbone(x)
+    f = backbone(x)["conv6"]
     f = F.relu(bn(F.conv2d(f, sd["conv_fov.weight"], padding=12, dilation=12), "bn_fov"))
     f = F.relu(bn(F.conv2d(f, sd["conv_fov2.weight"]), "bn_fov2"))
     f = F.conv2d(f, sd["cls_conv.weight"], sd["cls_conv.bias"])
@@ -551,7 +553,7 @@ def test_a_damaged_authors_file_does_not_fine_tune_from_a_fresh_head(voc, tmp_pa
     with pytest.raises(SystemExit) as err:
         train_seg.main(train_argv(voc, tmp_path, "bad", "--weights", str(tmp_path / "bad.pth")))
     message = str(err.value)
-    assert message.startswith("error: ") and "\n" not in message and "does not match network.resnet38_seg" in message
+    assert message.startswith("error: ") and "\n" not in message and "does not match network.deeplab.DeepLabV1" in message
     assert not (tmp_path / "bad.pth.resume.pt").exists() and not (tmp_path / "bad.resume.pt").exists()
 
 

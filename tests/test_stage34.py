@@ -79,10 +79,15 @@ def test_train_aff_then_random_walk_labels(stage2, tmp_path, capsys):
 
 def test_infer_aff_refuses_a_seam_checkpoint(stage2, tmp_path):
     out, toy = stage2
-    with pytest.raises(SystemExit) as e:
-        infer_aff.main(["--weights", str(out / "seam.pth"), "--voc12_root", str(toy), "--cam_dir", str(out / "cam"),
-                        "--out_rw", str(tmp_path / "rw")])
-    assert str(e.value).startswith("error: ") and "unexpected: fc8.weight" in str(e.value)
+    # ours says what it is; a published-format file (no record) is refused by its keys
+    plain = tmp_path / "plain.pth"
+    torch.save(dict(torch.load(out / "seam.pth", weights_only=True)), plain)
+    for weights, message in ((out / "seam.pth", f"{out / 'seam.pth'}: a checkpoint of the seam network, not of aff"),
+                             (plain, "unexpected: fc8.weight")):
+        with pytest.raises(SystemExit) as e:
+            infer_aff.main(["--weights", str(weights), "--voc12_root", str(toy), "--cam_dir", str(out / "cam"),
+                            "--out_rw", str(tmp_path / "rw")])
+        assert str(e.value).startswith("error: ") and message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_crf_maps_stop_before_training(stage2, tmp_path):

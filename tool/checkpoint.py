@@ -1,10 +1,13 @@
 """Checkpoint I/O: atomic saves, strict pickle-free loading, resumable training state."""
+import copy
 import os
 import random
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from tool.fileio import atomic_path, keep_as
 from tool.runtime import channels_last_enabled, to_device
@@ -15,6 +18,10 @@ def to_cpu(obj):
     aliases tensors that training goes on changing, and loads where there is no GPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, OrderedDict):  # a state dict: its attributes (_metadata, a network record) travel
+        out = OrderedDict((k, to_cpu(v)) for k, v in obj.items())
+        out.__dict__.update(vars(obj))
+        return out
     if isinstance(obj, dict):
         return {k: to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -91,23 +98,17 @@ def load_state_dict_file(path, allow_pickle=False):
 
 
 def strip_module_prefix(state_dict):
-    """Accept checkpoints saved from DataParallel / DDP."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module.") :]: v for k, v in state_dict.items()}
+    """Accept checkpoints saved from DataParallel / DDP (a copy: the caller's dict is left as it is)."""
+    state_dict = copy.copy(state_dict)
+    consume_prefix_in_state_dict_if_present(state_dict, "module.")
     return state_dict
 
 
-def load_weights_strict(model, state_dict, source="state dict"):
-    """Load with strict key/shape matching; only missing `num_batches_tracked` buffers are tolerated.
-
-    A network that names its published checkpoints' keys differently maps them with its
-    `adapt_state_dict` (e.g. the segmentation net's `backbone.` prefix).
-    Raises ValueError with one line naming every missing / unexpected / mis-shaped key.
-    """
-    state_dict = strip_module_prefix(dict(state_dict))
-    if hasattr(model, "adapt_state_dict"):
-        state_dict = model.adapt_state_dict(state_dict)
-    own = model.state_dict()
+def state_dict_mismatch(own, state_dict):
+    """What keeps `state_dict` from loading strictly where `own` (a network's state dict) is, in
+    one line: missing / unexpected / mis-shaped keys; None when it fits. Only missing
+    `num_batches_tracked` buffers are tolerated. Reads names and shapes only (memory-mapped
+    files stay unread)."""
     missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in own]
     misshaped = [
@@ -120,8 +121,25 @@ def load_weights_strict(model, state_dict, source="state dict"):
         if keys:
             shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
             problems.append(f"{what}: {shown}")
+    return "; ".join(problems) or None
+
+
+def in_model_layout(model, state_dict):
+    """`state_dict` with the DataParallel prefix gone and the keys in the model's layout (a stage
+    network maps the names its published checkpoints use: see network.backbone.StageNet)."""
+    state_dict = strip_module_prefix(state_dict)
+    adapt = getattr(model, "adapt_state_dict", None)
+    return adapt(state_dict) if adapt is not None else state_dict
+
+
+def load_weights_strict(model, state_dict, source="state dict"):
+    """Load with strict key/shape matching (`state_dict_mismatch`), in the model's layout.
+    Raises ValueError with one line naming every missing / unexpected / mis-shaped key.
+    """
+    state_dict = in_model_layout(model, state_dict)
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
     if problems:
-        raise ValueError(f"{source}: does not match {type(model).__module__}.Net: " + "; ".join(problems))
+        raise ValueError(f"{source}: does not match {type(model).__module__}.{type(model).__name__}: {problems}")
     model.load_state_dict(state_dict, strict=False)
 
 

@@ -52,11 +52,20 @@ def ecr_term(cam_target, cam_rv_norm, top_ratio=0.2):
     return torch.mean(torch.topk(diff, k=k, dim=-1)[0])
 
 
-def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True, use_min_pool=True, top_ratio=0.2):
+def weighted_sum(terms, weights=None):
+    """sum of weights[name] * term over the terms in their order (a missing weight is 1.0): at
+    weights of 1.0 the very bits of the plain sum."""
+    weights = weights or {}
+    return sum(weights.get(name, 1.0) * term for name, term in terms.items())
+
+
+def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True, use_min_pool=True, top_ratio=0.2,
+                weights=None):
     """All SEAM loss terms for a batch and its downscaled copy.
 
     cam1/cam_rv1: outputs on the images (N, C, H, W); cam2/cam_rv2: on the downscaled copy
-    (N, C, h, w); labels (N, C-1) multi-hot. Returns a dict of scalar terms and their sum `loss`.
+    (N, C, h, w); labels (N, C-1) multi-hot. Returns a dict of the raw (unweighted) scalar terms
+    and `loss`, their sum weighted by `weights` (name -> factor; 1.0 each as published).
     ER and ECR compare branch 1 resized to branch 2's size, after max-norm and label masking
     (background label always 1).
     """
@@ -73,7 +82,7 @@ def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True,
         cam_rv1_n = F.interpolate(max_norm(cam_rv1), size, mode="bilinear", align_corners=True) * mask
         cam_rv2_n = max_norm(cam_rv2) * mask
         terms["ecr"] = ecr_term(cam2_n, cam_rv1_n, top_ratio) + ecr_term(cam1_n, cam_rv2_n, top_ratio)
-    terms["loss"] = sum(terms.values())
+    terms["loss"] = weighted_sum(terms, weights)
     return terms
 
 

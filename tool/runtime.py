@@ -152,7 +152,9 @@ SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each n
 def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help):
     """Flags every inference script has (the data set's come from voc12.dataset)."""
     parser.add_argument("--weights", required=True, help=weights_help)
-    parser.add_argument("--network", default=network)
+    parser.add_argument("--network", default=network,
+                        help="the stage's network, as the published command lines give it; the network built "
+                             "(backbone, width, classes) is the one the checkpoint records")
     parser.add_argument("--infer_list", default=None, help=infer_list_help)
     parser.add_argument("--num_workers", type=int, default=8, help="data loader workers")
     parser.add_argument("--crf_workers", type=int, default=None,

@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from tool.checkpoint import (
     BackgroundSaver,
+    in_model_layout,
     load_training_state,
     rng_state,
     save_state_dict,
     set_rng_state,
+    state_dict_mismatch,
     training_state,
 )
 from tool.distributed import world
@@ -190,13 +192,15 @@ class Trainer:
 
     def resume(self, path):
         state = load_training_state(path)
+        problems = state_dict_mismatch(self.model.state_dict(), in_model_layout(self.model, state.get("model", {})))
+        if problems:
+            raise ValueError(f"{path}: not a checkpoint of this network ({problems})")
+        self.model.load_state_dict(in_model_layout(self.model, state["model"]))
         try:
-            self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()
-            detail = first[1].strip() if len(first) > 1 else (first[0] if first else type(e).__name__)
-            raise ValueError(f"{path}: not a checkpoint of this network ({detail})") from None
+        except (KeyError, ValueError) as e:  # e.g. a run of the --no_pcm ablation: other trainable parameters
+            raise ValueError(f"{path}: its optimiser state does not fit this run ({str(e).strip() or 'no optimiser'})"
+                             ) from None
         self.step = int(state["step"])
         ranks = state.get("rng_ranks")
         if ranks is not None and len(ranks) == self.world_size:
@@ -385,13 +389,9 @@ def check_before_writing(args, model):
         raise SystemExit(f"error: {e}") from None
     except (KeyError, TypeError):
         raise SystemExit(f"error: {path}: not a resumable checkpoint of this project (no model state)") from None
-    ours = model.state_dict()
-    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
-    other = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
-    if missing or unexpected or other:
-        detail = (f"{len(missing)} keys missing, {len(unexpected)} unexpected, {len(other)} of another shape, "
-                  f"e.g. {(missing + unexpected + other)[0]}")
-        raise SystemExit(f"error: {path}: not a checkpoint of this network ({detail})")
+    problems = state_dict_mismatch(model.state_dict(), in_model_layout(model, state))
+    if problems:
+        raise SystemExit(f"error: {path}: not a checkpoint of this network ({problems})")
 
 
 def resume_source(args):
