@@ -1,5 +1,6 @@
 """Benchmark SEAM training (images/s) and multi-scale CAM inference (s/image): fp32 eager vs the
-fast path (bf16 autocast + channels_last + fused SGD, then + torch.compile). Prints JSON lines.
+fast path (bf16 autocast + channels_last + fused SGD, then + torch.compile), on any backbone
+(--backbone). Prints JSON lines.
 fp32_eager is PyTorch's default precision (TF32 convolutions allowed); fp32_exact is --amp off.
 
 CPU default: a slim network (--width 0.125) at crop 96; on CUDA: the published size (width 1,
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from network import resnet38_seam  # noqa: E402
+from network import build_network  # noqa: E402
 from tool.losses import seam_losses  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
 from tool.runtime import autocast, set_precision  # noqa: E402
@@ -83,13 +84,17 @@ def bench_train(model, device, amp, batch, crop, steps, warmup, compile_model=Fa
     return batch * steps / (time.perf_counter() - t0)
 
 
-def train_flops(width, device, batch, crop):
+def seam_net(backbone, width):
+    return build_network("seam", backbone=backbone, width=width, num_classes=NUM_CLASSES)
+
+
+def train_flops(backbone, width, device, batch, crop):
     """FLOPs of one stage-1 training step (forward and backward), counted on the device."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from train_seam import TwoBranch
 
-    model = resnet38_seam.Net(width=width).to(device).train()
+    model = seam_net(backbone, width).to(device).train()
     x = torch.randn(batch, 3, crop, crop, device=device)
     labels = torch.zeros(batch, NUM_CLASSES - 1, device=device)
     labels[:, 0] = 1
@@ -133,6 +138,7 @@ def bench_infer(model, device, amp, size, images, warmup):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backbone", default="resnet38d", help="resnet38d (published), resnet50, resnet101, ...")
     p.add_argument("--width", type=float, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--crop", type=int, default=None)
@@ -151,14 +157,14 @@ def main(argv=None):
     infer_size = tuple(args.infer_size or ((375, 500) if gpu else (96, 128)))
     torch.manual_seed(0)
     peak = bf16_peak(device)
-    flops = train_flops(width, device, batch, crop) if gpu else None
+    flops = train_flops(args.backbone, width, device, batch, crop) if gpu else None
     base = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if gpu else "cpu",
-            "torch": torch.__version__, "width": width}
+            "torch": torch.__version__, "backbone": args.backbone, "width": width}
     for name in args.impls:
         amp, channels_last, compile_model, fused, flags = CONFIGS[name]
         apply_precision(device, amp, flags, fixed_shapes=True)
         fused = fused and gpu
-        model = resnet38_seam.Net(width=width).to(device)
+        model = seam_net(args.backbone, width).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if gpu:

@@ -2,7 +2,10 @@
 #   VOC12_ROOT       VOC2012 folder (JPEGImages, SegmentationClass, SegmentationClassAug)
 #   DATASET          voc12 (default), coco14 or folder (voc12/dataset.py); DATA_ROOT its folder
 #                    (VOC12_ROOT stands for DATA_ROOT)
-#   IMAGENET_PARAMS  ImageNet ResNet-38 weights (.params or converted .pth); unset = random init
+#   IMAGENET_PARAMS  ImageNet weights of the backbone (ResNet-38: .params or converted .pth;
+#                    torchvision backbones: imagenet or a .pth); unset = random init
+#   BACKBONE         backbone of the training stages: resnet38d (default, the published network),
+#                    resnet50, resnet101 or package.module:Class; inference reads it from the checkpoints
 #   WORK_DIR         where every stage writes (default ./work)
 #   CLS_LABELS       image-level labels (default: the data set's, voc12/cls_labels.txt for VOC)
 #   SEAM_PYTHON      interpreter (default: active venv/conda, else $SEAM_VENV or .venv, else python3)
@@ -86,5 +89,7 @@ train_stage() {  # train_stage SESSION script.py args...: skip when done, resume
   if [ -f "$session.pth" ]; then echo "[seam] $session.pth exists: skipping $1" >&2; return 0; fi
   local resume=()
   if [ -f "$session.resume.pt" ]; then resume=(--resume "$session.resume.pt"); fi
-  run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${@:2}"
+  local backbone=()
+  if [ -n "${BACKBONE:-}" ]; then backbone=(--backbone "$BACKBONE"); fi
+  run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${backbone[@]}" "${@:2}"
 }

@@ -2,7 +2,8 @@
 # The whole method on a synthetic VOC-style set, on CPU, in minutes: installs what it needs,
 # generates the data, runs every stage at a slim width, and prints the results table next to
 # a plain-CAM baseline trained with the same budget. Settings below can be overridden by the
-# environment (DEMO_TINY=1 shrinks everything to a smoke test).
+# environment (DEMO_TINY=1 shrinks everything to a smoke test; DEMO_BACKBONE=resnet50 runs every
+# stage on torchvision's ResNet-50 instead of ResNet-38).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${SEAM_PYTHON:-}" ]; then source "$here/env.sh"; export SEAM_PYTHON="$PY"; fi
@@ -28,6 +29,7 @@ fi
 settings="classes=$N_CLASSES train_aug=$N_TRAIN_AUG pseudo=$N_PSEUDO train=$N_TRAIN val=$N_VAL size=$SIZE \
 objects=$OBJECT_SCALE width=$WIDTH batch=$BATCH epochs=$PRE_EPOCHS/$CAM_EPOCHS/$AFF_EPOCHS seg_steps=$SEG_STEPS \
 seed=$SEED crf=$LA/$HA walk=$RW_ALPHA/$RW_RADIUS"
+if [ -n "${DEMO_BACKBONE:-}" ]; then settings+=" backbone=$DEMO_BACKBONE"; fi  # default: resnet38d
 stamp="$WORK_DIR/demo_settings.txt"
 if [ -e "$WORK_DIR/toy" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$settings" ]; then
   echo "error: $WORK_DIR holds a demo run of other settings or an older demo: remove it or set WORK_DIR" >&2
@@ -36,6 +38,7 @@ fi
 mkdir -p "$WORK_DIR"
 echo "$settings" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 source "$here/common.sh"
+if [ -n "${DEMO_BACKBONE:-}" ]; then export BACKBONE="$DEMO_BACKBONE"; else unset BACKBONE; fi
 LA_ALPHA="$LA" HA_ALPHA="$HA" crf_alphas > /dev/null  # DEMO_LA_ALPHA / DEMO_HA_ALPHA checked before any work
 start=$(date +%s)
 lap_start=$start

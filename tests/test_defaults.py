@@ -50,6 +50,10 @@ TABLES = {
         ("--resize_long", (448, 768), SAME, ""),
         ("--scale_factor", 0.3, SAME, ""),
         ("--color_jitter", (0.3, 0.3, 0.3, 0.1), SAME, ""),
+        ("--cls_weight", 1.0, SAME, "the published loss is the plain sum of its terms"),
+        ("--min_pool_weight", 1.0, SAME, ""),
+        ("--er_weight", 1.0, SAME, ""),
+        ("--ecr_weight", 1.0, SAME, ""),
     ]),
     "infer_seam": (infer_seam.get_parser, [
         ("--weights", REQUIRED, SAME, ""),

@@ -136,3 +136,20 @@ def test_gradients_reach_the_right_layers():
 def test_ablation_switches_terms_off():
     terms = seam_losses(*random_case(3), use_er=False, use_ecr=False, use_min_pool=False)
     assert set(terms) == {"cls", "loss"} and terms["loss"] == terms["cls"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_loss_is_the_published_sum_at_default_weights(seed):
+    case = [t.requires_grad_() if t.dtype.is_floating_point and i < 4 else t for i, t in enumerate(random_case(seed))]
+    terms = seam_losses(*case)
+    # the published step: loss = loss_cls (classification + min-pool) + loss_er + loss_ecr
+    published = terms["cls"] + terms["min_pool"] + terms["er"] + terms["ecr"]
+    assert torch.equal(terms["loss"], published)
+    ones = seam_losses(*case, weights={"cls": 1.0, "er": 1.0, "ecr": 1.0, "min_pool": 1.0})
+    assert torch.equal(ones["loss"], published)
+    grads = [torch.autograd.grad(loss, case[:4]) for loss in (published, ones["loss"])]
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    weighted = seam_losses(*case, weights={"cls": 0.0, "er": 2.0, "ecr": 0.5})
+    assert all(torch.equal(weighted[k], terms[k]) for k in ("cls", "min_pool", "er", "ecr"))  # terms stay raw
+    want = terms["min_pool"] + 2 * terms["er"] + 0.5 * terms["ecr"]
+    assert weighted["loss"].item() == pytest.approx(want.item(), rel=1e-6)

@@ -154,7 +154,8 @@ def test_every_bn_uses_batch_statistics_with_momentum_0_0003():
     torch.manual_seed(0)
     net = resnet38_seg.Net(width=WIDTH).train()
     bns = {name: m for name, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
-    assert all(m.training for m in bns.values()) and {"backbone.b2.bn_branch2a", "backbone.bn7", "bn_fov", "bn_fov2"} <= set(bns)
+    assert all(m.training for m in bns.values())
+    assert {"backbone.b2.bn_branch2a", "backbone.bn7", "bn_fov", "bn_fov2"} <= set(bns)
     seen, before = {}, {n: m.running_mean.clone() for n, m in bns.items()}
 
     def keep(name):
@@ -200,7 +201,8 @@ def test_frozen_bn_variant():
     assert net.backbone.b3.conv_branch2a.weight.requires_grad
     head_mean, trunk_mean = net.bn_fov.running_mean.clone(), net.backbone.bn7.running_mean.clone()
     net(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(net.bn_fov.running_mean, head_mean) and torch.equal(net.backbone.bn7.running_mean, trunk_mean)
+    assert not torch.equal(net.bn_fov.running_mean, head_mean)
+    assert torch.equal(net.backbone.bn7.running_mean, trunk_mean)
     net.eval()
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(net(x), net(x))  # eval: running statistics, no dropout
@@ -553,7 +555,8 @@ def test_a_damaged_authors_file_does_not_fine_tune_from_a_fresh_head(voc, tmp_pa
     with pytest.raises(SystemExit) as err:
         train_seg.main(train_argv(voc, tmp_path, "bad", "--weights", str(tmp_path / "bad.pth")))
     message = str(err.value)
-    assert message.startswith("error: ") and "\n" not in message and "does not match network.deeplab.DeepLabV1" in message
+    assert message.startswith("error: ") and "\n" not in message
+    assert "does not match network.deeplab.DeepLabV1" in message
     assert not (tmp_path / "bad.pth.resume.pt").exists() and not (tmp_path / "bad.resume.pt").exists()
 
 

@@ -106,6 +106,19 @@ def test_ablation_flags_train_the_plain_cam(toy, tmp_path):
     assert "cls=" in log and "ecr=" not in log and "er=" not in log and "min_pool=" not in log
 
 
+def test_loss_weight_flags_weigh_the_loss_and_log_the_raw_terms(toy, tmp_path):
+    logs = {}
+    for name, extra in (("plain", ()), ("weighted", ("--er_weight", "2", "--ecr_weight", "0.5"))):
+        train_seam.main(train_args(toy, tmp_path / name, "--max_step", "1", *extra))
+        log = (tmp_path / name / "tb" / f"{str(tmp_path / name / 'seam').replace('/', '_')}.log").read_text()
+        line = next(x for x in log.splitlines() if "step 1/1" in x)
+        logs[name] = {k: float(v) for k, v in (kv.split("=") for kv in line.split() if "=" in kv)}
+    plain, weighted = logs["plain"], logs["weighted"]
+    assert all(plain[k] == weighted[k] for k in ("cls", "min_pool", "er", "ecr"))  # the first step: same weights
+    want = plain["cls"] + plain["min_pool"] + 2 * plain["er"] + 0.5 * plain["ecr"]
+    assert weighted["loss"] == pytest.approx(want, abs=2e-4) and weighted["loss"] != plain["loss"]
+
+
 @pytest.fixture(scope="module")
 def trained(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
