@@ -1,6 +1,7 @@
 """The network contract: what a backbone provides, and how a stage's heads sit on any backbone.
 
-A backbone is an `nn.Module` (best a subclass of `Backbone`) that provides:
+A backbone is a subclass of `Backbone` (an `nn.Module` that supplies BN freezing and the
+defaults below) that provides:
 
 - `forward(x (N,3,H,W)) -> {"conv4", "conv5", "conv6"}`: three feature maps at output stride 8
   (h = ceil(H/8) or so), shallow to deep. SEAM's PCM and AffinityNet read all three; the CAM,
@@ -27,9 +28,11 @@ weights / biases, head weights / biases), the dropout switch, the state-dict lay
 record a checkpoint carries of what it is (`network_record`). A stage subclass only builds its
 heads and its forward.
 """
+import copy
 import importlib
 
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 _BACKBONES = {}
 
@@ -170,9 +173,10 @@ class StageNet(nn.Module):
     def adapt_state_dict(self, state_dict):
         """A state dict's keys in this network's layout: a flat backbone's keys may come nested
         under `backbone.` (the authors' DeepLab checkpoint holds ResNet-38 so)."""
-        if not self.backbone.flat_state_dict or not any(k.startswith("backbone.") for k in state_dict):
-            return state_dict
-        return {k.removeprefix("backbone."): v for k, v in state_dict.items()}
+        if self.backbone.flat_state_dict and any(k.startswith("backbone.") for k in state_dict):
+            state_dict = copy.copy(state_dict)
+            consume_prefix_in_state_dict_if_present(state_dict, "backbone.")
+        return state_dict
 
     def network_record(self):
         record = {"network": self.network, "backbone": self.backbone.name, "width": float(self.backbone.width)}

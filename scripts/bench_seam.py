@@ -84,17 +84,17 @@ def bench_train(model, device, amp, batch, crop, steps, warmup, compile_model=Fa
     return batch * steps / (time.perf_counter() - t0)
 
 
-def seam_net(backbone, width):
-    return build_network("seam", backbone=backbone, width=width, num_classes=NUM_CLASSES)
+def seam_net(backbone, width, frozen=True):
+    return build_network("seam", backbone=backbone, width=width, frozen=frozen, num_classes=NUM_CLASSES)
 
 
-def train_flops(backbone, width, device, batch, crop):
+def train_flops(backbone, width, frozen, device, batch, crop):
     """FLOPs of one stage-1 training step (forward and backward), counted on the device."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from train_seam import TwoBranch
 
-    model = seam_net(backbone, width).to(device).train()
+    model = seam_net(backbone, width, frozen).to(device).train()
     x = torch.randn(batch, 3, crop, crop, device=device)
     labels = torch.zeros(batch, NUM_CLASSES - 1, device=device)
     labels[:, 0] = 1
@@ -140,6 +140,7 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backbone", default="resnet38d", help="resnet38d (published), resnet50, resnet101, ...")
     p.add_argument("--width", type=float, default=None)
+    p.add_argument("--unfreeze", action="store_true", help="train BN and the first layers too (the demo's setting)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--crop", type=int, default=None)
     p.add_argument("--infer_size", type=int, nargs=2, default=None, help="H W of the inference image")
@@ -157,14 +158,15 @@ def main(argv=None):
     infer_size = tuple(args.infer_size or ((375, 500) if gpu else (96, 128)))
     torch.manual_seed(0)
     peak = bf16_peak(device)
-    flops = train_flops(args.backbone, width, device, batch, crop) if gpu else None
+    flops = train_flops(args.backbone, width, not args.unfreeze, device, batch, crop) if gpu else None
     base = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if gpu else "cpu",
-            "torch": torch.__version__, "backbone": args.backbone, "width": width}
+            "torch": torch.__version__, "backbone": args.backbone, "width": width, "frozen": not args.unfreeze,
+            "threads": torch.get_num_threads()}
     for name in args.impls:
         amp, channels_last, compile_model, fused, flags = CONFIGS[name]
         apply_precision(device, amp, flags, fixed_shapes=True)
         fused = fused and gpu
-        model = seam_net(args.backbone, width).to(device)
+        model = seam_net(args.backbone, width, frozen=not args.unfreeze).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if gpu:
