@@ -35,8 +35,8 @@ def get_parser():
     add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
-                       weights_help="ImageNet .params, a .pth (another stage's backbone, ours or the authors' "
-                                    "DeepLab checkpoint to fine-tune), or none (random init)")
+                       weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "
+                                    "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
     add_network_flags(p, "network.resnet38_seg")
     p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)

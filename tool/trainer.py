@@ -50,7 +50,8 @@ UNFREEZE_HELP = ("train BN (batch statistics) and conv1a/b2* too: for random ini
                  "the published recipe freezes them under ImageNet weights")
 
 
-WEIGHTS_HELP = "ImageNet .params, a .pth, or none (random init)"
+WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision backbones: imagenet), a .pth (the "
+                "backbone's own state dict, or another stage's checkpoint: its backbone), or none (random init)")
 
 
 def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP,
