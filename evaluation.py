@@ -10,19 +10,18 @@ class ids, and `cams`, K x H x W) are turned into labels with a constant backgro
 --curve sweeps t = 0.00 .. 0.59 (--start 0, --end 60, in hundredths) reading every file once. CRF files of infer_seam.py
 (--type crf: arrays `keys`, 0 then 1-based class ids, and `scores`) are scored by their argmax.
 """
-import argparse
 import datetime
 import json
 import os
 import pickle
-import sys
 import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
 from tool.camfile import check_cam, load_cam, load_crf
-from tool.fileio import WriteError, add_debug_flag, atomic_path, debugging
+from tool.cli import ArgumentParser, add_debug_flag, count, non_negative_int, run_script
+from tool.fileio import WriteError, atomic_path
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import helper_pool
 from tool.vis import load_label_png
@@ -36,7 +35,7 @@ LABEL_TYPES = ("png", "crf")
 FILE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
 
 
-class EvalError(Exception):
+class EvalError(ValueError):
     """Bad input: the message is one line naming the file or flag."""
 
 
@@ -291,7 +290,7 @@ def thresholds_from_args(args):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
     p.add_argument("--predict_dir", required=True)
     p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
@@ -301,10 +300,10 @@ def build_parser():
     p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES)
     p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
     p.add_argument("--curve", action="store_true", help="sweep t = start/100 .. (end-1)/100 and report the best")
-    p.add_argument("--start", type=int, default=0, help="first curve threshold, in hundredths")
-    p.add_argument("--end", type=int, default=60, help="curve thresholds stop before end/100")
+    p.add_argument("--start", type=non_negative_int, default=0, help="first curve threshold, in hundredths")
+    p.add_argument("--end", type=count, default=60, help="curve thresholds stop before end/100")
     p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
-    p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--num_classes", type=int, default=None,
                    help="default: the data set's class count, background included (21 for VOC)")
     add_dataset_flags(p, root_required=False)  # whose class names and count; coco14 / folder need the root
@@ -339,14 +338,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (EvalError, WriteError) as exc:
-        if debugging():
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_script(build_parser(), run, argv, status=2)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from network.weights import network_for_checkpoint
 from tool.affinity import effective_radius
 from tool.camfile import load_cam
 from tool.checkpoint import load_model
+from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, require_files, write_errors
+from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
@@ -44,18 +45,18 @@ from voc12.dataset import (
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", EVAL_LIST_HELP,
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
     add_dataset_flags(p)
-    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
+    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
-    p.add_argument("--alpha", type=float, default=6, help="background power of the CAM")
+    p.add_argument("--alpha", type=positive, default=6, help="background power of the CAM")
     p.add_argument("--out_rw", required=True)
-    p.add_argument("--beta", type=float, default=8, help="power of the affinities")
-    p.add_argument("--logt", type=int, default=6, help="the walk takes 2^logt steps")
-    p.add_argument("--radius", type=int, default=5)
+    p.add_argument("--beta", type=positive, default=8, help="power of the affinities")
+    p.add_argument("--logt", type=non_negative_int, default=6, help="the walk takes 2^logt steps")
+    p.add_argument("--radius", type=count, default=5)
     p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
     return p
 
@@ -73,19 +74,17 @@ def crf_label(img_path, scores, image_hw, out_path):
 
 
 def run(args):
-    with cli_errors():
-        resolve_network(args.network, "aff")
-        data = dataset_from_args(args)
-        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
-        args.infer_list = split_list(args.infer_list, data, "train")
+    resolve_network(args.network, "aff")
+    data = dataset_from_args(args)
+    args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
+    args.infer_list = split_list(args.infer_list, data, "train")
     device = setup_device(args)
     # strictly: the published strict=False ran a random head on a wrong file
     model, channels_last = load_model(
         args, lambda state: network_for_checkpoint(state, "aff", args.weights, radius=args.radius), device)
-    with cli_errors():
-        dataset = ImageDataset(args.infer_list, data)
-        for line in dataset.check_images(args.skip_bad_images):
-            print(f"skipped {line}")
+    dataset = ImageDataset(args.infer_list, data)
+    for line in dataset.check_images(args.skip_bad_images):
+        print(f"skipped {line}")
     prepare_outputs([args.out_rw])
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
@@ -99,13 +98,10 @@ def run(args):
     def walked_on_device(items):
         for name, img in items:
             cam_path = os.path.join(args.cam_dir, name + ".npz")
-            try:
-                keys, cams = load_cam(cam_path, data.num_classes)
-            except (FileNotFoundError, ValueError) as e:
-                raise SystemExit(f"error: {e}") from None
+            keys, cams = load_cam(cam_path, data.num_classes)
             h, w = img.shape[1:]
             if cams.shape[1:] != (h, w):
-                raise SystemExit(f"error: {cam_path}: CAM is {cams.shape[1:]}, image is {(h, w)}")
+                raise ValueError(f"{cam_path}: CAM is {cams.shape[1:]}, image is {(h, w)}")
             ph, pw = padded_size(h, w)
             with torch.no_grad(), autocast(device, args.amp):
                 aff = model(to_input(F.pad(img, (0, pw - w, 0, ph - h))[None], device, channels_last))[0].float()
@@ -118,7 +114,7 @@ def run(args):
                 yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
 
     with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = loader_errors(progress(loader, desc="infer_aff", enabled=is_main()))
+        items = progress(loader, desc="infer_aff", enabled=is_main())
         for (name, hw), out in lagged_to_host(walked_on_device(items), device):
             out_path = os.path.join(args.out_rw, name + ".png")
             if args.crf:
@@ -128,8 +124,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

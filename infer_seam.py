@@ -18,9 +18,9 @@ from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
 from tool.camfile import STORAGE, save_cam, save_crf
 from tool.checkpoint import load_model
+from tool.cli import ArgumentParser, positive, run_script
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, write_errors
 from tool.logger import progress
 from tool.runtime import (
     add_inference_flags,
@@ -37,7 +37,7 @@ from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, check_num_classes, 
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_inference_flags(p, "stage-1 checkpoint (<session_name>.pth)", "network.resnet38_SEAM", EVAL_LIST_HELP,
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 CAMs (no TF32)")
@@ -51,9 +51,9 @@ def get_parser():
     p.add_argument("--out_crf", default=None,
                    help="prefix: folders <out_crf>_<alpha> are written (alpha as a Python float: crf_4.0, crf_0.25)")
     p.add_argument("--out_cam_pred", default=None)
-    p.add_argument("--out_cam_pred_alpha", type=float, default=0.26, help="background score of --out_cam_pred")
-    p.add_argument("--scales", type=float, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
-    p.add_argument("--crf_alphas", type=float, nargs="+", default=(4.0, 24.0))
+    p.add_argument("--out_cam_pred_alpha", type=positive, default=0.26, help="background score of --out_cam_pred")
+    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
+    p.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0))
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
     return p
@@ -107,10 +107,9 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):
 
 
 def run(args):
-    with cli_errors():
-        resolve_network(args.network, "seam")
-        data = dataset_from_args(args)
-        args.infer_list = split_list(args.infer_list, data, "train")
+    resolve_network(args.network, "seam")
+    data = dataset_from_args(args)
+    args.infer_list = split_list(args.infer_list, data, "train")
     if len(set(args.crf_alphas)) < len(args.crf_alphas) or not all(0 < a < math.inf for a in args.crf_alphas):
         raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
     device = setup_device(args)
@@ -127,10 +126,9 @@ def run(args):
                    + ([crf_folder(args.out_crf, a) for a in args.crf_alphas] if args.out_crf else []))
     prepare_outputs(out_folders)
 
-    with cli_errors():
-        dataset = ClsDatasetMSF(args.infer_list, data, args.cls_labels, scales=args.scales)
-        for line in dataset.check_images(args.skip_bad_images):
-            print(f"skipped {line}")
+    dataset = ClsDatasetMSF(args.infer_list, data, args.cls_labels, scales=args.scales)
+    for line in dataset.check_images(args.skip_bad_images):
+        print(f"skipped {line}")
 
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
@@ -155,7 +153,7 @@ def run(args):
 
     # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
     with output_pool(True, args.crf_workers, args.num_workers) as pool:
-        batches = loader_errors(progress(loader, desc="infer_seam", enabled=is_main()))
+        batches = progress(loader, desc="infer_seam", enabled=is_main())
         for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
             cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting
             name = item["name"]
@@ -164,8 +162,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

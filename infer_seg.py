@@ -19,9 +19,9 @@ from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import flip_scale_sum
 from tool.checkpoint import load_model
+from tool.cli import ArgumentParser, count, positive, run_script
 from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
-from tool.fileio import cli_errors, loader_errors, write_errors
 from tool.logger import progress
 from tool.runtime import (
     add_inference_flags,
@@ -38,20 +38,20 @@ from voc12.dataset import NUM_CLASSES_HELP, add_dataset_flags, check_num_classes
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_inference_flags(p, "segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release",
                         "network.resnet38_seg", "default: the data set's val list (voc12/val.txt for VOC)",
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32)")
     add_dataset_flags(p)
-    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
+    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
-    p.add_argument("--scales", type=float, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
     p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                    help="dense CRF on the softmax before argmax (default on; --no-crf or --no_crf to skip)")
     p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
-    p.add_argument("--crf_t", type=int, default=1, help="CRF mean-field iterations")
-    p.add_argument("--crf_bilateral_sxy", type=float, default=32, help="CRF bilateral kernel's spatial sigma")
+    p.add_argument("--crf_t", type=count, default=1, help="CRF mean-field iterations")
+    p.add_argument("--crf_bilateral_sxy", type=positive, default=32, help="CRF bilateral kernel's spatial sigma")
     return p
 
 
@@ -77,11 +77,10 @@ def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
 
 
 def run(args):
-    with cli_errors():
-        resolve_network(args.network, "seg")
-        data = dataset_from_args(args)
-        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
-        args.infer_list = split_list(args.infer_list, data, "val")
+    resolve_network(args.network, "seg")
+    data = dataset_from_args(args)
+    args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
+    args.infer_list = split_list(args.infer_list, data, "val")
     device = setup_device(args)
     if args.crf:
         require_densecrf("--no_crf")
@@ -91,10 +90,9 @@ def run(args):
         return network_for_checkpoint(state, "seg", args.weights, num_classes=data.num_classes)
 
     model, channels_last = load_model(args, build, device)
-    with cli_errors():
-        dataset = SegInferDataset(args.infer_list, data, scales=args.scales)
-        for line in dataset.check_images(args.skip_bad_images):
-            print(f"skipped {line}")
+    dataset = SegInferDataset(args.infer_list, data, scales=args.scales)
+    for line in dataset.check_images(args.skip_bad_images):
+        print(f"skipped {line}")
     prepare_outputs([args.out_seg])
 
     def out_path(name):
@@ -112,7 +110,7 @@ def run(args):
             yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
 
     with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = loader_errors(progress(loader, desc="infer_seg", enabled=is_main()))
+        items = progress(loader, desc="infer_seg", enabled=is_main())
         for name, out in lagged_to_host(outputs_on_device(items), device):
             if args.crf:
                 pool.submit(crf_label_png, data.image_path(name), out.numpy(), out_path(name),
@@ -122,8 +120,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

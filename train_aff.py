@@ -1,14 +1,14 @@
 """Stage 3: train AffinityNet on pair labels from the low/high-alpha CRF maps of infer_seam.py.
 Writes `<session_name>.pth` (the published checkpoint format)."""
-import argparse
 import os
 
 import torch
 
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
+from tool.cli import ArgumentParser, count, run_script
 from tool.distributed import global_share, is_main
-from tool.fileio import cli_errors, require_files, write_errors
+from tool.fileio import require_files
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
@@ -18,13 +18,13 @@ from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args,
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)  # the published SEAM value (PSA used 0.1)
     add_network_flags(p, "network.resnet38_aff")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=int, default=448)
-    p.add_argument("--radius", type=int, default=5, help="pair radius on the feature grid")
+    p.add_argument("--crop_size", type=count, default=448)
+    p.add_argument("--radius", type=count, default=5, help="pair radius on the feature grid")
     add_dataset_flags(p)
     p.add_argument("--la_crf_dir", required=True,
                    help="low-alpha CRF folder of infer_seam.py (<out_crf>_4.0; LA_ALPHA in the stage scripts)")
@@ -36,15 +36,13 @@ def get_parser():
 def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
-    with cli_errors():
-        model = build_network(args.network, stage="aff", backbone=args.backbone, width=args.width,
-                              frozen=not args.unfreeze, radius=args.radius)
-    with cli_errors():  # every input checked before anything is written
-        data = dataset_from_args(args)
-        args.train_list = split_list(args.train_list, data, "train_aug")
-        dataset = AffDataset(args.train_list, data, args.la_crf_dir, args.ha_crf_dir,
-                             crop_size=args.crop_size, radius=args.radius)
-        dataset.check_images(args.skip_bad_images)
+    model = build_network(args.network, stage="aff", backbone=args.backbone, width=args.width,
+                          frozen=not args.unfreeze, radius=args.radius)
+    data = dataset_from_args(args)  # every input checked before anything is written
+    args.train_list = split_list(args.train_list, data, "train_aug")
+    dataset = AffDataset(args.train_list, data, args.la_crf_dir, args.ha_crf_dir,
+                         crop_size=args.crop_size, radius=args.radius)
+    dataset.check_images(args.skip_bad_images)
     require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
                    for n in dataset.img_ids], "CRF map")
     initialised = initial_weights(args, model, load_pretrained)
@@ -66,8 +64,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

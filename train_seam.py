@@ -1,6 +1,5 @@
 """Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
 batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
-import argparse
 
 import torch
 import torch.nn.functional as F
@@ -8,8 +7,8 @@ from torch import nn
 
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
+from tool.cli import ArgumentParser, count, non_negative, positive, run_script
 from tool.distributed import is_main
-from tool.fileio import cli_errors, write_errors
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.logger import RunLogger
 from tool.losses import seam_losses
@@ -21,22 +20,22 @@ from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args,
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = ArgumentParser(description=__doc__)
     add_training_flags(p, batch_size=8, max_epoches=8, lr=0.01)
     add_network_flags(p, "network.resnet38_SEAM")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_SEAM", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=int, default=448)
-    p.add_argument("--resize_long", type=int, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
-    p.add_argument("--scale_factor", type=float, default=0.3, help="size of the second branch")
-    p.add_argument("--color_jitter", type=float, nargs=4, default=PUBLISHED_COLOR_JITTER,
+    p.add_argument("--crop_size", type=count, default=448)
+    p.add_argument("--resize_long", type=count, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
+    p.add_argument("--scale_factor", type=positive, default=0.3, help="size of the second branch")
+    p.add_argument("--color_jitter", type=non_negative, nargs=4, default=PUBLISHED_COLOR_JITTER,
                    metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")
     add_dataset_flags(p, labels=True)
     p.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
     p.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
     p.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
     for term, what in LOSS_TERMS.items():
-        p.add_argument(f"--{term}_weight", type=float, default=1.0, help=f"weight of the {what} in the loss")
+        p.add_argument(f"--{term}_weight", type=non_negative, default=1.0, help=f"weight of the {what} in the loss")
     return p
 
 
@@ -78,18 +77,15 @@ class TwoBranch(nn.Module):
 def run(args):
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
-    with cli_errors():
-        data = dataset_from_args(args)
-        args.train_list = split_list(args.train_list, data, "train_aug")
-    with cli_errors():
-        model = build_network(args.network, stage="seam", backbone=args.backbone, width=args.width,
-                              frozen=not args.unfreeze, num_classes=data.num_classes, use_pcm=not args.no_pcm)
-    with cli_errors():  # every input checked before anything is written
-        dataset = ClsDataset(
-            args.train_list, data, args.cls_labels,
-            transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
-        )  # fmt: skip
-        dataset.check_images(args.skip_bad_images)
+    data = dataset_from_args(args)
+    args.train_list = split_list(args.train_list, data, "train_aug")
+    model = build_network(args.network, stage="seam", backbone=args.backbone, width=args.width,
+                          frozen=not args.unfreeze, num_classes=data.num_classes, use_pcm=not args.no_pcm)
+    dataset = ClsDataset(  # every input checked before anything is written
+        args.train_list, data, args.cls_labels,
+        transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
+    )  # fmt: skip
+    dataset.check_images(args.skip_bad_images)
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
     with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
@@ -117,8 +113,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

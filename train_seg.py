@@ -3,15 +3,15 @@ over train_aug (--label_dir); without --label_dir the data set's ground-truth ma
 The defaults are the authors' retraining (seamv1-pseudovoc, 64.754 val mIoU): every BN on batch
 statistics with running-statistic momentum 0.0003 and its affine untrained, nothing frozen, HSV
 shift, cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
-import argparse
 
 import torch
 
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
+from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
 from tool.distributed import global_share, is_main, world
-from tool.fileio import cli_errors, require_files, write_errors
+from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
@@ -30,7 +30,7 @@ from voc12.dataset import (
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = ArgumentParser(description=__doc__)
     # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
     add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
@@ -39,14 +39,14 @@ def get_parser():
                                     "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
     add_network_flags(p, "network.resnet38_seg")
-    p.add_argument("--num_classes", type=int, default=None, help=NUM_CLASSES_HELP)
+    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=int, default=448)
-    p.add_argument("--scale_range", type=float, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
-    p.add_argument("--hsv_shift", type=int, default=10, help="random shift of each of H, S, V in [-n, n]")
-    p.add_argument("--bn_momentum", type=float, default=3e-4, help="running-statistic momentum of every BN")
-    p.add_argument("--bn_groups", type=int, default=2,
+    p.add_argument("--crop_size", type=count, default=448)
+    p.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
+    p.add_argument("--hsv_shift", type=non_negative_int, default=10, help="random shift of each of H, S, V in [-n, n]")
+    p.add_argument("--bn_momentum", type=positive, default=3e-4, help="running-statistic momentum of every BN")
+    p.add_argument("--bn_groups", type=count, default=2,
                    help="BN batch statistics over this many equal parts of the global batch, running statistics "
                         "from the first: the published run's DataParallel over 2 GPUs (5 images each). Under "
                         "torchrun with N processes each computes bn_groups / N of them (N = 2: exactly the "
@@ -85,23 +85,21 @@ def run(args):
     if n_proc < args.bn_groups and args.bn_groups % n_proc and not args.sync_bn:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} is not divisible by the {n_proc} torchrun processes")
     local_groups = 1 if args.sync_bn else max(1, args.bn_groups // n_proc)
-    with cli_errors():
-        data = dataset_from_args(args)
-        args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
-        args.train_list = split_list(args.train_list, data, "train_aug")
+    data = dataset_from_args(args)
+    args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
+    args.train_list = split_list(args.train_list, data, "train_aug")
     device = setup_device(args, fixed_shapes=True)
     torch.manual_seed(args.seed)
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
-    with cli_errors():
-        model = build_network(args.network, stage="seg", backbone=args.backbone, width=args.width,
-                              frozen=args.frozen_bn, num_classes=args.num_classes, bn_momentum=args.bn_momentum,
-                              train_bn_affine=args.unfreeze)
+    model = build_network(args.network, stage="seg", backbone=args.backbone, width=args.width,
+                          frozen=args.frozen_bn, num_classes=args.num_classes, bn_momentum=args.bn_momentum,
+                          train_bn_affine=args.unfreeze)
     if args.sync_bn and n_proc > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    with cli_errors():  # every input checked before anything is written
-        dataset = SegDataset(args.train_list, data, args.label_dir, crop_size=args.crop_size,
-                             scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
-        dataset.check_images(args.skip_bad_images)
+    # every input checked before anything is written
+    dataset = SegDataset(args.train_list, data, args.label_dir, crop_size=args.crop_size,
+                         scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
+    dataset.check_images(args.skip_bad_images)
     require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
@@ -129,8 +127,7 @@ def run(args):
 
 
 def main(argv=None):
-    with write_errors():
-        run(get_parser().parse_args(argv))
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -111,19 +111,20 @@ def load_pretrained(model, path, allow_pickle=False):
     return "full"
 
 
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Convert the ImageNet ResNet-38 .params file to a .pth")
-    parser.add_argument("params", help="ilsvrc-cls_rna-a1_cls1000_ep-0001.params")
-    parser.add_argument("out", help="output .pth (plain state dict)")
-    args = parser.parse_args(argv)
-    try:
-        state = convert_mxnet_to_torch(args.params)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+def convert(args):
+    state = convert_mxnet_to_torch(args.params)
     save_state_dict(state, args.out)
     print(f"wrote {args.out} ({len(state)} tensors)")
+
+
+def main(argv=None):
+    from tool.cli import ArgumentParser, add_debug_flag, run_script
+
+    parser = ArgumentParser(description="Convert the ImageNet ResNet-38 .params file to a .pth")
+    parser.add_argument("params", help="ilsvrc-cls_rna-a1_cls1000_ep-0001.params")
+    parser.add_argument("out", help="output .pth (plain state dict)")
+    add_debug_flag(parser)
+    return run_script(parser, convert, argv)
 
 
 if __name__ == "__main__":

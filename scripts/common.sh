@@ -3,7 +3,8 @@
 #   DATASET          voc12 (default), coco14 or folder (voc12/dataset.py); DATA_ROOT its folder
 #                    (VOC12_ROOT stands for DATA_ROOT)
 #   IMAGENET_PARAMS  ImageNet weights of the backbone (ResNet-38: .params or converted .pth;
-#                    torchvision backbones: imagenet or a .pth); unset = random init
+#                    torchvision backbones: imagenet or a .pth), needed by the training stages;
+#                    none = random initialisation (synthetic data only)
 #   BACKBONE         backbone of the training stages: resnet38d (default, the published network),
 #                    resnet50, resnet101 or package.module:Class; inference reads it from the checkpoints
 #   WORK_DIR         where every stage writes (default ./work)
@@ -80,16 +81,17 @@ run_stage() {  # run_stage script.py args...: run_py, or on NPROC GPUs of this m
   fi
 }
 
-# --weights for the training stages when IMAGENET_PARAMS is set (else random init, with a warning)
-WEIGHTS_ARGS=()
-if [ -n "${IMAGENET_PARAMS:-}" ]; then WEIGHTS_ARGS=(--weights "$IMAGENET_PARAMS"); fi
 
 train_stage() {  # train_stage SESSION script.py args...: skip when done, resume when interrupted
   local session="$1"; shift
   if [ -f "$session.pth" ]; then echo "[seam] $session.pth exists: skipping $1" >&2; return 0; fi
+  if [ -z "${IMAGENET_PARAMS:-}" ]; then  # no silent random initialisation: `none` is the explicit choice
+    echo "error: set IMAGENET_PARAMS to the backbone's ImageNet weights (or none: random initialisation)" >&2; exit 2
+  fi
   local resume=()
   if [ -f "$session.resume.pt" ]; then resume=(--resume "$session.resume.pt"); fi
   local backbone=()
   if [ -n "${BACKBONE:-}" ]; then backbone=(--backbone "$BACKBONE"); fi
-  run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" "${resume[@]}" "${backbone[@]}" "${@:2}"
+  run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" --weights "$IMAGENET_PARAMS" \
+    "${resume[@]}" "${backbone[@]}" "${@:2}"
 }

@@ -74,7 +74,7 @@ plain_cam=(--no_er --no_ecr --no_pcm)
 echo "== stage 0: a plain CAM classifier on the image labels, in place of the ImageNet weights"
 # From random initialisation SEAM's losses hold the classifier back (see README); on VOC every
 # stage starts from ImageNet weights. Here every later stage starts from this network.
-unset IMAGENET_PARAMS
+export IMAGENET_PARAMS=none
 SEAM_SESSION=pretrain bash "$here/train_seam.sh" "${cam_train[@]}" "${plain_cam[@]}" --max_epoches "$PRE_EPOCHS" --lr 0.01
 export IMAGENET_PARAMS="$WORK_DIR/pretrain.pth"
 lap "stage 0: pretrain a classifier"

@@ -9,4 +9,4 @@ read -r la ha <<< "$alphas"
 train_list="${TRAIN_LIST:-$(LIST="" split_list train_aug)}"
 train_stage "$WORK_DIR/resnet38_aff" train_aff.py "${DATA_ARGS[@]}" \
   --train_list "$train_list" \
-  --la_crf_dir "$WORK_DIR/crf_$la" --ha_crf_dir "$WORK_DIR/crf_$ha" "${WEIGHTS_ARGS[@]}" "$@"
+  --la_crf_dir "$WORK_DIR/crf_$la" --ha_crf_dir "$WORK_DIR/crf_$ha" "$@"

@@ -5,4 +5,4 @@ source "$(dirname "$0")/common.sh"
 need_data
 train_list="${TRAIN_LIST:-$(LIST="" split_list train_aug)}"
 train_stage "$WORK_DIR/${SEAM_SESSION:-resnet38_SEAM}" train_seam.py "${DATA_ARGS[@]}" "${LABEL_ARGS[@]}" \
-  --train_list "$train_list" "${WEIGHTS_ARGS[@]}" "$@"
+  --train_list "$train_list" "$@"

@@ -5,4 +5,4 @@ source "$(dirname "$0")/common.sh"
 need_data
 train_list="${TRAIN_LIST:-$(LIST="" split_list train_aug)}"
 train_stage "$WORK_DIR/resnet38_seg" train_seg.py "${DATA_ARGS[@]}" \
-  --train_list "$train_list" --label_dir "$WORK_DIR/rw" "${WEIGHTS_ARGS[@]}" "$@"
+  --train_list "$train_list" --label_dir "$WORK_DIR/rw" "$@"

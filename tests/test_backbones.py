@@ -55,7 +55,7 @@ def data(toy):
 
 
 def train(toy, out, *extra):
-    return [*data(toy), "--train_list", str(toy / "train_aug.txt"), "--tblog_dir", str(out / "tb"),
+    return [*data(toy), "--train_list", str(toy / "train_aug.txt"), "--tblog_dir", str(out / "tb"), "--weights", "none",
             "--batch_size", "4", "--crop_size", "48", "--max_step", "2", "--log_interval", "1", *extra]
 
 

@@ -78,7 +78,7 @@ def toy(tmp_path_factory):
 
 
 def seam_argv(toy, out, *extra):
-    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
+    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
             str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"), "--tblog_dir", str(out / "tb"),
             "--batch_size", "4", "--num_workers", "2", "--width", "0.25", "--crop_size", "96", "--resize_long",
             "96", "128", "--max_step", "6", "--ckpt_interval", "3", "--log_interval", "2", *extra]

@@ -24,7 +24,7 @@ from voc12.make_coco import build, semantic_mask
 from voc12.toy import FOLDER_CLASSES, generate_toy_coco, generate_toy_folder
 
 pycocotools = pytest.importorskip("pycocotools")
-SLIM = ["--width", "0.0625", "--num_workers", "0"]
+SLIM = ["--weights", "none", "--width", "0.0625", "--num_workers", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ TABLES = {
         ("--crop_size", 448, SAME, ""),
         ("--tblog_dir", "./tblog", None, "None = tblog/ beside --session_name (./tblog for the default one)"),
         ("--voc12_root", "VOC2012", REQUIRED, "no silent default data path"),
-        ("--weights", REQUIRED, None, "optional: random init for synthetic data (warned in the log)"),
+        ("--weights", REQUIRED, SAME, "none is the explicit random initialisation (synthetic data only)"),
         # constants of the published code, exposed as flags
         ("--momentum", 5e-4, SAME, "the published code's effective momentum (wd passed as momentum)"),
         ("--resize_long", (448, 768), SAME, ""),
@@ -80,7 +80,7 @@ TABLES = {
         ("--crop_size", 448, SAME, ""),
         ("--tblog_dir", "./tblog", None, "None = tblog/ beside --session_name (./tblog for the default one)"),
         ("--voc12_root", "VOC2012", REQUIRED, "no silent default data path"),
-        ("--weights", REQUIRED, None, "optional: random init for synthetic data (warned in the log)"),
+        ("--weights", REQUIRED, SAME, "none is the explicit random initialisation (synthetic data only)"),
         ("--la_crf_dir", REQUIRED, SAME, ""),
         ("--ha_crf_dir", REQUIRED, SAME, ""),
         ("--momentum", 5e-4, SAME, "the published code's effective momentum"),
@@ -143,12 +143,12 @@ TABLES = {
 }
 
 REQUIRED_ARGS = {  # what each parser needs to parse at all
-    "train_seam": ["--voc12_root", "x"],
+    "train_seam": ["--voc12_root", "x", "--weights", "w"],
     "infer_seam": ["--voc12_root", "x", "--weights", "w"],
-    "train_aff": ["--voc12_root", "x", "--la_crf_dir", "a", "--ha_crf_dir", "b"],
+    "train_aff": ["--voc12_root", "x", "--weights", "w", "--la_crf_dir", "a", "--ha_crf_dir", "b"],
     "infer_aff": ["--voc12_root", "x", "--weights", "w", "--cam_dir", "c", "--out_rw", "o"],
     "evaluation": ["--list", "l", "--predict_dir", "p", "--gt_dir", "g"],
-    "train_seg": ["--voc12_root", "x"],
+    "train_seg": ["--voc12_root", "x", "--weights", "w"],
     "infer_seg": ["--voc12_root", "x", "--weights", "w", "--out_seg", "o"],
 }
 

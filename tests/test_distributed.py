@@ -76,7 +76,7 @@ def run_here(stage, argv):
 
 
 def seam_argv(toy, session, *extra, dropout=False):
-    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
+    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
             str(toy / "cls_labels.txt"), "--session_name", str(session), "--tblog_dir", str(session.parent / "tb"),
             "--batch_size", "4", "--num_workers", "0", "--device", "cpu", "--width", "0.0625", "--crop_size", "64",
             "--resize_long", "64", "96", "--max_step", "6", "--ckpt_interval", "3", "--log_interval", "1",
@@ -84,7 +84,8 @@ def seam_argv(toy, session, *extra, dropout=False):
 
 
 def seg_argv(toy, session, *extra):
-    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--session_name", str(session),
+    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
+            "--session_name", str(session),
             "--tblog_dir", str(session.parent / "tb"), "--batch_size", "4", "--num_workers", "0", "--device", "cpu",
             "--width", "0.0625", "--crop_size", "64", "--no_dropout", "--max_step", "4", "--log_interval", "1",
             "--lr", "0.01", *extra]

@@ -51,7 +51,7 @@ def toy(tmp_path_factory):
 
 
 def seam_args(toy, out, *extra):
-    return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
+    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
             str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"), "--tblog_dir", str(out / "tb"),
             *SLIM, *extra]
 
@@ -439,7 +439,7 @@ def test_kill_9_then_the_same_stage_script_ends_where_an_uninterrupted_run_does(
     flags = list(SLIM)  # the shell script adds --session_name and --tblog_dir
     env = {**os.environ, "SEAM_PYTHON": sys.executable, "WORK_DIR": str(work), "VOC12_ROOT": str(toy),
            "CLS_LABELS": str(toy / "cls_labels.txt"), "TRAIN_LIST": str(toy / "train_aug.txt"),
-           "SEAM_SESSION": "seam", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+           "SEAM_SESSION": "seam", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "IMAGENET_PARAMS": "none"}
     script = os.path.join(ROOT, "scripts", "train_seam.sh")
     killed = subprocess.run(["bash", script, *flags], env={**env, "PYTHONPATH": f"{hook}:{ROOT}", "KILL_AT_CALL": "6"},
                             capture_output=True, text=True, timeout=300)

@@ -35,7 +35,8 @@ def toy(tmp_path_factory):
 
 
 def common(toy, out, session):
-    return ["--voc12_root", str(toy), "--train_list", str(toy / "train.txt"), "--session_name", str(out / session),
+    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train.txt"),
+            "--session_name", str(out / session),
             "--tblog_dir", str(out / "tb"), "--num_workers", "0", "--device", "cpu", "--seed", "0",
             "--unfreeze", "--no_dropout", "--momentum", "0.9", "--log_interval", "1000", "--ckpt_interval", "100000"]
 

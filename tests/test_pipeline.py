@@ -127,7 +127,8 @@ def test_stage_scripts_take_another_data_set(tmp_path):
     coco, work = tmp_path / "coco", tmp_path / "work"
     generate_toy_coco(str(coco), n_train=5, n_val=2, size=64, seed=0)
     build(str(coco))
-    env = {"WORK_DIR": str(work), "DATASET": "coco14", "DATA_ROOT": str(coco), "VOC12_ROOT": ""}
+    env = {"WORK_DIR": str(work), "DATASET": "coco14", "DATA_ROOT": str(coco), "VOC12_ROOT": "",
+           "IMAGENET_PARAMS": "none"}
     small = ["--width", "0.0625", "--num_workers", "0", "--batch_size", "2", "--crop_size", "64", "--max_step", "1"]
     for script, args in (("train_seam.sh", [*small, "--resize_long", "64", "80"]),
                          ("infer_seam.sh", ["--num_workers", "0", "--crf_workers", "0"]),

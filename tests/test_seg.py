@@ -82,6 +82,7 @@ def voc(tmp_path_factory):
 
 def train_argv(voc, out, session, *extra):
     return [
+        "--weights", "none",
         "--voc12_root", str(voc), "--train_list", str(voc / "train_aug.txt"), "--session_name", str(out / session),
         "--tblog_dir", str(out / "tb"), "--width", str(WIDTH), "--crop_size", "64", "--batch_size", "4",
         "--max_step", "4", "--num_workers", "0", "--device", "cpu", "--ckpt_interval", "2", "--log_interval", "1",
@@ -289,11 +290,11 @@ def test_training_starts_from_another_stages_backbone(voc, tmp_path):
     seam = resnet38_seam.Net(width=WIDTH)
     save_state_dict(seam.state_dict(), tmp_path / "seam.pth")
     train_seg.main(train_argv(voc, tmp_path, "from_seam", "--weights", str(tmp_path / "seam.pth"), "--max_step", "1",
-                              "--lr", "0"))
+                              "--lr", "1e-30"))
     log = (tmp_path / "tb" / f"{str(tmp_path / 'from_seam').replace('/', '_')}.log").read_text()
     assert "backbone; left out the file's heads f8_3, f8_4, f9, fc8" in log
     state = torch.load(tmp_path / "from_seam.pth", weights_only=True)
-    assert torch.equal(state["b7.conv_branch2b2.weight"], seam.backbone.b7.conv_branch2b2.weight)  # lr 0: unchanged
+    assert torch.equal(state["b7.conv_branch2b2.weight"], seam.backbone.b7.conv_branch2b2.weight)  # lr 1e-30: unchanged
 
 
 def test_training_from_a_foreign_checkpoint_fails_in_one_line(voc, tmp_path):
@@ -507,12 +508,12 @@ def test_authors_checkpoint_gives_the_labels_of_their_test_procedure(authors_ckp
 
 def test_authors_checkpoint_fine_tunes_through_train_seg(voc, authors_ckpt, tmp_path):
     train_seg.main(train_argv(voc, tmp_path, "ft", "--weights", str(authors_ckpt), "--width", "1", "--max_step", "1",
-                              "--lr", "0", "--batch_size", "1", "--bn_groups", "1", "--crop_size", "32"))
+                              "--lr", "1e-30", "--batch_size", "1", "--bn_groups", "1", "--crop_size", "32"))
     log = (tmp_path / "tb" / f"{str(tmp_path / 'ft').replace('/', '_')}.log").read_text()
     assert f"initialised from {authors_ckpt} (full)" in log
     after = load_state_dict_file(tmp_path / "ft.pth")
     sd = authors_state_dict()
-    assert torch.equal(after["cls_conv.weight"], sd["cls_conv.weight"])  # lr 0: unchanged
+    assert torch.equal(after["cls_conv.weight"], sd["cls_conv.weight"])  # lr 1e-30 (> 0 by --lr): unchanged
     assert torch.equal(after["b7.conv_branch2b2.weight"], sd["backbone.b7.conv_branch2b2.weight"])
 
 

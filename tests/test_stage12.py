@@ -30,7 +30,7 @@ def toy(tmp_path_factory):
 def train_args(toy, out, *extra):
     return [
         "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
-        "--cls_labels", str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"),
+        "--cls_labels", str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"), "--weights", "none",
         "--tblog_dir", str(out / "tb"), "--batch_size", "4", "--num_workers", "0",
         "--log_interval", "1", *SLIM, *extra,
     ]  # fmt: skip
@@ -171,10 +171,14 @@ def test_fractional_crf_powers_get_their_own_folders(toy, trained, tmp_path):
     name = load_img_id_list(toy / "train.txt")[0]
     bg = [load_crf(tmp_path / f"crf_{a}" / f"{name}.npz")[1][0] for a in ("0.1", "0.125")]
     assert not np.allclose(bg[0], bg[1])  # each folder holds its own power
-    for bad in (["0.5", "0.5"], ["0", "4"], ["4", "nan"]):
+    with pytest.raises(SystemExit) as e:
+        infer_seam.main([*base, "--crf_alphas", "0.5", "0.5"])
+    assert str(e.value).startswith("error: --crf_alphas")
+    for bad in (["0", "4"], ["4", "nan"]):  # refused where the flags are parsed
         with pytest.raises(SystemExit) as e:
             infer_seam.main([*base, "--crf_alphas", *bad])
-        assert str(e.value).startswith("error: --crf_alphas")
+        assert e.value.code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crf_0.1", "crf_0.125"]
 
 
 def test_wrong_checkpoint_is_a_one_line_error(toy, tmp_path):

@@ -22,7 +22,7 @@ def stage2(tmp_path_factory):
     out = tmp_path_factory.mktemp("stage2")
     toy = out / "toy"
     generate_toy_voc(str(toy), n_train_aug=12, n_train=4, n_val=2, size=64, seed=1)
-    train_seam.main(["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
+    train_seam.main(["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
                      "--cls_labels", str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"),
                      "--tblog_dir", str(out / "tb"), "--batch_size", "4", "--num_workers", "0",
                      "--width", "0.0625", "--crop_size", "64", "--resize_long", "64", "80", "--max_step", "2"])
@@ -37,6 +37,7 @@ def aff_args(out, toy, *extra):
     return ["--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"),
             "--la_crf_dir", str(out / "crf_4.0"), "--ha_crf_dir", str(out / "crf_24.0"),
             "--session_name", str(out / "aff"), "--tblog_dir", str(out / "tb"), "--batch_size", "4",
+            "--weights", "none",
             "--num_workers", "0", "--width", "0.0625", "--crop_size", "96", *extra]
 
 

@@ -146,13 +146,10 @@ def load_weights_strict(model, state_dict, source="state dict"):
 def load_model(args, build, device):
     """An inference script's network: `build(state_dict)` makes it (e.g. at the width the weights
     have), `args.weights` loads strictly, then eval mode on `device`, channels-last as
-    `args.channels_last` says. Returns (model, channels_last); a bad file is one `error:` line."""
-    try:
-        state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
-        model = build(state)
-        load_weights_strict(model, state, source=args.weights)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    `args.channels_last` says. Returns (model, channels_last); a bad file is a ValueError naming it."""
+    state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+    model = build(state)
+    load_weights_strict(model, state, source=args.weights)
     channels_last = channels_last_enabled(device, args.channels_last)
     return to_device(model.eval(), device, channels_last), channels_last
 

@@ -1,5 +1,4 @@
 """Atomic file writes: outputs are either complete or absent, never half-written."""
-import argparse
 import contextlib
 import errno
 import os
@@ -66,24 +65,6 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class _DebugAction(argparse.Action):
-    """--debug: set while the command line is parsed, so that every one-line error below shows
-    its traceback instead (in loader workers too: they inherit the environment)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        os.environ["SEAM_DEBUG"] = "1"
-        setattr(namespace, self.dest, True)
-
-
-def add_debug_flag(parser):
-    parser.add_argument("--debug", action=_DebugAction, nargs=0, default=False,
-                        help="show the traceback behind a one-line error")
-
-
-def debugging():
-    return bool(os.environ.get("SEAM_DEBUG"))
 
 
 def remove_stale_temporaries(folder, before):
@@ -159,43 +140,8 @@ def require_writable(folders):
             raise WriteError(f"{folder}: cannot write: {os.strerror(errno.EACCES)} (EACCES) in {existing}")
 
 
-@contextlib.contextmanager
-def write_errors():
-    """A script's outer frame: an output that cannot be written ends the run in one `error:` line
-    (whatever was written before stays whole: every write is atomic)."""
-    try:
-        yield
-    except WriteError as e:
-        if debugging():
-            raise
-        raise SystemExit(f"error: {e}") from None
-
-
 def require_files(paths, what):
     """Fail before a long run, not hours into it, when inputs are missing: one line, exit status 1."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"error: {missing[0]}: {what} not found ({len(missing)} of {len(paths)} missing)")
-
-
-def loader_errors(batches):
-    """Iterate a DataLoader; bad data met by a loader worker (ValueError, FileNotFoundError naming
-    the file) ends the run with that message's last line instead of a traceback."""
-    try:
-        yield from batches
-    except (ValueError, FileNotFoundError) as e:
-        if debugging():
-            raise
-        last = str(e).strip().splitlines()[-1]
-        raise SystemExit("error: " + re.sub(r"^(ValueError|FileNotFoundError): ", "", last)) from None
-
-
-@contextlib.contextmanager
-def cli_errors():
-    """Turn bad input met while setting up (a missing file, bad content) into one `error:` line."""
-    try:
-        yield
-    except (FileNotFoundError, ValueError) as e:
-        if debugging():
-            raise
-        raise SystemExit(f"error: {e}") from None

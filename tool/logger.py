@@ -2,6 +2,7 @@
 import os
 import sys
 import time
+import weakref
 
 from tqdm import tqdm
 
@@ -76,12 +77,26 @@ class RunLogger:
         return False
 
 
+_OPEN_BARS = weakref.WeakSet()
+
+
 def progress(iterable_or_total, desc=None, enabled=True):
     """tqdm bar over an iterable, or over a count when given an int (update it by hand);
     `enabled=False` (torchrun ranks other than 0) iterates without a bar."""
     if isinstance(iterable_or_total, int):
-        return tqdm(total=iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
-    return tqdm(iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+        bar = tqdm(total=iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+    else:
+        bar = tqdm(iterable_or_total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+    _OPEN_BARS.add(bar)
+    return bar
+
+
+def close_progress_bars():
+    """Close every bar `progress` opened that is still open: what is printed next starts on a
+    line of its own, and no bar is redrawn after it."""
+    for bar in list(_OPEN_BARS):
+        bar.close()
+        _OPEN_BARS.discard(bar)
 
 
 class AverageMeter:

@@ -7,8 +7,9 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
+from tool.cli import add_debug_flag, non_negative_int
 from tool.distributed import init_distributed, usable_cores
-from tool.fileio import add_debug_flag, remove_stale_temporaries, require_writable
+from tool.fileio import remove_stale_temporaries, require_writable
 from tool.procs import die_with_parent
 
 
@@ -156,8 +157,8 @@ def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help
                         help="the stage's network, as the published command lines give it; the network built "
                              "(backbone, width, classes) is the one the checkpoint records")
     parser.add_argument("--infer_list", default=None, help=infer_list_help)
-    parser.add_argument("--num_workers", type=int, default=8, help="data loader workers")
-    parser.add_argument("--crf_workers", type=int, default=None,
+    parser.add_argument("--num_workers", type=non_negative_int, default=8, help="data loader workers")
+    parser.add_argument("--crf_workers", type=non_negative_int, default=None,
                         help="CRF processes (default: the cores this process may use, less the loader workers)")
     add_speed_flags(parser, amp_help=amp_help, compile_flag=False)
     parser.add_argument("--overwrite", action="store_true", help="recompute images whose outputs exist")

@@ -31,8 +31,9 @@ from tool.checkpoint import (
     state_dict_mismatch,
     training_state,
 )
+from tool.cli import add_debug_flag, count, non_negative, non_negative_int, positive
 from tool.distributed import world
-from tool.fileio import add_debug_flag, debugging, loader_errors, remove_temporaries, require_writable
+from tool.fileio import remove_temporaries, require_writable
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
@@ -57,14 +58,14 @@ WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision bac
 def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP,
                        weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults."""
-    parser.add_argument("--batch_size", type=int, default=batch_size,
+    parser.add_argument("--batch_size", type=count, default=batch_size,
                         help="global batch: under torchrun each of N processes takes batch_size / N")
-    parser.add_argument("--max_epoches", type=int, default=max_epoches)
-    parser.add_argument("--max_step", type=int, default=None, help="overrides --max_epoches when given")
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--wt_dec", type=float, default=wt_dec)
-    parser.add_argument("--momentum", type=float, default=momentum)
-    parser.add_argument("--num_workers", type=int, default=None,
+    parser.add_argument("--max_epoches", type=count, default=max_epoches)
+    parser.add_argument("--max_step", type=count, default=None, help="overrides --max_epoches when given")
+    parser.add_argument("--lr", type=positive, default=lr)
+    parser.add_argument("--wt_dec", type=non_negative, default=wt_dec)
+    parser.add_argument("--momentum", type=non_negative, default=momentum)
+    parser.add_argument("--num_workers", type=non_negative_int, default=None,
                         help="data loader processes per rank (default: the usable cores, at most 16; the published "
                              "8 fed one H100 only 102 of the 113 images/s its bf16 step takes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -73,19 +74,19 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
                         help="resumable checkpoint to continue (default: <session_name>.resume.pt when it exists)")
     parser.add_argument("--restart", action="store_true",
                         help="start from step 0 even when <session_name>.resume.pt exists (it is overwritten)")
-    parser.add_argument("--ckpt_interval", type=int, default=500,
+    parser.add_argument("--ckpt_interval", type=count, default=500,
                         help="steps between resumable checkpoints (written on a background thread)")
-    parser.add_argument("--log_interval", type=int, default=50,
+    parser.add_argument("--log_interval", type=count, default=50,
                         help="steps between log lines (loss values are read from the GPU only then)")
-    parser.add_argument("--vis_interval", type=int, default=500, help="steps between tensorboard image grids")
+    parser.add_argument("--vis_interval", type=count, default=500, help="steps between tensorboard image grids")
     parser.add_argument("--tblog_dir", default=None,
                         help="log and tensorboard folder (default: tblog/ beside --session_name, so ./tblog for "
                              "the published default session)")
-    parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = published)")
+    parser.add_argument("--width", type=positive, default=1.0, help="channel width multiplier (1.0 = published)")
     parser.add_argument("--unfreeze", action="store_true", help=unfreeze_help)
     parser.add_argument("--no_dropout", action="store_true",
                         help="no dropout anywhere: for short from-scratch runs of slim networks only")
-    parser.add_argument("--weights", default=None, help=weights_help)
+    parser.add_argument("--weights", required=True, help=weights_help)
     parser.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
     parser.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
     add_debug_flag(parser)
@@ -363,7 +364,7 @@ class Trainer:
             self.logger.info(f"wrote {self.final_path}")
 
     def _batches(self):
-        return loader_errors(self.loader())
+        return self.loader()
 
 
 def _loader_worker_init(parent_pid, worker_id):
@@ -386,13 +387,11 @@ def check_before_writing(args, model):
         return
     try:
         state = load_training_state(path, mmap=True)["model"]
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
     except (KeyError, TypeError):
-        raise SystemExit(f"error: {path}: not a resumable checkpoint of this project (no model state)") from None
+        raise ValueError(f"{path}: not a resumable checkpoint of this project (no model state)") from None
     problems = state_dict_mismatch(model.state_dict(), in_model_layout(model, state))
     if problems:
-        raise SystemExit(f"error: {path}: not a checkpoint of this network ({problems})")
+        raise ValueError(f"{path}: not a checkpoint of this network ({problems})")
 
 
 def resume_source(args):
@@ -424,14 +423,9 @@ def initial_weights(args, model, init_weights):
     were used), before anything is written: a bad file is one line. Returns the log line or None."""
     if args.no_dropout:
         model.disable_dropout()
-    if not args.weights:
-        return None
-    try:
-        how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
-    except (FileNotFoundError, ValueError) as e:
-        if debugging():
-            raise
-        raise SystemExit(f"error: {e}") from None
+    if args.weights == "none":
+        return "random initialisation (--weights none)"
+    how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
     return f"initialised from {args.weights} ({how})"
 
 
@@ -441,19 +435,12 @@ def build_trainer(args, model, dataset, logger, device, initialised, forward=Non
     `forward` (default: the model).
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
     resume = resume_point(args, logger)
-    if initialised:
+    if not resume:
         logger.info(initialised)
-    elif not resume:
-        logger.info("warning: no --weights: random initialisation (for synthetic data only)")
     to_device(model, device, channels_last_enabled(device, args.channels_last))
     trainer = Trainer(args, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
     if resume:
-        try:
-            trainer.resume(resume)
-        except (FileNotFoundError, ValueError) as e:
-            if debugging():
-                raise
-            raise SystemExit(f"error: {e}") from None
+        trainer.resume(resume)
     trainer.wrap(compile_model=args.compile)
     for line in getattr(dataset, "skipped", ()):
         logger.info(f"skipped {line}")
