@@ -160,7 +160,7 @@ def test_sigterm_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path,
 
 def test_resuming_from_another_networks_checkpoint_is_one_line(toy, tmp_path):
     wide = tmp_path / "wide"
-    train_seam.main(seam_args(toy, wide, "--width", "0.125", "--max_step", "1"))  # other shapes
+    train_seam.main(seam_args(toy, wide, "--width", "0.125", "--max_step", "1", "--keep_resume"))  # other shapes
     with pytest.raises(SystemExit) as e:
         train_seam.main(seam_args(toy, tmp_path, "--resume", str(wide / "seam.resume.pt")))
     msg = str(e.value)

@@ -48,8 +48,9 @@ def test_train_writes_checkpoints_and_log(toy, tmp_path):
     load_weights_strict(net, state)  # loads strictly into the published architecture
     log = (tmp_path / "tb" / f"{str(tmp_path / 'seam').replace('/', '_')}.log").read_text()
     assert "lr: 0.01" in log and "step 3/3" in log and "ecr=" in log
-    resume = torch.load(tmp_path / "seam.resume.pt", weights_only=True)
-    assert resume["step"] == 3
+    assert not (tmp_path / "seam.resume.pt").exists()  # gone once seam.pth is written and read back
+    train_seam.main(train_args(toy, tmp_path / "kept", "--max_step", "3", "--keep_resume"))
+    assert torch.load(tmp_path / "kept" / "seam.resume.pt", weights_only=True)["step"] == 3
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])

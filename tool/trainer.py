@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tool.checkpoint import (
     BackgroundSaver,
     in_model_layout,
+    load_state_dict_file,
     load_training_state,
     rng_state,
     save_state_dict,
@@ -74,6 +75,9 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
                         help="resumable checkpoint to continue (default: <session_name>.resume.pt when it exists)")
     parser.add_argument("--restart", action="store_true",
                         help="start from step 0 even when <session_name>.resume.pt exists (it is overwritten)")
+    parser.add_argument("--keep_resume", action="store_true",
+                        help="keep <session_name>.resume.pt once the run is finished (it is removed once the final "
+                             ".pth is written and read back)")
     parser.add_argument("--ckpt_interval", type=count, default=500,
                         help="steps between resumable checkpoints (written on a background thread)")
     parser.add_argument("--log_interval", type=count, default=50,
@@ -158,7 +162,7 @@ class Trainer:
 
     Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states; on a background thread)
     every `ckpt_interval` steps and at each epoch end, and `<session_name>.pth` (plain CPU state
-    dict) at the end. Losses stay on the device between log lines; a non-finite loss, found at
+    dict) at the end; once that is read back, the resume files go (--keep_resume keeps the last). Losses stay on the device between log lines; a non-finite loss, found at
     the next log line or checkpoint, stops the run with one line naming the first bad step and
     the last checkpoint written before it (no checkpoint is written after a non-finite loss or
     with non-finite weights).
@@ -359,8 +363,12 @@ class Trainer:
             self.save()
         if self.is_main:
             save_state_dict(self.model.state_dict(), self.final_path)
-            if os.path.exists(self.previous_path):  # only a failure needs it
-                os.remove(self.previous_path)
+            self.saver.wait()
+            load_state_dict_file(self.final_path)  # read back whole before the resume files go
+            done_with = [self.previous_path] if self.args.keep_resume else [self.resume_path, self.previous_path]
+            for path in done_with:  # only a failure or a longer run needs them
+                if os.path.exists(path):
+                    os.remove(path)
             self.logger.info(f"wrote {self.final_path}")
 
     def _batches(self):
