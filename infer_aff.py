@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from network import resolve_network
 from network.weights import network_for_checkpoint
 from tool.affinity import effective_radius
-from tool.camfile import load_cam
+from tool.camfile import CAM_ARRAYS, load_cam, map_file_problem
 from tool.checkpoint import load_model
 from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
 from tool.crf import crf_inference, output_pool, require_densecrf
@@ -83,13 +83,20 @@ def run(args):
     model, channels_last = load_model(
         args, lambda state: network_for_checkpoint(state, "aff", args.weights, radius=args.radius), device)
     dataset = ImageDataset(args.infer_list, data)
-    for line in dataset.check_images(args.skip_bad_images):
+
+    def cam_path(name):
+        return os.path.join(args.cam_dir, name + ".npz")
+
+    def cam_file(name):
+        return [(cam_path(name), lambda path: map_file_problem(path, CAM_ARRAYS))]
+
+    for line in dataset.check_images(args.skip_bad_images, map_files=cam_file):
         print(f"skipped {line}")
     prepare_outputs([args.out_rw])
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
     dataset.img_ids = [n for n in shard(dataset.img_ids)
                        if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
-    require_files([os.path.join(args.cam_dir, n + ".npz") for n in dataset.img_ids], "CAM")
+    require_files([cam_path(n) for n in dataset.img_ids], "CAM")
     if args.crf:
         require_densecrf()
     print(f"{len(dataset)} images to process")
@@ -97,11 +104,10 @@ def run(args):
 
     def walked_on_device(items):
         for name, img in items:
-            cam_path = os.path.join(args.cam_dir, name + ".npz")
-            keys, cams = load_cam(cam_path, data.num_classes)
+            keys, cams = load_cam(cam_path(name), data.num_classes)
             h, w = img.shape[1:]
             if cams.shape[1:] != (h, w):
-                raise ValueError(f"{cam_path}: CAM is {cams.shape[1:]}, image is {(h, w)}")
+                raise ValueError(f"{cam_path(name)}: CAM is {cams.shape[1:]}, image is {(h, w)}")
             ph, pw = padded_size(h, w)
             with torch.no_grad(), autocast(device, args.amp):
                 aff = model(to_input(F.pad(img, (0, pw - w, 0, ph - h))[None], device, channels_last))[0].float()

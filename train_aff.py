@@ -1,6 +1,5 @@
 """Stage 3: train AffinityNet on pair labels from the low/high-alpha CRF maps of infer_seam.py.
 Writes `<session_name>.pth` (the published checkpoint format)."""
-import os
 
 import torch
 
@@ -9,6 +8,7 @@ from network.weights import load_pretrained
 from tool.cli import ArgumentParser, count, run_script
 from tool.distributed import global_share, is_main
 from tool.fileio import require_files
+from tool.lock import session_lock
 from tool.logger import RunLogger
 from tool.losses import affinity_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
@@ -43,11 +43,11 @@ def run(args):
     dataset = AffDataset(args.train_list, data, args.la_crf_dir, args.ha_crf_dir,
                          crop_size=args.crop_size, radius=args.radius)
     dataset.check_images(args.skip_bad_images)
-    require_files([os.path.join(d, n + ".npz") for d in (args.la_crf_dir, args.ha_crf_dir)
-                   for n in dataset.img_ids], "CRF map")
+    require_files([path for n in dataset.img_ids for path in dataset.crf_paths(n)], "CRF map")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
-    with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
+    with session_lock(args.session_name + ".lock", enabled=is_main()), \
+            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, initialised)
 
         channels_last = channels_last_enabled(device, args.channels_last)

@@ -10,6 +10,7 @@ from network.weights import load_pretrained
 from tool.cli import ArgumentParser, count, non_negative, positive, run_script
 from tool.distributed import is_main
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
+from tool.lock import session_lock
 from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
@@ -88,7 +89,8 @@ def run(args):
     dataset.check_images(args.skip_bad_images)
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
-    with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
+    with session_lock(args.session_name + ".lock", enabled=is_main()), \
+            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         trainer = build_trainer(args, model, dataset, logger, device, initialised,
                                 forward=TwoBranch(model, args.scale_factor))
         channels_last = channels_last_enabled(device, args.channels_last)

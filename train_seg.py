@@ -13,6 +13,7 @@ from tool.cli import ArgumentParser, count, non_negative_int, positive, run_scri
 from tool.distributed import global_share, is_main, world
 from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
+from tool.lock import session_lock
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
@@ -103,7 +104,8 @@ def run(args):
     require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
-    with RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
+    with session_lock(args.session_name + ".lock", enabled=is_main()), \
+            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         trainer = build_trainer(args, model, dataset, logger, device, initialised,
                                 forward=BNGroups(model, local_groups), lr_horizon_extra=1)

@@ -11,6 +11,8 @@ Readers raise FileNotFoundError or ValueError, with the file's path first; with 
 they also check the keys against the class count.
 """
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -47,14 +49,14 @@ def save_crf(path, keys, scores, storage="float32"):
 
 def load_cam(path, num_classes=None):
     """CAM file -> (keys int64 (K,), cams float32 (K, H, W))."""
-    keys, cams = _read(path, ("keys", "cams"))
+    keys, cams = _read(path, CAM_ARRAYS)
     check_cam(path, keys, cams, num_classes)
     return keys.astype(np.int64), decode(cams)
 
 
 def load_crf(path, num_classes=None):
     """CRF file -> (keys int64 (K,), scores float32 (K, H, W)); keys[0] is background 0."""
-    keys, scores = _read(path, ("keys", "scores"))
+    keys, scores = _read(path, CRF_ARRAYS)
     _check(path, keys, scores, "scores", num_classes and num_classes - 1, "0, then 1-based class ids")
     if keys.size == 0 or keys[0] != 0:
         raise ValueError(f"{path}: keys must start with background 0, got {keys.tolist()}")
@@ -69,14 +71,21 @@ def check_cam(path, keys, cams, num_classes=None):
 def _read(path, names):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file not found")
-    data = np.load(path, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not an npz archive")
-    with data:
-        missing = [name for name in names if name not in data.files]
-        if missing:
-            raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
-        return tuple(data[name] for name in names)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an npz archive")
+        with data:
+            missing = [name for name in names if name not in data.files]
+            if missing:
+                raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
+            return tuple(data[name] for name in names)
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise _damaged(path, e) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # cut short, overwritten, not written whole
+        raise _damaged(path, e) from None
 
 
 def _check(path, keys, maps, name, max_key, what):
@@ -91,3 +100,23 @@ def _check(path, keys, maps, name, max_key, what):
         raise ValueError(f"{path}: keys {keys.tolist()} outside 0..{max_key} ({what})")
     if np.any(np.diff(keys) <= 0):
         raise ValueError(f"{path}: keys must be ascending, got {keys.tolist()}")
+
+
+def _damaged(path, e):
+    return ValueError(f"{path}: damaged map file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+
+def map_file_problem(path, names):
+    """Why the map file at `path` cannot be read (missing arrays, cut short: its zip directory,
+    at the end of the file, is unreadable), else None. Reads the directory only: a list of
+    thousands is checked in seconds, before the work starts."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            stored = {name.removesuffix(".npy") for name in archive.namelist()}
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        return f"damaged map file ({type(e).__name__}: {e})"
+    missing = [name for name in names if name not in stored]
+    return f"damaged map file (no {', '.join(missing)})" if missing else None
+
+
+CAM_ARRAYS, CRF_ARRAYS = ("keys", "cams"), ("keys", "scores")

@@ -162,10 +162,10 @@ class Trainer:
 
     Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states; on a background thread)
     every `ckpt_interval` steps and at each epoch end, and `<session_name>.pth` (plain CPU state
-    dict) at the end; once that is read back, the resume files go (--keep_resume keeps the last). Losses stay on the device between log lines; a non-finite loss, found at
-    the next log line or checkpoint, stops the run with one line naming the first bad step and
-    the last checkpoint written before it (no checkpoint is written after a non-finite loss or
-    with non-finite weights).
+    dict) at the end; once that is read back, the resume files go (--keep_resume keeps the last).
+    Losses stay on the device between log lines; a non-finite loss, found at the next log line or
+    checkpoint, stops the run with one line naming the first bad step and the last checkpoint
+    written before it (no checkpoint is written after a non-finite loss or with non-finite weights).
     """
 
     def __init__(self, args, model, dataset, logger, device, forward=None, lr_horizon_extra=0):

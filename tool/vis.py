@@ -1,4 +1,6 @@
 """VOC colour palette, label-map PNG I/O and visualisation helpers."""
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -31,11 +33,28 @@ def save_label_png(path, label):
 
 
 def load_label_png(path):
-    """Read a label PNG as the (H, W) uint8 index map (palette indices, not colours)."""
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected a palette or greyscale label PNG, got mode {img.mode}")
-        return np.array(img, dtype=np.uint8)
+    """Read a label PNG as the (H, W) uint8 index map (palette indices, not colours); a damaged
+    file is a ValueError naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: label PNG not found")
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L"):
+                raise ValueError(f"{path}: expected a palette or greyscale label PNG, got mode {img.mode}")
+            return np.array(img, dtype=np.uint8)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # truncated, corrupt, not a PNG
+        raise ValueError(f"{path}: damaged label PNG ({type(e).__name__}: {e})") from None
+
+
+def label_png_problem(path):
+    """Why the label PNG at `path` cannot be read (cut short, corrupt), else None: checks its
+    chunks without decoding (milliseconds per file)."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"damaged label PNG ({type(e).__name__}: {e})"
+    return None
 
 
 def colorize(label):

@@ -22,8 +22,8 @@ from torch.utils.data import Dataset
 
 from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
-from tool.camfile import load_crf
-from tool.vis import load_label_png
+from tool.camfile import CRF_ARRAYS, load_crf, map_file_problem
+from tool.vis import label_png_problem, load_label_png
 from voc12.dataset import DataSet, as_dataset, mask_path
 from voc12.labels import load_img_id_list
 
@@ -68,12 +68,6 @@ def label_path(data, img_id, label_dir=None):
     """`label_dir/<id>.png` if given, else the data set's mask (VOC: SegmentationClassAug/ falling
     back to SegmentationClass/); `data`: a DataSet or a VOC2012 folder path."""
     return mask_path(data.root if isinstance(data, DataSet) else data, img_id, label_dir)
-
-
-def load_label(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: label PNG not found")
-    return load_label_png(path)
 
 
 # ---------------------------------------------------------------- transforms
@@ -146,14 +140,26 @@ class _ImageListDataset(Dataset):
     def __len__(self):
         return len(self.img_ids)
 
-    def check_images(self, skip_bad=False):
-        """Check every listed image's file and header before any work. A bad one is a ValueError
-        naming it, or with `skip_bad` the list goes on without it; returns the skipped
-        "path: reason" lines. (A file truncated after its header still fails when decoded.)"""
+    def map_files(self, name):
+        """The per-image files besides the image that an item reads (CRF maps, label PNGs), as
+        (path, problem function) pairs: check_images checks those that exist."""
+        return []
+
+    def check_images(self, skip_bad=False, map_files=None):
+        """Check every listed image's file and header, and its map files (`map_files`, default the
+        dataset's own), before any work. A bad one is a ValueError naming it, or with `skip_bad`
+        the list goes on without it; returns the skipped "path: reason" lines. (A file truncated
+        after its header still fails when decoded.)"""
+        map_files = map_files or self.map_files
         bad = []
         for name in self.img_ids:
             path = self.data.image_path(name)
             problem = image_problem(path)
+            for map_path, map_problem in [] if problem else map_files(name):
+                problem = os.path.isfile(map_path) and map_problem(map_path)
+                if problem:
+                    path = map_path
+                    break
             if problem:
                 bad.append((name, f"{path}: {problem}"))
         if bad and not skip_bad:
@@ -257,9 +263,14 @@ class AffDataset(_ImageListDataset):
         self.jitter = imutils.color_jitter()
         self.normalize = imutils.Normalize()
 
+    def crf_paths(self, name):
+        return os.path.join(self.la_crf_dir, name + ".npz"), os.path.join(self.ha_crf_dir, name + ".npz")
+
+    def map_files(self, name):
+        return [(path, lambda p: map_file_problem(p, CRF_ARRAYS)) for path in self.crf_paths(name)]
+
     def _scores(self, name, size_hw):
-        la_path = os.path.join(self.la_crf_dir, name + ".npz")
-        ha_path = os.path.join(self.ha_crf_dir, name + ".npz")
+        la_path, ha_path = self.crf_paths(name)
         la_keys, la = load_crf(la_path, self.data.num_classes)
         ha_keys, ha = load_crf(ha_path, self.data.num_classes)
         if not np.array_equal(la_keys, ha_keys):
@@ -306,10 +317,13 @@ class SegDataset(_ImageListDataset):
         self.hsv_shift = (hsv_shift,) * 3
         self.normalize = imutils.Normalize()
 
+    def map_files(self, name):
+        return [(self.data.mask_path(name, self.label_dir), label_png_problem)]
+
     def __getitem__(self, idx):
         name, img = self._image(idx)
         path = self.data.mask_path(name, self.label_dir)
-        label = load_label(path)
+        label = load_label_png(path)
         img = np.asarray(img)
         if label.shape != img.shape[:2]:
             raise ValueError(f"{path}: label is {label.shape}, image is {img.shape[:2]}")
