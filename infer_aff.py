@@ -24,6 +24,7 @@ from tool.imutils import IMAGENET_MEAN
 from tool.logger import progress
 from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
 from tool.runtime import (
+    Interruption,
     add_inference_flags,
     autocast,
     inference_loader,
@@ -93,9 +94,12 @@ def run(args):
     for line in dataset.check_images(args.skip_bad_images, map_files=cam_file):
         print(f"skipped {line}")
     prepare_outputs([args.out_rw])
+    def out_path(name):
+        return os.path.join(args.out_rw, name + ".png")
+
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
-    dataset.img_ids = [n for n in shard(dataset.img_ids)
-                       if args.overwrite or not os.path.exists(os.path.join(args.out_rw, n + ".png"))]
+    listed = dataset.img_ids
+    dataset.img_ids = [n for n in shard(listed) if args.overwrite or not os.path.exists(out_path(n))]
     require_files([cam_path(n) for n in dataset.img_ids], "CAM")
     if args.crf:
         require_densecrf()
@@ -119,14 +123,17 @@ def run(args):
                 channels = np.concatenate([[0], keys + 1])  # a walk keeps the other channels zero
                 yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
 
-    with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = progress(loader, desc="infer_aff", enabled=is_main())
-        for (name, hw), out in lagged_to_host(walked_on_device(items), device):
-            out_path = os.path.join(args.out_rw, name + ".png")
-            if args.crf:
-                pool.submit(crf_label, data.image_path(name), out.numpy(), hw, out_path)
-            else:
-                pool.submit(save_label_png, out_path, out.numpy())
+    with Interruption() as interruption:
+        with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
+            items = progress(loader, desc="infer_aff", enabled=is_main())
+            for (name, hw), out in lagged_to_host(walked_on_device(items), device):
+                if args.crf:
+                    pool.submit(crf_label, data.image_path(name), out.numpy(), hw, out_path(name))
+                else:
+                    pool.submit(save_label_png, out_path(name), out.numpy())
+                if interruption.requested:
+                    break
+        interruption.stop(sum(os.path.exists(out_path(n)) for n in listed), len(listed), args.out_rw)
 
 
 def main(argv=None):

@@ -12,17 +12,20 @@ import os
 
 import numpy as np
 import torch
+from PIL import Image
 
 from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
-from tool.camfile import STORAGE, save_cam, save_crf
+from tool.camfile import STORAGE, map_bytes, save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.cli import ArgumentParser, positive, run_script
 from tool.crf import crf_with_alpha, output_pool, require_densecrf
 from tool.distributed import is_main, shard
+from tool.fileio import check_free_space
 from tool.logger import progress
 from tool.runtime import (
+    Interruption,
     add_inference_flags,
     autocast,
     inference_loader,
@@ -56,6 +59,8 @@ def get_parser():
     p.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0))
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
+    p.add_argument("--ignore_disk_check", action="store_true",
+                   help="start even when the output folders' free space is less than what the run may write")
     return p
 
 
@@ -76,6 +81,29 @@ def output_paths(args, name):
         for alpha in args.crf_alphas:
             paths[f"crf_{alpha}"] = os.path.join(crf_folder(args.out_crf, alpha), name + ".npz")
     return paths
+
+
+def output_bytes(args, dataset, names, storage):
+    """{folder: bytes} the outputs of `names` may take before compression: kept classes x image
+    size x the storage dtype (CAMs, each CRF power with background, the PNG, the .npy)."""
+    needs = {}
+
+    def add(folder, nbytes):
+        needs[folder] = needs.get(folder, 0) + nbytes
+
+    for name in names:
+        with Image.open(dataset.data.image_path(name)) as img:
+            w, h = img.size  # the header only
+        k = int((dataset.labels[name] > 1e-5).sum())
+        if args.out_cam:
+            add(args.out_cam, map_bytes(k, h, w, storage))
+        if args.out_cam_npy:
+            add(args.out_cam_npy, map_bytes(k, h, w, "float32"))
+        if args.out_cam_pred:
+            add(args.out_cam_pred, h * w)
+        for alpha in args.crf_alphas if args.out_crf else ():
+            add(crf_folder(args.out_crf, alpha), map_bytes(k + 1, h, w, storage))
+    return needs
 
 
 def multiscale_cam(model, images, label, size, device, amp, channels_last=False):
@@ -135,8 +163,11 @@ def run(args):
 
     # Under torchrun each rank takes every N-th image of the whole list, then skips what exists:
     # filtering first would let ranks that list at different moments disagree on the shares.
-    todo = [n for n in shard(dataset.img_ids) if args.overwrite or not complete(n)]
-    print(f"{len(todo)} of {len(dataset.img_ids)} images to process")
+    listed = dataset.img_ids
+    todo = [n for n in shard(listed) if args.overwrite or not complete(n)]
+    print(f"{len(todo)} of {len(listed)} images to process")
+    if not args.ignore_disk_check:
+        check_free_space(output_bytes(args, dataset, todo, storage), "infer_seam.py", "--ignore_disk_check")
     dataset.img_ids = todo
     loader = inference_loader(dataset, args.num_workers, device)
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
@@ -152,13 +183,17 @@ def run(args):
             yield (item, keys), total[torch.from_numpy(keys).to(device)]
 
     # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
-    with output_pool(True, args.crf_workers, args.num_workers) as pool:
-        batches = progress(loader, desc="infer_seam", enabled=is_main())
-        for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
-            cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting
-            name = item["name"]
-            pool.submit(write_outputs, data.image_path(name), cams, keys,
-                        output_paths(args, name), args.out_cam_pred_alpha, crf_alphas, storage)
+    with Interruption() as interruption:
+        with output_pool(True, args.crf_workers, args.num_workers) as pool:
+            batches = progress(loader, desc="infer_seam", enabled=is_main())
+            for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
+                cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting
+                name = item["name"]
+                pool.submit(write_outputs, data.image_path(name), cams, keys,
+                            output_paths(args, name), args.out_cam_pred_alpha, crf_alphas, storage)
+                if interruption.requested:
+                    break
+        interruption.stop(sum(map(complete, listed)), len(listed), out_folders[0])
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ from tool.crf import crf_inference, output_pool, require_densecrf
 from tool.distributed import is_main, shard
 from tool.logger import progress
 from tool.runtime import (
+    Interruption,
     add_inference_flags,
     autocast,
     inference_loader,
@@ -98,10 +99,10 @@ def run(args):
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")
 
-    total = len(dataset.img_ids)
+    listed = dataset.img_ids
     # under torchrun each rank takes every N-th image of the whole list, then skips what exists
-    dataset.img_ids = [n for n in shard(dataset.img_ids) if args.overwrite or not os.path.exists(out_path(n))]
-    print(f"{len(dataset.img_ids)} of {total} images to process")
+    dataset.img_ids = [n for n in shard(listed) if args.overwrite or not os.path.exists(out_path(n))]
+    print(f"{len(dataset.img_ids)} of {len(listed)} images to process")
     loader = inference_loader(dataset, args.num_workers, device)
 
     def outputs_on_device(items):
@@ -109,14 +110,18 @@ def run(args):
             probs = multiscale_probs(model, item["images"], item["size"], device, args.amp, channels_last)
             yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
 
-    with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-        items = progress(loader, desc="infer_seg", enabled=is_main())
-        for name, out in lagged_to_host(outputs_on_device(items), device):
-            if args.crf:
-                pool.submit(crf_label_png, data.image_path(name), out.numpy(), out_path(name),
-                            args.crf_t, args.crf_bilateral_sxy)
-            else:
-                pool.submit(save_label_png, out_path(name), out.numpy())
+    with Interruption() as interruption:
+        with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
+            items = progress(loader, desc="infer_seg", enabled=is_main())
+            for name, out in lagged_to_host(outputs_on_device(items), device):
+                if args.crf:
+                    pool.submit(crf_label_png, data.image_path(name), out.numpy(), out_path(name),
+                                args.crf_t, args.crf_bilateral_sxy)
+                else:
+                    pool.submit(save_label_png, out_path(name), out.numpy())
+                if interruption.requested:
+                    break
+        interruption.stop(sum(os.path.exists(out_path(n)) for n in listed), len(listed), args.out_seg)
 
 
 def main(argv=None):

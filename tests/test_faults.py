@@ -531,8 +531,7 @@ def test_bad_weights_files_stop_in_one_line(toy, tmp_path, weights):
     assert not (tmp_path / "seg").exists() and not (tmp_path / "t").exists()
 
 
-def test_debug_shows_the_error_behind_the_line(own_toy, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEAM_DEBUG", "")  # --debug sets it; monkeypatch removes it after the test
+def test_debug_shows_the_error_behind_the_line(own_toy, tmp_path):
     bad = damage(own_toy, first_ids(own_toy, 16)[0], "truncated")
     with pytest.raises(ValueError, match=f"^{bad}: cannot decode the image"):  # the exception itself
         train_seam.main(seam_args(own_toy, tmp_path / "out", "--debug"))
@@ -597,3 +596,302 @@ def test_a_bad_cam_file_is_one_line_naming_it(own_toy, tmp_path, cam):
                                          "--out_rw", str(tmp_path / "rw"), "--num_workers", "0"])
     assert msg.startswith(f"error: {tmp_path / 'cam' / name}.npz: ")
     assert not (tmp_path / "rw").exists() or not any((tmp_path / "rw").iterdir())  # no label written
+
+
+# ---------------------------------------------------------------- guard rails
+
+
+def written(folder):
+    """Every file under `folder` (none when it does not exist)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("script", ["train_seam", "train_aff", "train_seg"])
+def test_training_needs_weights_said_in_one_line(toy, tmp_path, capsys, script):
+    import train_aff
+    import train_seg
+
+    main = {"train_seam": train_seam.main, "train_aff": train_aff.main, "train_seg": train_seg.main}[script]
+    argv = ["--voc12_root", str(toy), "--session_name", str(tmp_path / "out" / "s"), "--la_crf_dir", "a",
+            "--ha_crf_dir", "b"][: 4 if script != "train_aff" else 8]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--weights" in err and err.startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_none_is_random_initialisation_said_once(toy, tmp_path):
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1"))
+    log = (tmp_path / "tb" / f"{str(tmp_path / 'seam').replace('/', '_')}.log").read_text()
+    assert log.count("random initialisation (--weights none)") == 1 and "warning" not in log
+
+
+def test_stage_scripts_stop_without_imagenet_params(toy, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "IMAGENET_PARAMS"}
+    env.update(SEAM_PYTHON=sys.executable, WORK_DIR=str(tmp_path / "work"), VOC12_ROOT=str(toy),
+               TRAIN_LIST=str(toy / "train_aug.txt"))
+    for script in ("train_seam.sh", "train_aff.sh", "train_seg.sh"):
+        done = subprocess.run(["bash", os.path.join(ROOT, "scripts", script)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2, script
+        assert done.stderr.strip().splitlines() == [
+            "error: set IMAGENET_PARAMS to the backbone's ImageNet weights (or none: random initialisation)"]
+    assert written(tmp_path / "work") == []
+
+
+def test_a_second_run_of_a_session_stops_naming_the_holder(toy, tmp_path, capsys):
+    import socket
+
+    from tool.lock import _start_time
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = tmp_path / "seam.lock"
+        lock.write_text(f"{socket.gethostname()} {holder.pid} {_start_time(holder.pid)}\n")
+        with pytest.raises(SystemExit) as e:
+            train_seam.main(seam_args(toy, tmp_path))
+        assert str(e.value) == (f"error: {lock}: the session is being written by pid {holder.pid} on "
+                                f"{socket.gethostname()}; wait for that run to end (or remove this file if it is gone)")
+        assert written(tmp_path) == ["seam.lock"]  # nothing of the run
+    finally:
+        holder.kill()
+        holder.wait()
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1"))  # its process is gone: taken over
+    assert f"took over {lock} from pid {holder.pid}, which is gone" in capsys.readouterr().out
+    assert not lock.exists() and (tmp_path / "seam.pth").exists()  # released at the end
+
+
+def test_the_session_lock_is_held_while_training(toy, tmp_path, monkeypatch):
+    real, seen = train_seam.seam_losses, []
+
+    def looking(*a, **k):
+        seen.append((tmp_path / "seam.lock").read_text().split()[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_seam, "seam_losses", looking)
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "2"))
+    assert seen == [str(os.getpid())] * 2 and not (tmp_path / "seam.lock").exists()
+
+
+def cut(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def crf_maps(root, names, folder):
+    from tool.camfile import save_crf
+
+    rng = np.random.default_rng(0)
+    for alpha in ("la", "ha"):
+        for name in names:
+            scores = rng.random((2, 64, 64)).astype(np.float32)
+            save_crf(str(folder / alpha / f"{name}.npz"), np.array([0, 5]), scores / scores.sum(0))
+
+
+def test_a_damaged_crf_map_is_one_line_or_skipped(own_toy, tmp_path):
+    import train_aff
+
+    ids = first_ids(own_toy, 4)
+    (tmp_path / "four.txt").write_text("\n".join(ids) + "\n")
+    crf_maps(own_toy, ids, tmp_path)
+    bad = cut(tmp_path / "ha" / f"{ids[1]}.npz")
+    argv = ["--weights", "none", "--voc12_root", str(own_toy), "--train_list", str(tmp_path / "four.txt"),
+            "--la_crf_dir", str(tmp_path / "la"), "--ha_crf_dir", str(tmp_path / "ha"), "--session_name",
+            str(tmp_path / "out" / "aff"), "--width", "0.0625", "--crop_size", "64", "--batch_size", "2",
+            "--num_workers", "0", "--max_step", "1"]
+    msg = one_line_exit(train_aff.main, argv)
+    assert msg.startswith(f"error: {bad}: damaged map file (BadZipFile") and "1 of 4 listed images unusable" in msg
+    assert not (tmp_path / "out").exists()
+    train_aff.main([*argv, "--skip_bad_images"])
+    log = next((tmp_path / "out" / "tblog").glob("*.log")).read_text()
+    assert f"skipped {bad}: damaged map file" in log and "3 images, 1 steps" in log
+    from tool.camfile import load_crf  # and where a file is read: the same one line
+
+    with pytest.raises(ValueError, match=f"^{bad}: damaged map file"):
+        load_crf(bad)
+
+
+def test_a_damaged_cam_is_one_line_or_skipped_in_the_walk(own_toy, tmp_path, capsys):
+    import infer_aff
+    from network import resnet38_aff
+    from tool.camfile import save_cam
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), tmp_path / "aff.pth")
+    ids = first_ids(own_toy, 3)
+    (tmp_path / "three.txt").write_text("\n".join(ids) + "\n")
+    for name in ids:
+        save_cam(str(tmp_path / "cam" / f"{name}.npz"), np.array([4]), np.full((1, 64, 64), 0.5, np.float32))
+    bad = cut(tmp_path / "cam" / f"{ids[0]}.npz")
+    argv = ["--weights", str(tmp_path / "aff.pth"), "--voc12_root", str(own_toy), "--infer_list",
+            str(tmp_path / "three.txt"), "--cam_dir", str(tmp_path / "cam"), "--out_rw", str(tmp_path / "rw"),
+            "--num_workers", "0"]
+    assert one_line_exit(infer_aff.main, argv).startswith(f"error: {bad}: damaged map file")
+    assert written(tmp_path / "rw") == []
+    infer_aff.main([*argv, "--skip_bad_images"])
+    assert f"skipped {bad}: damaged map file" in capsys.readouterr().out
+    assert written(tmp_path / "rw") == sorted(f"{n}.png" for n in ids[1:])
+
+
+def test_a_damaged_label_png_is_one_line_or_skipped(own_toy, tmp_path):
+    import train_seg
+
+    ids = first_ids(own_toy, 4)
+    (tmp_path / "four.txt").write_text("\n".join(ids) + "\n")
+    bad = cut(own_toy / "SegmentationClassAug" / f"{ids[2]}.png")
+    argv = ["--weights", "none", "--voc12_root", str(own_toy), "--train_list", str(tmp_path / "four.txt"),
+            "--session_name", str(tmp_path / "out" / "seg"), "--width", "0.0625", "--crop_size", "64",
+            "--batch_size", "2", "--num_workers", "0", "--max_step", "1"]
+    assert one_line_exit(train_seg.main, argv).startswith(f"error: {bad}: damaged label PNG")
+    assert not (tmp_path / "out").exists()
+    train_seg.main([*argv, "--skip_bad_images"])
+    assert f"skipped {bad}: damaged label PNG" in next((tmp_path / "out" / "tblog").glob("*.log")).read_text()
+    from tool.vis import load_label_png
+
+    with pytest.raises(ValueError, match=f"^{bad}: damaged label PNG"):
+        load_label_png(bad)
+
+
+def test_a_damaged_prediction_png_is_one_line_in_evaluation(own_toy, tmp_path, capsys):
+    import evaluation
+
+    ids = first_ids(own_toy, 2)
+    (tmp_path / "two.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "pred").mkdir()
+    for name in ids:
+        Image.open(own_toy / "SegmentationClassAug" / f"{name}.png").save(tmp_path / "pred" / f"{name}.png")
+    bad = cut(tmp_path / "pred" / f"{ids[1]}.png")
+    with pytest.raises(SystemExit) as e:
+        evaluation.main(["--list", str(tmp_path / "two.txt"), "--predict_dir", str(tmp_path / "pred"), "--gt_dir",
+                         str(own_toy / "SegmentationClassAug"), "--logfile", "", "--num_workers", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"error: {bad}: ") and err.count("\n") == 1, err
+
+
+NONSENSE = [
+    ("train_seam", "--batch_size", "0"), ("train_seam", "--lr", "-0.1"), ("train_seam", "--crop_size", "0"),
+    ("train_seam", "--max_epoches", "0"), ("train_seam", "--wt_dec", "-1"), ("train_seam", "--momentum", "nan"),
+    ("train_seam", "--num_workers", "-1"), ("train_seam", "--scale_factor", "0"), ("train_seam", "--er_weight", "-1"),
+    ("train_aff", "--radius", "0"), ("train_seg", "--bn_groups", "0"), ("train_seg", "--hsv_shift", "-1"),
+    ("infer_seam", "--scales", "0"), ("infer_seam", "--crf_alphas", "inf"), ("infer_seam", "--crf_workers", "-2"),
+    ("infer_aff", "--logt", "-1"), ("infer_aff", "--beta", "0"), ("infer_aff", "--alpha", "x"),
+    ("infer_seg", "--crf_t", "0"), ("infer_seg", "--scales", "-1"),
+]
+REQUIRED = {"train_seam": [], "train_aff": ["--la_crf_dir", "a", "--ha_crf_dir", "b"], "train_seg": [],
+            "infer_seam": [], "infer_aff": ["--cam_dir", "c", "--out_rw", "o"], "infer_seg": ["--out_seg", "o"]}
+
+
+@pytest.mark.parametrize("script, flag, value", NONSENSE)
+def test_nonsense_numbers_stop_where_they_are_parsed(tmp_path, capsys, monkeypatch, script, flag, value):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(script).main
+    with pytest.raises(SystemExit) as e:
+        main(["--voc12_root", str(tmp_path / "nowhere"), "--weights", "w", *REQUIRED[script], flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(f"error: argument {flag}: "), err
+    assert written(tmp_path) == []
+
+
+def test_an_error_behind_a_progress_bar_stands_on_its_own_line(own_toy, tmp_path):
+    from network import resnet38_seg
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
+    ids = first_ids(own_toy, 6)
+    (tmp_path / "six.txt").write_text("\n".join(ids) + "\n")
+    bad = damage(own_toy, ids[4], "truncated")  # its header passes the check; decoding fails mid-run
+    done = subprocess.run([sys.executable, "infer_seg.py", "--weights", str(tmp_path / "seg.pth"), "--voc12_root",
+                           str(own_toy), "--infer_list", str(tmp_path / "six.txt"), "--out_seg", str(tmp_path / "seg"),
+                           "--no_crf", "--num_workers", "0", "--scales", "1.0"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1
+    lines = done.stderr.split("\n")
+    assert lines[-1] == "" and lines[-2].startswith(f"error: {bad}: cannot decode the image"), done.stderr
+    assert done.stderr.count("error: ") == 1 and "\rerror" not in done.stderr and "Traceback" not in done.stderr
+    assert "infer_seg:" in done.stderr.split("error: ")[0]  # the bar was open, and is closed above the line
+
+
+SIGNAL_HOOK = """
+import os, signal
+import tool.cam
+real, calls = tool.cam.flip_scale_sum, []
+def counted(*a, **k):
+    calls.append(1)
+    if len(calls) == int(os.environ["SIGNAL_AT_IMAGE"]):
+        sig = getattr(signal, os.environ["SIGNAL_NAME"])
+        os.killpg(0, sig) if sig == signal.SIGINT else os.kill(os.getpid(), sig)  # Ctrl-C: the process group
+    return real(*a, **k)
+tool.cam.flip_scale_sum = counted
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_path, sig):
+    from network import resnet38_seam
+    from tool.camfile import load_cam, load_crf
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "seam.pth")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_HOOK)
+    argv = [sys.executable, os.path.join(ROOT, "infer_seam.py"), "--weights", str(tmp_path / "seam.pth"),
+            "--voc12_root", str(toy), "--infer_list", str(toy / "train_aug.txt"), "--cls_labels",
+            str(toy / "cls_labels.txt"), "--out_cam", str(tmp_path / "cam"), "--out_crf", str(tmp_path / "crf"),
+            "--num_workers", "1", "--crf_workers", "1", "--scales", "1.0"]
+    env = {**os.environ, "PYTHONPATH": f"{hook}:{ROOT}", "OMP_NUM_THREADS": "1", "SIGNAL_AT_IMAGE": "5",
+           "SIGNAL_NAME": sig}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+    cams = written(tmp_path / "cam")
+    assert 3 <= len(cams) < 16 and written(tmp_path / "crf_4.0") == written(tmp_path / "crf_24.0") == cams
+    want = (f"interrupted by {sig}: {len(cams)} of 16 images written to {tmp_path / 'cam'}; "
+            "run the same command to continue")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == want, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "resource_tracker" not in done.stderr and "leaked" not in done.stderr
+    for name in cams:  # every file whole
+        load_cam(str(tmp_path / "cam" / name))
+        load_crf(str(tmp_path / "crf_24.0" / name))
+    again = subprocess.run(argv, env={**env, "SIGNAL_AT_IMAGE": "0"}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"{16 - len(cams)} of 16 images to process" in again.stdout
+    assert len(written(tmp_path / "cam")) == 16
+
+
+def test_stage_2_stops_before_the_work_when_the_disk_is_short(toy, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import infer_seam
+    from network import resnet38_seam
+    from tool import fileio
+    from tool.checkpoint import save_state_dict
+
+    save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "seam.pth")
+    argv = ["--weights", str(tmp_path / "seam.pth"), "--voc12_root", str(toy), "--infer_list", str(toy / "train.txt"),
+            "--cls_labels", str(toy / "cls_labels.txt"), "--out_cam", str(tmp_path / "cam"), "--out_crf",
+            str(tmp_path / "crf"), "--num_workers", "0", "--crf_workers", "0", "--scales", "1.0"]
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
+    msg = one_line_exit(infer_seam.main, argv)
+    # per image its classes x its size: the CAMs, and each CRF power with background, in float32
+    from tool.fileio import size_text
+    from voc12.dataset import open_dataset
+
+    ids = (toy / "train.txt").read_text().split()
+    labels = open_dataset("voc12", str(toy)).labels(ids, str(toy / "cls_labels.txt"))
+    need = 0
+    for name in ids:
+        w, h = Image.open(toy / "JPEGImages" / f"{name}.jpg").size
+        k = int((labels[name] > 1e-5).sum())
+        need += (k + 2 * (k + 1)) * h * w * 4
+    assert msg == (f"error: {tmp_path / 'cam'}: infer_seam.py writes up to {size_text(need)} on this file system "
+                   f"({tmp_path / 'cam'}, {tmp_path / 'crf_4.0'}, {tmp_path / 'crf_24.0'}), 100.0 kB are free "
+                   "(--ignore_disk_check to go on)")
+    assert need > 10**5
+    assert written(tmp_path) == ["seam.pth"]
+    monkeypatch.setattr(fileio.shutil, "disk_usage", shutil.disk_usage)
+    infer_seam.main([*argv, "--ignore_disk_check"])
+    assert len(written(tmp_path / "cam")) == len(ids)

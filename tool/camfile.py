@@ -120,3 +120,8 @@ def map_file_problem(path, names):
 
 
 CAM_ARRAYS, CRF_ARRAYS = ("keys", "cams"), ("keys", "scores")
+
+
+def map_bytes(n_maps, height, width, storage):
+    """Bytes of `n_maps` maps of one image before compression: what a file holds at most."""
+    return n_maps * height * width * np.dtype(storage).itemsize

@@ -145,3 +145,31 @@ def require_files(paths, what):
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"error: {missing[0]}: {what} not found ({len(missing)} of {len(paths)} missing)")
+
+
+def size_text(nbytes):
+    """A byte count for people: 12.3 GB, 4.1 MB, 512 kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def check_free_space(needs, what="this run", override=None):
+    """`needs`: {folder: bytes to be written there}. Summed per file system; a file system with
+    less free space is a WriteError naming the folder, the need and the free space (and
+    `override`, the flag that skips the check)."""
+    per_device = {}
+    for folder, need in needs.items():
+        existing = os.path.abspath(folder)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        device = os.stat(existing).st_dev
+        total, folders, _ = per_device.get(device, (0, [], existing))
+        per_device[device] = (total + need, folders + [folder], existing)
+    for need, folders, existing in per_device.values():
+        free = shutil.disk_usage(existing).free
+        if need > free:
+            raise WriteError(f"{folders[0]}: {what} writes up to {size_text(need)} on this file system "
+                             f"({', '.join(folders)}), {size_text(free)} are free"
+                             + (f" ({override} to go on)" if override else ""))

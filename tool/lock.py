@@ -51,6 +51,7 @@ def session_lock(path, enabled=True, say=print):
         yield
         return
     mine = _holder_line()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

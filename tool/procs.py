@@ -12,9 +12,12 @@ _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid, *_ignored):
-    """Initialiser for a helper process: Linux sends it SIGKILL when its parent ends (elsewhere
-    nothing changes). `parent_pid` closes the race of a parent that died before this ran; extra
-    arguments (a loader's worker id) are ignored, so it serves as worker_init_fn via partial."""
+    """Initialiser for a helper process: it ignores Ctrl-C, and Linux sends it SIGKILL when its
+    parent ends (elsewhere that part does nothing). `parent_pid` closes the race of a parent
+    that died before this ran; extra arguments (a loader's worker id) are ignored, so it serves
+    as worker_init_fn via partial."""
+    # Ctrl-C reaches the whole process group: the main process decides what stops, and when.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -2,6 +2,8 @@
 import contextlib
 import functools
 import os
+import signal
+import threading
 import time
 
 import torch
@@ -144,6 +146,44 @@ def _collect(meta, host, done):
     if done is not None:
         done.synchronize()
     return meta, host
+
+
+class Interruption:
+    """SIGINT / SIGTERM during an inference loop: the loop checks `requested` after each image
+    and stops; what was handed to the writers is finished (every file atomic, none partial), the
+    rest is left for the same command run again. A second signal acts as it would have."""
+
+    def __init__(self):
+        self.signal, self._previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.signal = signum
+        self._restore()
+
+    def _restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+    @property
+    def requested(self):
+        return self.signal is not None
+
+    def stop(self, written, total, folder):
+        """After the writers are done: the one-line exit of an interrupted run (nothing if none)."""
+        if self.signal is not None:
+            raise SystemExit(f"interrupted by {signal.Signals(self.signal).name}: {written} of {total} images "
+                             f"written to {folder}; run the same command to continue")
 
 
 SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each named in the output) instead of "

@@ -279,7 +279,7 @@ class Trainer:
         workers = default_loader_workers() if self.args.num_workers is None else self.args.num_workers
         return DataLoader(
             self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None, worker_init_fn=functools.partial(_loader_worker_init, os.getpid()),
+            prefetch_factor=4 if workers else None, worker_init_fn=functools.partial(die_with_parent, os.getpid()),
             # Items are seeded by SeededItems; a private generator keeps the loader from
             # drawing on the global RNG, which must follow the same sequence after a resume.
             generator=torch.Generator().manual_seed(self.args.seed),
@@ -319,7 +319,7 @@ class Trainer:
         bar = progress(self.max_step, desc=os.path.basename(args.session_name), enabled=self.is_main)
         bar.update(self.step)
         t0, images = time.perf_counter(), 0
-        for batch in self._batches():
+        for batch in self.loader():
             draw = vis_fn is not None and self.is_main and (self.step + 1) % args.vis_interval == 0
             terms, drawn = step_fn(batch, draw)
             loss = terms["loss"]
@@ -371,14 +371,6 @@ class Trainer:
                     os.remove(path)
             self.logger.info(f"wrote {self.final_path}")
 
-    def _batches(self):
-        return self.loader()
-
-
-def _loader_worker_init(parent_pid, worker_id):
-    die_with_parent(parent_pid)
-    # Ctrl-C reaches the whole process group: the main process checkpoints, then ends the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def log_dir(args):
