@@ -18,6 +18,8 @@ def die_with_parent(parent_pid, *_ignored):
     as worker_init_fn via partial."""
     # Ctrl-C reaches the whole process group: the main process decides what stops, and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked while it started (HelperExecutor): a pending one drops
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -29,10 +31,25 @@ def die_with_parent(parent_pid, *_ignored):
         os._exit(1)
 
 
+class HelperExecutor(cf.ProcessPoolExecutor):
+    """A ProcessPoolExecutor whose helpers start with Ctrl-C blocked (they start on demand, inside
+    `submit`): one pressed while a spawned interpreter starts up (seconds) is dropped by its
+    initialiser instead of killing it, and reaches this process once the helper is started."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        if not hasattr(signal, "pthread_sigmask"):
+            return super().submit(fn, *args, **kwargs)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def helper_executor(workers, start_method=None):
-    """A ProcessPoolExecutor of `workers` helpers that end with this process."""
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method),
-                                  initializer=die_with_parent, initargs=(os.getpid(),))
+    """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it."""
+    return HelperExecutor(workers, mp_context=multiprocessing.get_context(start_method),
+                          initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 @contextlib.contextmanager
