@@ -22,6 +22,7 @@ import numpy as np
 from tool.camfile import check_cam, load_cam, load_crf
 from tool.cli import ArgumentParser, add_debug_flag, count, non_negative_int, run_script
 from tool.fileio import WriteError, atomic_path
+from tool.fingerprint import fingerprint
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.procs import helper_pool
 from tool.vis import load_label_png
@@ -259,6 +260,7 @@ def write_json(path, args, n_images, result, names):
         "absent_classes": [names[i] for i in result["absent"]],
         "t": result["t"],
         "curve": [{"t": t, "miou": m} for t, m in result["curve"]] if result["curve"] else None,
+        "environment": fingerprint(precision_used="reads files (the maps' precision is their run's)"),
     }
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

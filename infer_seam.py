@@ -16,7 +16,7 @@ from PIL import Image
 
 from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
-from tool.cam import cams_to_label, flip_scale_sum, normalize_cams
+from tool.cam import cams_to_label, multiscale_cam, normalize_cams
 from tool.camfile import STORAGE, map_bytes, save_cam, save_crf
 from tool.checkpoint import load_model
 from tool.cli import ArgumentParser, positive, run_script
@@ -27,12 +27,10 @@ from tool.logger import progress
 from tool.runtime import (
     Interruption,
     add_inference_flags,
-    autocast,
     inference_loader,
     lagged_to_host,
     prepare_outputs,
     setup_device,
-    to_input,
 )
 from tool.vis import save_label_png
 from voc12.data import ClsDatasetMSF, load_image
@@ -104,16 +102,6 @@ def output_bytes(args, dataset, names, storage):
         for alpha in args.crf_alphas if args.out_crf else ():
             add(crf_folder(args.out_crf, alpha), map_bytes(k + 1, h, w, storage))
     return needs
-
-
-def multiscale_cam(model, images, label, size, device, amp, channels_last=False):
-    """Sum over scales and flips of the label-masked foreground cam_rv at the image size (C - 1, H, W)."""
-
-    def forward(pair):
-        with autocast(device, amp):
-            return model(to_input(pair, device, channels_last))[1][:, 1:]
-
-    return flip_scale_sum(forward, images, size) * label.view(-1, 1, 1)
 
 
 def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):

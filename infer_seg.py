@@ -17,7 +17,7 @@ import torch
 
 from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
-from tool.cam import flip_scale_sum
+from tool.cam import multiscale_probs
 from tool.checkpoint import load_model
 from tool.cli import ArgumentParser, count, positive, run_script
 from tool.crf import crf_inference, output_pool, require_densecrf
@@ -26,12 +26,10 @@ from tool.logger import progress
 from tool.runtime import (
     Interruption,
     add_inference_flags,
-    autocast,
     inference_loader,
     lagged_to_host,
     prepare_outputs,
     setup_device,
-    to_input,
 )
 from tool.vis import save_label_png
 from voc12.data import SegInferDataset, load_image
@@ -54,20 +52,6 @@ def get_parser():
     p.add_argument("--crf_t", type=count, default=1, help="CRF mean-field iterations")
     p.add_argument("--crf_bilateral_sxy", type=positive, default=32, help="CRF bilateral kernel's spatial sigma")
     return p
-
-
-def multiscale_probs(model, images, size, device, amp, channels_last=False):
-    """Softmax of the mean logits over scales and flips, at the image size: (C, H, W) float32 tensor.
-
-    `images`: per scale a (2, 3, h, w) batch of the image and its horizontal flip.
-    """
-
-    def forward(pair):
-        with autocast(device, amp):
-            return model(to_input(pair, device, channels_last))
-
-    total = flip_scale_sum(forward, images, size, align_corners=True)
-    return torch.softmax(total / (2 * len(images)), dim=0)
 
 
 def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):

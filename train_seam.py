@@ -1,22 +1,33 @@
 """Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
 batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
+from tool.cam import multiscale_cam, normalize_cams
 from tool.cli import ArgumentParser, count, non_negative, positive, run_script
 from tool.distributed import is_main
+from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.lock import session_lock
 from tool.logger import RunLogger
 from tool.losses import seam_losses
+from tool.metrics import cam_threshold_confusions, iou_from_confusion
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
-from tool.vis import denormalize, max_cam_overlay
-from voc12.data import ClsDataset, TrainClsTransform
+from tool.trainer import (
+    add_training_flags,
+    add_validation_flags,
+    build_trainer,
+    check_before_writing,
+    initial_weights,
+    log_dir,
+)
+from tool.vis import denormalize, load_label_png, max_cam_overlay
+from voc12.data import ClsDataset, ClsDatasetMSF, TrainClsTransform
 from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
 
 
@@ -37,6 +48,10 @@ def get_parser():
     p.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
     for term, what in LOSS_TERMS.items():
         p.add_argument(f"--{term}_weight", type=non_negative, default=1.0, help=f"weight of the {what} in the loss")
+    add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps (single scale and its flip, no CRF, the "
+                            "best of --val_thresholds)")
+    p.add_argument("--val_thresholds", type=non_negative, nargs="+",
+                   default=tuple(round(0.05 * i, 2) for i in range(1, 13)), help="background thresholds scored")
     return p
 
 
@@ -60,6 +75,29 @@ def cam_grid(img, cam, cam_rv, n=4):
                 out = max_cam_overlay(rgb, fg.detach().cpu().numpy())
             rows.append(torch.from_numpy(out).permute(2, 0, 1).float() / 255)
     return torch.stack(rows)
+
+
+def cam_validation(model, dataset, data, device, amp, channels_last, thresholds):
+    """{cam, cam_rv}: mIoU (%) at the best of `thresholds`, its t and the curve, of the fc8 CAM and
+    the PCM map on `dataset` (ClsDatasetMSF, one scale): what infer_seam.py --scales 1.0 (with
+    --no_pcm for cam) and evaluation.py --type npz --t give."""
+    n = data.num_classes
+    confs = {"cam": 0, "cam_rv": 0}
+    for i in range(len(dataset)):
+        item = dataset[i]
+        keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
+        label, gt = item["label"].to(device), load_label_png(data.mask_path(item["name"]))
+        for name, output in (("cam", 0), ("cam_rv", 1)):
+            total = multiscale_cam(model, item["images"], label, item["size"], device, amp, channels_last, output)
+            cams = normalize_cams(total[torch.from_numpy(keys).to(device)].cpu().numpy())
+            confs[name] = confs[name] + cam_threshold_confusions(cams, keys, gt, thresholds, n)
+    scores = {}
+    for name, conf in confs.items():
+        curve = [100 * float(iou_from_confusion(c).mean()) for c in conf]
+        best = int(np.argmax(curve))
+        scores[name] = {"miou": curve[best], "t": float(thresholds[best]),
+                        "curve": {f"{t:.2f}": m for t, m in zip(thresholds, curve)}}
+    return scores
 
 
 class TwoBranch(nn.Module):
@@ -87,6 +125,10 @@ def run(args):
         transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
     )  # fmt: skip
     dataset.check_images(args.skip_bad_images)
+    if args.val_list:
+        val_data = ClsDatasetMSF(args.val_list, data, args.cls_labels, scales=(1.0,))
+        val_data.check_images()
+        require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
     with session_lock(args.session_name + ".lock", enabled=is_main()), \
@@ -111,7 +153,10 @@ def run(args):
             if logger.writer is not None:
                 logger.images(step, "cam/input_cam_pcm", cam_grid(*drawn))
 
-        trainer.run(step_fn, vis_fn)
+        def val_fn():
+            return cam_validation(model, val_data, data, device, args.amp, channels_last, args.val_thresholds)
+
+        trainer.run(step_fn, vis_fn, val_fn if args.val_list else None)
 
 
 def main(argv=None):

@@ -9,6 +9,7 @@ import torch
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
+from tool.cam import multiscale_probs
 from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
 from tool.distributed import global_share, is_main, world
 from tool.fileio import require_files
@@ -16,10 +17,18 @@ from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.lock import session_lock
 from tool.logger import RunLogger
 from tool.losses import segmentation_loss
+from tool.metrics import confusion_counts, iou_from_confusion
 from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
-from tool.vis import colorize, denormalize
-from voc12.data import SegDataset
+from tool.trainer import (
+    add_training_flags,
+    add_validation_flags,
+    build_trainer,
+    check_before_writing,
+    initial_weights,
+    log_dir,
+)
+from tool.vis import colorize, denormalize, load_label_png
+from voc12.data import SegDataset, SegInferDataset
 from voc12.dataset import (
     NUM_CLASSES_HELP,
     TRAIN_LIST_HELP,
@@ -59,9 +68,22 @@ def get_parser():
     p.add_argument("--frozen_bn", action="store_true",
                    help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     add_dataset_flags(p)
+    add_validation_flags(p, "mIoU (single scale and its flip, no CRF)")
     p.add_argument("--label_dir", default=None,
                    help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
     return p
+
+
+def seg_validation(model, dataset, data, device, amp, channels_last):
+    """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
+    --scales 1.0 --no_crf and evaluation.py --type png give."""
+    conf = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        probs = multiscale_probs(model, item["images"], item["size"], device, amp, channels_last)
+        pred = probs.argmax(0).to(torch.uint8).cpu().numpy()
+        conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
+    return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
 
 
 def seg_grid(img, label, logits, n=4):
@@ -102,6 +124,10 @@ def run(args):
                          scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
     dataset.check_images(args.skip_bad_images)
     require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
+    if args.val_list:
+        val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
+        val_data.check_images()
+        require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
     initialised = initial_weights(args, model, load_pretrained)
     check_before_writing(args, model)
     with session_lock(args.session_name + ".lock", enabled=is_main()), \
@@ -125,7 +151,10 @@ def run(args):
             if logger.writer is not None:
                 logger.images(step, "seg/input_label_pred", seg_grid(*drawn))
 
-        trainer.run(step_fn, vis_fn)
+        def val_fn():
+            return seg_validation(model, val_data, data, device, args.amp, channels_last)
+
+        trainer.run(step_fn, vis_fn, val_fn if args.val_list else None)
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@
 #   IMAGENET_PARAMS  ImageNet weights of the backbone (ResNet-38: .params or converted .pth;
 #                    torchvision backbones: imagenet or a .pth), needed by the training stages;
 #                    none = random initialisation (synthetic data only)
+#   SEED             seed of the training stages (default: each script's, 0)
 #   BACKBONE         backbone of the training stages: resnet38d (default, the published network),
 #                    resnet50, resnet101 or package.module:Class; inference reads it from the checkpoints
 #   WORK_DIR         where every stage writes (default ./work)
@@ -90,8 +91,9 @@ train_stage() {  # train_stage SESSION script.py args...: skip when done, resume
   fi
   local resume=()
   if [ -f "$session.resume.pt" ]; then resume=(--resume "$session.resume.pt"); fi
-  local backbone=()
-  if [ -n "${BACKBONE:-}" ]; then backbone=(--backbone "$BACKBONE"); fi
+  local chosen=()
+  if [ -n "${BACKBONE:-}" ]; then chosen+=(--backbone "$BACKBONE"); fi
+  if [ -n "${SEED:-}" ]; then chosen+=(--seed "$SEED"); fi
   run_stage "$1" --session_name "$session" --tblog_dir "$WORK_DIR/tblog" --weights "$IMAGENET_PARAMS" \
-    "${resume[@]}" "${backbone[@]}" "${@:2}"
+    "${resume[@]}" "${chosen[@]}" "${@:2}"
 }

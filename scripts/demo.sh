@@ -8,6 +8,19 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${SEAM_PYTHON:-}" ]; then source "$here/env.sh"; export SEAM_PYTHON="$PY"; fi
 export WORK_DIR="${WORK_DIR:-work_demo}"
+if [ -n "${SEEDS:-}" ]; then  # one demo per seed in WORK_DIR/seed_<n>, then the table over them
+  for seed in $SEEDS; do
+    SEEDS="" DEMO_SEED="$seed" WORK_DIR="$WORK_DIR/seed_$seed" bash "$0"
+  done
+  source "$here/common.sh"
+  # shellcheck disable=SC2086  # the seeds and the two powers are words
+  run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU), seeds $SEEDS" \
+    --crf_alphas "${DEMO_LA_ALPHA:-0.5}" "${DEMO_HA_ALPHA:-2}" --seeds $SEEDS
+  # shellcheck disable=SC2086
+  run_py scripts/demo_claims.py "$WORK_DIR" "$WORK_DIR" --seeds $SEEDS \
+    --crf_alphas "${DEMO_LA_ALPHA:-0.5}" "${DEMO_HA_ALPHA:-2}"
+  exit 0
+fi
 if [ -n "${DEMO_TINY:-}" ]; then
   : "${DEMO_N_TRAIN_AUG:=16}" "${DEMO_N_PSEUDO:=12}" "${DEMO_N_TRAIN:=6}" "${DEMO_N_VAL:=4}" "${DEMO_SIZE:=64}"
   : "${DEMO_WIDTH:=0.0625}"
@@ -134,6 +147,7 @@ lap "stage 5: segment val + eval"
 # shellcheck disable=SC2046  # two numbers
 run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU, width $WIDTH, $N_CLASSES classes)" \
   --crf_alphas $(crf_alphas)
+run_py scripts/demo_claims.py "$WORK_DIR" "$toy" --crf_alphas $(crf_alphas)
 run_py scripts/demo_figure.py "$WORK_DIR" "$toy" "$WORK_DIR/figure.txt"
 echo "== for reference: the walk from the same CAMs with ground-truth affinities, and the CAM pooled onto its grid"
 run_py scripts/walk_gt_affinity.py --list "$toy/train.txt" --cam_dir "$WORK_DIR/cam" --gt_dir "$toy/SegmentationClass" \

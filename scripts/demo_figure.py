@@ -30,7 +30,7 @@ def column_titles(work_dir):
     if not os.path.exists(path):
         return COLUMNS
     with open(path) as f:
-        rows = {r["stage"]: r for r in json.load(f)}
+        rows = {r["stage"]: r for r in json.load(f)["rows"]}
     titles = []
     for col in COLUMNS:
         r = rows.get(COLUMN_ROWS.get(col))

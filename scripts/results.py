@@ -1,14 +1,20 @@
 """Collect the evaluation JSONs of a work folder into the results table (Markdown + JSON).
 
 Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14] [--crf_alphas LA HA]
+                                 [--seeds N ...]
+With --seeds, the runs are WORK_DIR/seed_<n>, and each row shows the mean +- std over the seeds
+beside each seed's value. results.json holds the rows and the environment fingerprint.
 """
 import argparse
 import json
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.fileio import atomic_path  # noqa: E402
+from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 
 # (row, result files (best of them is reported), split, published figure on VOC, on COCO)
 # COCO: the SEAM authors published none; 31.9 val is a third-party re-implementation's (README).
@@ -44,12 +50,40 @@ def collect(results_dir, reference="voc12", crf_alphas=(4.0, 24.0)):
     return rows
 
 
-def markdown(rows, title, reference="voc12"):
-    header = f"| stage | mIoU (%) | split | images | reference ({'VOC' if reference == 'voc12' else 'COCO'}) | from |"
-    lines = [f"### {title}", "", header, "|---|---|---|---|---|---|"]
+def over_seeds(per_seed):
+    """{seed: rows} -> rows with `miou` the mean over the seeds that have the row, `std` (population,
+    0 for one seed) and `per_seed` {seed: miou}."""
+    merged = {}
+    for seed, rows in per_seed.items():
+        for r in rows:
+            m = merged.setdefault(r["stage"], {**r, "per_seed": {}})
+            m["per_seed"][str(seed)] = r["miou"]
+    for m in merged.values():
+        values = np.array(list(m["per_seed"].values()))
+        m["miou"], m["std"] = round(float(values.mean()), 2), round(float(values.std()), 2)
+    order = [name for name, *_ in ROWS]
+    return sorted(merged.values(), key=lambda r: order.index(r["stage"]))
+
+
+def markdown(rows, title, reference="voc12", environment=None):
+    seeds = sorted({s for r in rows for s in r.get("per_seed", {})}, key=int)
+    ref = "VOC" if reference == "voc12" else "COCO"
+    if seeds:
+        header = f"| stage | mIoU (%) mean +- std | {' | '.join(f'seed {s}' for s in seeds)} | split | images | " \
+                 f"reference ({ref}) | from |"
+    else:
+        header = f"| stage | mIoU (%) | split | images | reference ({ref}) | from |"
+    lines = [f"### {title}", "", header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
-        cells = (r["stage"], f"{r['miou']:.2f}", r["split"], r["images"], r["paper"], r["source"])
+        if seeds:
+            cells = (r["stage"], f"{r['miou']:.2f} +- {r['std']:.2f}",
+                     *(f"{r['per_seed'][s]:.2f}" if s in r["per_seed"] else "-" for s in seeds),
+                     r["split"], r["images"], r["paper"], r["source"])
+        else:
+            cells = (r["stage"], f"{r['miou']:.2f}", r["split"], r["images"], r["paper"], r["source"])
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if environment is not None:
+        lines += ["", f"Environment: {fingerprint_line(environment)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -60,16 +94,28 @@ def main(argv=None):
     p.add_argument("--reference", default="voc12", choices=tuple(REFERENCES), help="whose published figures")
     p.add_argument("--crf_alphas", type=float, nargs=2, default=(4.0, 24.0), metavar=("LA", "HA"),
                    help="the CRF powers whose maps eval_cam.sh scored (a work folder may hold older ones)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="runs in WORK_DIR/seed_<n>: mean +- std over them beside each seed's value")
     args = p.parse_args(argv)
-    results_dir = os.path.join(args.work_dir, "results")
-    rows = collect(results_dir, args.reference, args.crf_alphas)
-    if not rows:
-        raise SystemExit(f"error: {results_dir}: no evaluation results found")
-    text = markdown(rows, args.title, args.reference)
+    if args.seeds:
+        per_seed = {}
+        for seed in args.seeds:
+            results_dir = os.path.join(args.work_dir, f"seed_{seed}", "results")
+            per_seed[seed] = collect(results_dir, args.reference, args.crf_alphas)
+            if not per_seed[seed]:
+                raise SystemExit(f"error: {results_dir}: no evaluation results found")
+        rows = over_seeds(per_seed)
+    else:
+        results_dir = os.path.join(args.work_dir, "results")
+        rows = collect(results_dir, args.reference, args.crf_alphas)
+        if not rows:
+            raise SystemExit(f"error: {results_dir}: no evaluation results found")
+    environment = fingerprint()
+    text = markdown(rows, args.title, args.reference, environment)
     with atomic_path(os.path.join(args.work_dir, "results.md")) as tmp, open(tmp, "w") as f:
         f.write(text)
     with atomic_path(os.path.join(args.work_dir, "results.json")) as tmp, open(tmp, "w") as f:
-        json.dump(rows, f, indent=1)
+        json.dump({"rows": rows, "seeds": args.seeds, "environment": environment}, f, indent=1)
     print(text)
     print(f"written: {os.path.join(args.work_dir, 'results.md')} and results.json")
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole paper pipeline on PASCAL VOC 2012, resumable (every finished stage is skipped):
-#   [NPROC=N] bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]
+#   [NPROC=N] [SEEDS="0 1 2"] bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]
 # NPROC=N runs every training and inference stage on N GPUs of this machine (torchrun).
+# SEEDS runs the whole pipeline once per seed in WORK_DIR/seed_<n> (each resumable); the table
+# shows each row's mean +- std over the seeds beside each seed's value.
 # train_aug trains every stage and gets pseudo labels; train scores CAMs and the random walk;
 # val scores the segmentation. Ends with the results table next to the paper's figures.
 set -euo pipefail
@@ -11,16 +13,28 @@ for f in "$VOC12_ROOT/JPEGImages" "$VOC12_ROOT/SegmentationClass" "$IMAGENET_PAR
   [ -e "$f" ] || { echo "error: $f not found" >&2; exit 2; }
 done
 here="$(dirname "$0")"
-bash "$here/train_seam.sh"
-bash "$here/infer_seam.sh"                      # train_aug (holds train): CAMs + CRF maps
-bash "$here/eval_cam.sh"
-bash "$here/train_aff.sh"
-bash "$here/infer_aff.sh"                       # pseudo labels for train_aug
-bash "$here/eval_rw.sh"
-bash "$here/train_seg.sh"
-bash "$here/infer_seg.sh"
-bash "$here/eval_seg.sh"
+run_all() {
+  bash "$here/train_seam.sh"
+  bash "$here/infer_seam.sh"                    # train_aug (holds train): CAMs + CRF maps
+  bash "$here/eval_cam.sh"
+  bash "$here/train_aff.sh"
+  bash "$here/infer_aff.sh"                     # pseudo labels for train_aug
+  bash "$here/eval_rw.sh"
+  bash "$here/train_seg.sh"
+  bash "$here/infer_seg.sh"
+  bash "$here/eval_seg.sh"
+}
+base="$WORK_DIR"
+if [ -n "${SEEDS:-}" ]; then
+  for seed in $SEEDS; do
+    (export WORK_DIR="$base/seed_$seed" SEED="$seed"; run_all)
+  done
+else
+  run_all
+fi
 source "$here/common.sh"
 alphas="$(crf_alphas)"
+seed_args=()
+if [ -n "${SEEDS:-}" ]; then read -r -a seed_args <<< "--seeds $SEEDS"; fi
 # shellcheck disable=SC2086  # two numbers
-run_py scripts/results.py "$WORK_DIR" --title "PASCAL VOC 2012" --crf_alphas $alphas
+run_py scripts/results.py "$base" --title "PASCAL VOC 2012" --crf_alphas $alphas "${seed_args[@]}"

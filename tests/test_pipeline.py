@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +24,10 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     work = tmp_path / "demo"
     done = run_script("demo.sh", {"WORK_DIR": str(work), "DEMO_TINY": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rows = {r["stage"]: r for r in json.loads((work / "results.json").read_text())}
+    results = json.loads((work / "results.json").read_text())
+    rows = {r["stage"]: r for r in results["rows"]}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert results["environment"]["commit"] == head and results["environment"]["torch"] == torch.__version__
     assert set(rows) == {"baseline CAM (no ER/ECR/PCM)", "SEAM CAM", "SEAM CAM + CRF",
                          "random walk (pseudo labels)", "segmentation (DeepLab)"}
     assert all(0 <= r["miou"] <= 100 for r in rows.values())

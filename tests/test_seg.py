@@ -577,3 +577,24 @@ def test_bn_groups_act_as_dataparallel_over_two_gpus():
         assert torch.equal(after_groups[k], after_first[k]), k
     assert not torch.equal(after_first["bn_fov.running_mean"], start["bn_fov.running_mean"])
     assert all(m.momentum == 3e-4 for m in net.modules() if isinstance(m, nn.BatchNorm2d))  # restored
+
+
+def test_validation_changes_nothing_and_equals_the_offline_evaluation(voc, tmp_path):
+    import json
+
+    from voc12.dataset import mask_path
+
+    train_seg.main(train_argv(voc, tmp_path, "plain", "--max_step", "3"))  # BN on batch statistics, dropout on
+    train_seg.main(train_argv(voc, tmp_path, "validated", "--max_step", "3", "--val_list", str(voc / "val.txt"),
+                              "--val_interval", "2"))
+    a, b = (load_state_dict_file(tmp_path / f"{s}.pth") for s in ("plain", "validated"))
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)  # running statistics included
+    history = json.loads((tmp_path / "validated.val.json").read_text())
+    assert [h["step"] for h in history] == [2, 3]
+    infer_seg.main(["--weights", str(tmp_path / "validated.pth"), "--voc12_root", str(voc), "--infer_list",
+                    str(voc / "val.txt"), "--out_seg", str(tmp_path / "seg"), "--no-crf", "--scales", "1.0",
+                    "--num_workers", "0"])
+    gt = os.path.dirname(mask_path(str(voc), (voc / "val.txt").read_text().split()[0]))
+    offline = evaluation.main(["--list", str(voc / "val.txt"), "--predict_dir", str(tmp_path / "seg"), "--gt_dir", gt,
+                               "--logfile", "", "--num_workers", "1"])
+    assert offline["miou"] == history[-1]["seg"]["miou"]

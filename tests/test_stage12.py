@@ -1,4 +1,5 @@
 """Stages 1-2 end to end on a tiny synthetic VOC set (CPU): train, resume, NaN guard, infer, evaluate."""
+import json
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from network import resnet38_seam
 from tests.reference_fill import filled_state_dict
 from tool.camfile import load_cam, load_crf
 from tool.checkpoint import load_weights_strict, save_state_dict
+from voc12.dataset import mask_path as voc12_mask
 from voc12.labels import load_cls_labels, load_img_id_list
 from voc12.toy import generate_toy_voc
 
@@ -290,3 +292,27 @@ def test_bf16_autocast_step_stays_close_to_fp32_with_pcm_in_fp32():
     assert mean_rel(cam_rv_bf, cam_rv) < 0.1  # larger: PCM keeps only each pixel's top class, a discontinuity
     assert abs(loss_bf - loss) / loss < 0.03
     assert F.cosine_similarity(grad_bf, grad, dim=0).item() > 0.99
+
+
+def test_validation_changes_nothing_and_equals_the_offline_evaluation(toy, tmp_path):
+    plain, validated = tmp_path / "plain", tmp_path / "validated"
+    train_seam.main(train_args(toy, plain, "--max_step", "4"))  # dropout on: its RNG stream must not move
+    train_seam.main(train_args(toy, validated, "--max_step", "4", "--val_list", str(toy / "val.txt"),
+                               "--val_interval", "3"))
+    a, b = final_state(plain), final_state(validated)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical weights
+    history = json.loads((validated / "seam.val.json").read_text())
+    assert [h["step"] for h in history] == [3, 4]
+    log = (validated / "tb" / f"{str(validated / 'seam').replace('/', '_')}.log").read_text()
+    assert "val step 4: cam mIoU" in log
+    last = history[-1]
+    common = ["--weights", str(validated / "seam.pth"), "--voc12_root", str(toy), "--infer_list", str(toy / "val.txt"),
+              "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0", "--scales", "1.0"]
+    gt = os.path.dirname(voc12_mask(toy, load_img_id_list(toy / "val.txt")[0]))
+    for name, extra in (("cam_rv", []), ("cam", ["--no_pcm"])):
+        infer_seam.main([*common, "--out_cam", str(tmp_path / name), *extra])
+        t = last[name]["t"]
+        offline = evaluation.main(["--list", str(toy / "val.txt"), "--predict_dir", str(tmp_path / name),
+                                   "--gt_dir", gt, "--type", "npz", "--t", str(t), "--logfile", "",
+                                   "--num_workers", "1"])
+        assert offline["miou"] == last[name]["miou"] == last[name]["curve"][f"{t:.2f}"], name

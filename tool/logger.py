@@ -45,6 +45,11 @@ class RunLogger:
         if self._file is not None:
             self._file.write(f"{msg}\n")
 
+    def record(self, msg):
+        """Append `msg` to the text log only (long machine-readable lines)."""
+        if self.enabled and self._file is not None:
+            self._file.write(f"{msg}\n")
+
     def scalars(self, step, values):
         """Log a dict {tag: number} at `step` to TensorBoard (no-op without it)."""
         if self.writer is None:

@@ -35,9 +35,15 @@ def set_precision(device, amp, fixed_shapes=False):
 
 
 def setup_device(args, fixed_shapes=False):
-    """The device of this process (cuda:LOCAL_RANK under torchrun) with its precision set."""
+    """The device of this process (cuda:LOCAL_RANK under torchrun) with its precision set, and
+    with --deterministic (the training scripts) PyTorch's deterministic algorithms."""
     device = init_distributed(select_device(args.device))
     set_precision(device, args.amp, fixed_shapes)
+    if getattr(args, "deterministic", False):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     return device
 
 

@@ -10,6 +10,7 @@ Under torchrun every rank takes its contiguous share of the same global batch (a
 scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs and saves.
 """
 import functools
+import json
 import os
 import random
 import signal
@@ -34,7 +35,8 @@ from tool.checkpoint import (
 )
 from tool.cli import add_debug_flag, count, non_negative, non_negative_int, positive
 from tool.distributed import world
-from tool.fileio import remove_temporaries, require_writable
+from tool.fileio import atomic_path, remove_temporaries, require_writable
+from tool.fingerprint import fingerprint, fingerprint_line, precision
 from tool.logger import AverageMeter, progress
 from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
@@ -56,6 +58,14 @@ WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision bac
                 "backbone's own state dict, or another stage's checkpoint: its backbone), or none (random init)")
 
 
+def add_validation_flags(parser, what):
+    """--val_list / --val_interval: `what` the training script scores there."""
+    parser.add_argument("--val_list", default=None,
+                        help=f"held-out list with ground-truth masks: {what} every --val_interval steps and at the "
+                             "end (log, tensorboard val/*, <session_name>.val.json); training is unchanged by it")
+    parser.add_argument("--val_interval", type=count, default=1000, help="steps between validations")
+
+
 def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4, unfreeze_help=UNFREEZE_HELP,
                        weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults."""
@@ -70,6 +80,9 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
                         help="data loader processes per rank (default: the usable cores, at most 16; the published "
                              "8 fed one H100 only 102 of the 113 images/s its bf16 step takes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="PyTorch's deterministic algorithms on CUDA (a warning, not a failure, where an op has "
+                             "none); slower, and still not equal across GPU models or library versions")
     add_speed_flags(parser)
     parser.add_argument("--resume", default=None,
                         help="resumable checkpoint to continue (default: <session_name>.resume.pt when it exists)")
@@ -285,7 +298,10 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.args.seed),
         )  # fmt: skip
 
-    def run(self, step_fn, vis_fn=None):
+    def run(self, step_fn, vis_fn=None, val_fn=None):
+        """`val_fn()` (with --val_interval): {name: {"miou": ..., ...}} on the held-out list, run in
+        eval mode every --val_interval steps and at the end, leaving training as it was."""
+        self.val_fn = val_fn
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -296,6 +312,35 @@ class Trainer:
             self.saver.wait()  # a checkpoint being written is complete before anything else happens
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def validate(self):
+        """Score `val_fn` (rank 0) without changing training: the RNG streams (every one), BN
+        statistics (eval mode) and the loader order stay as they are; the model is in training
+        mode again after. Logs a line, tensorboard scalars val/<name>, and appends the scores to
+        <session_name>.val.json."""
+        if not self.is_main:
+            return
+        states = random.getstate(), np.random.get_state()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.model.eval()
+            try:
+                scores = self.val_fn()
+            finally:
+                self.model.train()
+                random.setstate(states[0])
+                np.random.set_state(states[1])
+        self.logger.info(f"val step {self.step}: " + ", ".join(
+            f"{name} mIoU {s['miou']:.2f}" + (f" (t={s['t']:.2f})" if s.get("t") is not None else "")
+            for name, s in scores.items()))
+        self.logger.scalars(self.step, {f"val/{name}_miou": s["miou"] for name, s in scores.items()})
+        path = self.args.session_name + ".val.json"
+        history = []
+        if os.path.exists(path):
+            with open(path) as f:
+                history = [h for h in json.load(f) if h["step"] < self.step]  # a resumed run rewrites what follows
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            json.dump(history + [{"step": self.step, **scores}], f, indent=1)
 
     def _on_signal(self, signum, frame):
         """SIGINT / SIGTERM: finish the step, checkpoint, exit; a second one stops at once."""
@@ -346,6 +391,8 @@ class Trainer:
                 self.logger.scalars(self.step, {**{f"loss/{k}": v for k, v in means.items()}, "lr": lr})
             if draw:
                 vis_fn(self.step, drawn)
+            if self.val_fn is not None and (self.step % args.val_interval == 0 or self.step == self.max_step):
+                self.validate()
             if self.step % args.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
                 self.save()
             if self.step < self.max_step and self._interrupted():
@@ -434,6 +481,9 @@ def build_trainer(args, model, dataset, logger, device, initialised, forward=Non
     line): device and memory format, optimiser, the resume point, DDP and compilation of
     `forward` (default: the model).
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
+    environment = fingerprint(precision(device, args.amp), world()[1], args.seed, args.deterministic)
+    logger.record("environment: " + json.dumps(environment))
+    logger.info(f"environment: {fingerprint_line(environment)}")
     resume = resume_point(args, logger)
     if not resume:
         logger.info(initialised)
