@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +153,55 @@ def test_run_coco_checks_its_arguments(tmp_path):
     done = run_script("run_coco.sh", {}, str(tmp_path), str(tmp_path / "w.params"))
     want = f"error: {tmp_path}/annotations/instances_train2014.json not found"
     assert done.returncode == 2 and done.stderr.strip() == want
+
+
+def test_reproduce_released_scores_three_checkpoints_and_says_pass_or_fail(tmp_path):
+    import train_aff
+    import train_seam
+    import train_seg
+    from voc12.toy import generate_toy_voc
+
+    toy, weights, work = tmp_path / "toy", tmp_path / "weights", tmp_path / "work"
+    generate_toy_voc(str(toy), n_train_aug=8, n_train=4, n_val=2, size=48, seed=0)
+    done = run_script("reproduce_released.sh", {}, str(toy), str(weights), str(work))
+    names = ["resnet38_SEAM.pth", "resnet38_aff_SEAM.pth", "deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth"]
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: {weights / n} not found" for n in names]
+    assert not work.exists()  # nothing done before the check
+    # stand-ins for the released files: one step of each stage, slim
+    small = ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--width",
+             "0.0625", "--crop_size", "48", "--batch_size", "4", "--num_workers", "0", "--max_step", "1",
+             "--tblog_dir", str(tmp_path / "tb")]
+    train_seam.main([*small, "--cls_labels", str(toy / "cls_labels.txt"), "--resize_long", "48", "64",
+                     "--session_name", str(weights / "resnet38_SEAM")])
+    crf = tmp_path / "crf"
+    for folder in ("la", "ha"):  # AffinityNet's training maps: the ground truth as CRF scores is enough here
+        for name in (toy / "train_aug.txt").read_text().split():
+            from tool.camfile import save_crf
+            from tool.vis import load_label_png
+
+            gt = load_label_png(toy / "SegmentationClassAug" / f"{name}.png")
+            keys = np.unique(gt[gt < 255]).astype(np.int64)
+            save_crf(str(crf / folder / f"{name}.npz"), keys, (gt[None] == keys[:, None, None]).astype(np.float32))
+    train_aff.main([*small, "--la_crf_dir", str(crf / "la"), "--ha_crf_dir", str(crf / "ha"),
+                    "--session_name", str(weights / "resnet38_aff_SEAM")])
+    train_seg.main([*small, "--session_name", str(weights / "deeplabv1_resnet38_VOCDataset_itr20000_all_64.754")])
+
+    env = {"EXPECTED_CAM": "0", "EXPECTED_RW": "0", "EXPECTED_SEG": "0", "TOLERANCE": "100",
+           "TRAIN_LIST": str(toy / "train.txt"), "VAL_LIST": str(toy / "val.txt"),
+           "CLS_LABELS": str(toy / "cls_labels.txt")}
+    done = run_script("reproduce_released.sh", env, str(toy), str(weights), str(work))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((work / "reproduce.json").read_text())
+    measured = {k: json.loads((work / "results" / f"{k}.json").read_text())["miou"] for k in ("cam", "rw", "seg")}
+    assert [r["measured"] for r in report["rows"]] == [measured[k] for k in ("cam", "rw", "seg")]
+    assert all(r["pass"] for r in report["rows"]) and "| PASS |" in (work / "reproduce.md").read_text()
+    assert report["environment"]["precision"] == "fp32 (--amp off)"
+    # the same measurements against figures 1 point off, at a tolerance of 0.5: every stage fails
+    table = [sys.executable, "scripts/reproduce_table.py", str(work), "--tolerance", "0.5", "--expected",
+             *(f"{k}={measured[k] + 1}" for k in ("cam", "rw", "seg"))]
+    failed = subprocess.run(table, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert failed.returncode == 1 and failed.stdout.count("| FAIL |") == 3 and "-1.00 |" in failed.stdout
+    # and within it, every stage passes
+    table[table.index("--tolerance") + 1] = "1.01"
+    assert subprocess.run(table, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}).returncode == 0
