@@ -148,7 +148,8 @@ lap "stage 5: segment val + eval"
 run_py scripts/results.py "$WORK_DIR" --title "Synthetic VOC-style demo (CPU, width $WIDTH, $N_CLASSES classes)" \
   --crf_alphas $(crf_alphas)
 run_py scripts/demo_claims.py "$WORK_DIR" "$toy" --crf_alphas $(crf_alphas)
-run_py scripts/demo_figure.py "$WORK_DIR" "$toy" "$WORK_DIR/figure.txt"
+run_py scripts/figure.py "$WORK_DIR" --list "$WORK_DIR/figure.txt" --dataset folder --data_root "$toy" \
+  --cams cam_baseline cam --out "$WORK_DIR/demo.png"
 echo "== for reference: the walk from the same CAMs with ground-truth affinities, and the CAM pooled onto its grid"
 run_py scripts/walk_gt_affinity.py --list "$toy/train.txt" --cam_dir "$WORK_DIR/cam" --gt_dir "$toy/SegmentationClass" \
   --alpha "$RW_ALPHA" --radius "$RW_RADIUS" --dataset folder --data_root "$toy"

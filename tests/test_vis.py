@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from tool.vis import (
     cam_overlay,
     denormalize,
     jet,
+    load_label_png,
     max_cam_overlay,
     save_grid_png,
 )
@@ -111,3 +114,56 @@ def test_denormalize_inverts_normalisation_for_tensor_and_array():
 def test_denormalize_clips_out_of_range():
     out = denormalize(np.full((3, 2, 2), 100.0), MEAN, STD)
     assert (out == 255).all()
+
+
+def test_figure_shows_what_a_work_folder_holds_with_each_images_iou(tmp_path, capsys):
+    import shutil
+    import sys
+
+    from tool.camfile import save_cam
+    from voc12.toy import generate_toy_voc
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+    import figure
+
+    toy, work = tmp_path / "toy", tmp_path / "work"
+    generate_toy_voc(str(toy), n_train_aug=4, n_train=2, n_val=1, size=48, seed=0)
+    ids = (toy / "train.txt").read_text().split()
+    (work / "rw").mkdir(parents=True)
+    from voc12.dataset import mask_path
+
+    for name in ids:
+        gt = load_label_png(mask_path(str(toy), name))
+        shutil.copy(mask_path(str(toy), name), work / "rw" / f"{name}.png")  # = the ground truth
+        keys = np.unique(gt[(gt > 0) & (gt < 255)]) - 1
+        save_cam(str(work / "cam" / f"{name}.npz"), keys, np.stack([(gt == k + 1) for k in keys]).astype(np.float32))
+    argv = [str(work), "--list", str(toy / "train.txt"), "--voc12_root", str(toy), "--out", str(tmp_path / "a.png")]
+    figure.main(argv)
+    out = capsys.readouterr().out
+    assert f"not in {work}: crf_*/, seg/ (those columns are left out)" in out  # one line naming them
+    cols, missing = figure.columns(str(work), ["cam"], 0.26)
+    assert [c[0] for c in cols] == ["cam (t=0.26)", "random walk"] and missing == ["crf_*/", "seg/"]
+    from voc12.dataset import open_dataset
+
+    data = open_dataset("voc12", str(toy))
+    row, captions = figure.cells(data, ids[0], cols, 21, with_gt=True)
+    assert len(row) == 4 and captions == [None, None, "IoU 100.0", "IoU 100.0"]  # the maps are the ground truth
+    h, w = np.asarray(row[0]).shape[:2]
+    width, height = Image.open(tmp_path / "a.png").size
+    assert width == 4 * w + 3 * 2 and height == 16 + len(ids) * h + (len(ids) - 1) * 2
+    # a data set without ground truth: no ground-truth column, no IoU
+    shutil.rmtree(toy / "SegmentationClass")
+    shutil.rmtree(toy / "SegmentationClassAug", ignore_errors=True)
+    figure.main([*argv[:-1], str(tmp_path / "b.png")])
+    assert "no ground truth for these images" in capsys.readouterr().out
+    assert Image.open(tmp_path / "b.png").size[0] == 3 * w + 2 * 2
+    bad = one_exit(figure.main, [*argv, "--ids", "nope"])
+    assert bad == f"error: --ids nope: not in {toy / 'train.txt'}"
+
+
+def one_exit(fn, argv):
+    try:
+        fn(argv)
+    except SystemExit as e:
+        return str(e)
+    raise AssertionError("no exit")

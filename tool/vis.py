@@ -112,13 +112,14 @@ GRID_GAP = 2  # pixels between cells
 GRID_TITLE_HEIGHT = 16  # header strip per line of the column titles
 
 
-def save_grid_png(path, rows_of_images, labels=None, cell_hw=None):
+def save_grid_png(path, rows_of_images, labels=None, cell_hw=None, captions=None):
     """Write rows of uint8 images as one PNG grid, atomically.
 
     Every cell is resized to `cell_hw` (default: the first image's (H, W)); short rows are
     padded with white. `labels` are column titles drawn in a header strip. The PNG is
     (title + rows*h + (rows-1)*gap) x (cols*w + (cols-1)*gap) with gap = GRID_GAP and
     title = GRID_TITLE_HEIGHT per line of the longest title ("\n" breaks lines), else 0.
+    `captions`: rows of texts (or None) drawn on a white strip at the top of their cells.
     """
     from PIL import ImageDraw
 
@@ -140,6 +141,11 @@ def save_grid_png(path, rows_of_images, labels=None, cell_hw=None):
         for c, image in enumerate(row):
             xy = (c * (cell_w + GRID_GAP), title_h + r * (cell_h + GRID_GAP))
             canvas.paste(_as_rgb_cell(image, (cell_h, cell_w)), xy)
+            text = captions[r][c] if captions and r < len(captions) and c < len(captions[r]) else None
+            if text:
+                box = draw.textbbox((xy[0] + 2, xy[1] + 1), str(text))
+                draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(255, 255, 255))
+                draw.text((xy[0] + 2, xy[1] + 1), str(text), fill=(0, 0, 0))
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
 
