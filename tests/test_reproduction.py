@@ -95,6 +95,7 @@ def test_seeds_give_mean_and_std_beside_each_seeds_value(tmp_path):
 
 def test_the_demo_claims_pass_and_fail(tmp_path, capsys):
     import demo_claims
+
     from voc12.toy import generate_toy_voc
 
     toy = tmp_path / "toy"
