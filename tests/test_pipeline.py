@@ -162,16 +162,16 @@ def test_reproduce_released_scores_three_checkpoints_and_says_pass_or_fail(tmp_p
     from voc12.toy import generate_toy_voc
 
     toy, weights, work = tmp_path / "toy", tmp_path / "weights", tmp_path / "work"
-    generate_toy_voc(str(toy), n_train_aug=8, n_train=4, n_val=2, size=48, seed=0)
+    generate_toy_voc(str(toy), n_train_aug=4, n_train=2, n_val=1, size=32, seed=0)
     done = run_script("reproduce_released.sh", {}, str(toy), str(weights), str(work))
     names = ["resnet38_SEAM.pth", "resnet38_aff_SEAM.pth", "deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth"]
     assert done.returncode == 2 and done.stderr.splitlines() == [f"error: {weights / n} not found" for n in names]
     assert not work.exists()  # nothing done before the check
     # stand-ins for the released files: one step of each stage, slim
     small = ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--width",
-             "0.0625", "--crop_size", "48", "--batch_size", "4", "--num_workers", "0", "--max_step", "1",
+             "0.0625", "--crop_size", "32", "--batch_size", "4", "--num_workers", "0", "--max_step", "1",
              "--tblog_dir", str(tmp_path / "tb")]
-    train_seam.main([*small, "--cls_labels", str(toy / "cls_labels.txt"), "--resize_long", "48", "64",
+    train_seam.main([*small, "--cls_labels", str(toy / "cls_labels.txt"), "--resize_long", "32", "48",
                      "--session_name", str(weights / "resnet38_SEAM")])
     crf = tmp_path / "crf"
     for folder in ("la", "ha"):  # AffinityNet's training maps: the ground truth as CRF scores is enough here
@@ -188,7 +188,8 @@ def test_reproduce_released_scores_three_checkpoints_and_says_pass_or_fail(tmp_p
 
     env = {"EXPECTED_CAM": "0", "EXPECTED_RW": "0", "EXPECTED_SEG": "0", "TOLERANCE": "100",
            "TRAIN_LIST": str(toy / "train.txt"), "VAL_LIST": str(toy / "val.txt"),
-           "CLS_LABELS": str(toy / "cls_labels.txt")}
+           "CLS_LABELS": str(toy / "cls_labels.txt"), "INFER_FLAGS": "--num_workers 0 --crf_workers 0",
+           "EVAL_FLAGS": "--num_workers 1"}
     done = run_script("reproduce_released.sh", env, str(toy), str(weights), str(work))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((work / "reproduce.json").read_text())
