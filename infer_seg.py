@@ -92,7 +92,7 @@ def run(args):
     def outputs_on_device(items):
         for item in items:
             probs = multiscale_probs(model, item["images"], item["size"], device, args.amp, channels_last)
-            yield item["name"], probs if args.crf else probs.argmax(0).to(torch.uint8)
+            yield item["name"], probs if args.crf else probs.max(dim=0).indices.to(torch.uint8)
 
     with Interruption() as interruption:
         with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:

@@ -81,7 +81,7 @@ def seg_validation(model, dataset, data, device, amp, channels_last):
     for i in range(len(dataset)):
         item = dataset[i]
         probs = multiscale_probs(model, item["images"], item["size"], device, amp, channels_last)
-        pred = probs.argmax(0).to(torch.uint8).cpu().numpy()
+        pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
         conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
     return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
 
