@@ -79,10 +79,11 @@ def run(args):
     data = dataset_from_args(args)
     args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
     args.infer_list = split_list(args.infer_list, data, "train")
-    device = setup_device(args)
+    device = setup_device(args.device, args.amp)
     # strictly: the published strict=False ran a random head on a wrong file
     model, channels_last = load_model(
-        args, lambda state: network_for_checkpoint(state, "aff", args.weights, radius=args.radius), device)
+        args.weights, lambda state: network_for_checkpoint(state, "aff", args.weights, radius=args.radius), device,
+        args.channels_last, args.allow_pickle)
     dataset = ImageDataset(args.infer_list, data)
 
     def cam_path(name):

@@ -128,13 +128,13 @@ def run(args):
     args.infer_list = split_list(args.infer_list, data, "train")
     if len(set(args.crf_alphas)) < len(args.crf_alphas) or not all(0 < a < math.inf for a in args.crf_alphas):
         raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
-    device = setup_device(args)
+    device = setup_device(args.device, args.amp)
 
     def build(state):  # the network the checkpoint says it is (ResNet-38 for the published one)
         check_num_classes(data, checkpoint_num_classes(state, "seam"), args.weights)
         return network_for_checkpoint(state, "seam", args.weights, use_pcm=False if args.no_pcm else None)
 
-    model, channels_last = load_model(args, build, device)
+    model, channels_last = load_model(args.weights, build, device, args.channels_last, args.allow_pickle)
     storage = args.cam_dtype or data.cam_storage
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")

@@ -66,7 +66,7 @@ def run(args):
     data = dataset_from_args(args)
     args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
     args.infer_list = split_list(args.infer_list, data, "val")
-    device = setup_device(args)
+    device = setup_device(args.device, args.amp)
     if args.crf:
         require_densecrf("--no_crf")
 
@@ -74,7 +74,7 @@ def run(args):
         check_num_classes(data, checkpoint_num_classes(state, "seg"), args.weights)
         return network_for_checkpoint(state, "seg", args.weights, num_classes=data.num_classes)
 
-    model, channels_last = load_model(args, build, device)
+    model, channels_last = load_model(args.weights, build, device, args.channels_last, args.allow_pickle)
     dataset = SegInferDataset(args.infer_list, data, scales=args.scales)
     for line in dataset.check_images(args.skip_bad_images):
         print(f"skipped {line}")

@@ -5,14 +5,12 @@ import torch
 
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
-from tool.cli import ArgumentParser, count, run_script
-from tool.distributed import global_share, is_main
+from tool.cli import ArgumentParser, count, from_flags, run_script
+from tool.distributed import global_share
 from tool.fileio import require_files
-from tool.lock import session_lock
-from tool.logger import RunLogger
 from tool.losses import affinity_loss
-from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import add_training_flags, build_trainer, check_before_writing, initial_weights, log_dir
+from tool.runtime import autocast, setup_device, to_input
+from tool.trainer import TrainConfig, add_training_flags, training
 from voc12.data import AffDataset
 from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
 
@@ -34,7 +32,7 @@ def get_parser():
 
 
 def run(args):
-    device = setup_device(args, fixed_shapes=True)
+    device = setup_device(args.device, args.amp, fixed_shapes=True, deterministic=args.deterministic)
     torch.manual_seed(args.seed)
     model = build_network(args.network, stage="aff", backbone=args.backbone, width=args.width,
                           frozen=not args.unfreeze, radius=args.radius)
@@ -44,19 +42,13 @@ def run(args):
                          crop_size=args.crop_size, radius=args.radius)
     dataset.check_images(args.skip_bad_images)
     require_files([path for n in dataset.img_ids for path in dataset.crf_paths(n)], "CRF map")
-    initialised = initial_weights(args, model, load_pretrained)
-    check_before_writing(args, model)
-    with session_lock(args.session_name + ".lock", enabled=is_main()), \
-            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        trainer = build_trainer(args, model, dataset, logger, device, initialised)
-
-        channels_last = channels_last_enabled(device, args.channels_last)
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained) as trainer:
 
         def step_fn(batch, draw):
             _, img, pair_labels = batch
             bg_pos, fg_pos, neg = (t.to(device, non_blocking=True) for t in pair_labels)
             with autocast(device, args.amp):
-                aff = trainer.forward(to_input(img, device, channels_last))
+                aff = trainer.forward(to_input(img, device, trainer.channels_last))
             counts = global_share(torch.stack([bg_pos.sum(), fg_pos.sum(), neg.sum()]))
             return affinity_loss(aff.float(), bg_pos, fg_pos, neg, counts=counts), None
 

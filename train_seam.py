@@ -9,23 +9,13 @@ from torch import nn
 from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.cam import multiscale_cam, normalize_cams
-from tool.cli import ArgumentParser, count, non_negative, positive, run_script
-from tool.distributed import is_main
+from tool.cli import ArgumentParser, count, from_flags, non_negative, positive, run_script
 from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
-from tool.lock import session_lock
-from tool.logger import RunLogger
 from tool.losses import seam_losses
 from tool.metrics import cam_threshold_confusions, iou_from_confusion
-from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import (
-    add_training_flags,
-    add_validation_flags,
-    build_trainer,
-    check_before_writing,
-    initial_weights,
-    log_dir,
-)
+from tool.runtime import autocast, setup_device, to_input
+from tool.trainer import TrainConfig, add_training_flags, add_validation_flags, training
 from tool.vis import denormalize, load_label_png, max_cam_overlay
 from voc12.data import ClsDataset, ClsDatasetMSF, TrainClsTransform
 from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
@@ -114,7 +104,7 @@ class TwoBranch(nn.Module):
 
 
 def run(args):
-    device = setup_device(args, fixed_shapes=True)
+    device = setup_device(args.device, args.amp, fixed_shapes=True, deterministic=args.deterministic)
     torch.manual_seed(args.seed)
     data = dataset_from_args(args)
     args.train_list = split_list(args.train_list, data, "train_aug")
@@ -129,13 +119,9 @@ def run(args):
         val_data = ClsDatasetMSF(args.val_list, data, args.cls_labels, scales=(1.0,))
         val_data.check_images()
         require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
-    initialised = initial_weights(args, model, load_pretrained)
-    check_before_writing(args, model)
-    with session_lock(args.session_name + ".lock", enabled=is_main()), \
-            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        trainer = build_trainer(args, model, dataset, logger, device, initialised,
-                                forward=TwoBranch(model, args.scale_factor))
-        channels_last = channels_last_enabled(device, args.channels_last)
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained,
+                  forward=TwoBranch(model, args.scale_factor)) as trainer:
+        logger, channels_last = trainer.logger, trainer.channels_last
         loss_weights = {term: getattr(args, f"{term}_weight") for term in LOSS_TERMS}
 
         def step_fn(batch, draw):

@@ -10,23 +10,14 @@ from network import add_network_flags, build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
-from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
-from tool.distributed import global_share, is_main, world
+from tool.cli import ArgumentParser, count, from_flags, non_negative_int, positive, run_script
+from tool.distributed import global_share, world
 from tool.fileio import require_files
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
-from tool.lock import session_lock
-from tool.logger import RunLogger
 from tool.losses import segmentation_loss
 from tool.metrics import confusion_counts, iou_from_confusion
-from tool.runtime import autocast, channels_last_enabled, setup_device, to_input
-from tool.trainer import (
-    add_training_flags,
-    add_validation_flags,
-    build_trainer,
-    check_before_writing,
-    initial_weights,
-    log_dir,
-)
+from tool.runtime import autocast, setup_device, to_input
+from tool.trainer import TrainConfig, add_training_flags, add_validation_flags, training
 from tool.vis import colorize, denormalize, load_label_png
 from voc12.data import SegDataset, SegInferDataset
 from voc12.dataset import (
@@ -111,7 +102,7 @@ def run(args):
     data = dataset_from_args(args)
     args.num_classes = check_num_classes(data, args.num_classes, "--num_classes")
     args.train_list = split_list(args.train_list, data, "train_aug")
-    device = setup_device(args, fixed_shapes=True)
+    device = setup_device(args.device, args.amp, fixed_shapes=True, deterministic=args.deterministic)
     torch.manual_seed(args.seed)
     # --unfreeze: here the only thing the authors' recipe keeps fixed is the BN affine.
     model = build_network(args.network, stage="seg", backbone=args.backbone, width=args.width,
@@ -128,14 +119,10 @@ def run(args):
         val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
         val_data.check_images()
         require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
-    initialised = initial_weights(args, model, load_pretrained)
-    check_before_writing(args, model)
-    with session_lock(args.session_name + ".lock", enabled=is_main()), \
-            RunLogger(log_dir(args), args.session_name.replace("/", "_"), args, enabled=is_main()) as logger:
-        # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
-        trainer = build_trainer(args, model, dataset, logger, device, initialised,
-                                forward=BNGroups(model, local_groups), lr_horizon_extra=1)
-        channels_last = channels_last_enabled(device, args.channels_last)
+    # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained,
+                  forward=BNGroups(model, local_groups), lr_horizon_extra=1) as trainer:
+        logger, channels_last = trainer.logger, trainer.channels_last
 
         def step_fn(batch, draw):
             _, img, label = batch

@@ -14,7 +14,7 @@ def _args():
 
 
 def test_log_file_has_timestamp_flags_and_messages(tmp_path):
-    with RunLogger(tmp_path, "run1", args=_args(), tensorboard=False) as log:
+    with RunLogger(tmp_path, "run1", flags=vars(_args()), tensorboard=False) as log:
         log.info("epoch 0 loss 1.5")
     lines = (tmp_path / "run1.log").read_text().splitlines()
     assert lines[0].startswith("=== run1 started ")
@@ -49,7 +49,7 @@ def test_tensorboard_events_written(tmp_path):
 
 def test_without_tensorboardx_warns_once_and_works(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(logger_mod, "SummaryWriter", None)
-    with RunLogger(tmp_path, "run1", args=_args()) as log:
+    with RunLogger(tmp_path, "run1", flags=vars(_args())) as log:
         log.scalars(0, {"loss": 1.0})
         log.images(0, "x", torch.zeros(1, 3, 4, 4))
         log.info("still logging")

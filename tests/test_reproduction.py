@@ -54,13 +54,11 @@ def test_training_logs_and_evaluation_jsons_carry_it(tmp_path):
 
 
 def test_deterministic_turns_on_pytorchs_deterministic_algorithms(monkeypatch):
-    from types import SimpleNamespace
-
     from tool.runtime import setup_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
-        setup_device(SimpleNamespace(device="cpu", amp="off", deterministic=True))
+        setup_device("cpu", "off", deterministic=True)
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.is_deterministic_algorithms_warn_only_enabled()  # a warning where an op has none
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"

@@ -143,14 +143,15 @@ def load_weights_strict(model, state_dict, source="state dict"):
     model.load_state_dict(state_dict, strict=False)
 
 
-def load_model(args, build, device):
-    """An inference script's network: `build(state_dict)` makes it (e.g. at the width the weights
-    have), `args.weights` loads strictly, then eval mode on `device`, channels-last as
-    `args.channels_last` says. Returns (model, channels_last); a bad file is a ValueError naming it."""
-    state = load_state_dict_file(args.weights, allow_pickle=args.allow_pickle)
+def load_model(path, build, device, channels_last="auto", allow_pickle=False):
+    """An inference script's network: `build(state_dict)` makes it (the network the file records),
+    the weights at `path` load strictly, then eval mode on `device`, channels-last as the
+    `channels_last` flag (auto / on / off) says. Returns (model, channels_last); a bad file is a
+    ValueError naming it."""
+    state = load_state_dict_file(path, allow_pickle=allow_pickle)
     model = build(state)
-    load_weights_strict(model, state, source=args.weights)
-    channels_last = channels_last_enabled(device, args.channels_last)
+    load_weights_strict(model, state, source=str(path))
+    channels_last = channels_last_enabled(device, channels_last)
     return to_device(model.eval(), device, channels_last), channels_last
 
 

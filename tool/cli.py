@@ -9,6 +9,7 @@ The argparse types check numbers where they are parsed: an argparse-style one-li
 status 2) before anything is read or written.
 """
 import argparse
+import dataclasses
 import math
 import re
 import sys
@@ -58,6 +59,16 @@ def run_script(parser, run, argv=None, status=1):
             raise SystemExit(message) from None
         print(message, file=sys.stderr)
         raise SystemExit(status) from None
+
+
+def from_flags(cls, args):
+    """The dataclass `cls` from a parsed namespace: its fields by name, and `flags` (when it has
+    one) every flag, for a log. The one place a namespace becomes a config."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    if "flags" in names:
+        values["flags"] = dict(sorted(vars(args).items()))
+    return cls(**values)
 
 
 def _number(kind, test, what):

@@ -16,11 +16,11 @@ class RunLogger:
     """Text log `<log_dir>/<session_name>.log` (appended) plus TensorBoard events in
     `<log_dir>/<session_name>/` when tensorboardX is installed and `tensorboard` is True.
 
-    The log starts with a timestamp and every flag of `args` (an argparse Namespace), one per
-    line, so a run can be repeated from its log alone.
+    The log starts with a timestamp and every flag of `flags` (a dict), one per line, so a run
+    can be repeated from its log alone.
     """
 
-    def __init__(self, log_dir, session_name, args=None, tensorboard=True, enabled=True):
+    def __init__(self, log_dir, session_name, flags=None, tensorboard=True, enabled=True):
         self._file, self.writer, self.enabled = None, None, enabled
         if not enabled:  # the other ranks of a torchrun job: rank 0 alone logs
             return
@@ -28,7 +28,7 @@ class RunLogger:
         self.log_path = os.path.join(log_dir, f"{session_name}.log")
         self._file = open(self.log_path, "a", buffering=1)  # line-buffered: readable while training
         self._file.write(f"=== {session_name} started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        for name, value in sorted(vars(args).items()) if args is not None else ():
+        for name, value in sorted((flags or {}).items()):
             self._file.write(f"{name}: {value}\n")
         self.writer = None
         if tensorboard:

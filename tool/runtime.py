@@ -34,12 +34,13 @@ def set_precision(device, amp, fixed_shapes=False):
         torch.backends.cudnn.benchmark = fixed_shapes and not exact
 
 
-def setup_device(args, fixed_shapes=False):
-    """The device of this process (cuda:LOCAL_RANK under torchrun) with its precision set, and
-    with --deterministic (the training scripts) PyTorch's deterministic algorithms."""
-    device = init_distributed(select_device(args.device))
-    set_precision(device, args.amp, fixed_shapes)
-    if getattr(args, "deterministic", False):
+def setup_device(name=None, amp="auto", fixed_shapes=False, deterministic=False):
+    """The device of this process (`name`, default cuda when available; cuda:LOCAL_RANK under
+    torchrun) with its precision set (`amp`), and with `deterministic` (the training scripts'
+    --deterministic) PyTorch's deterministic algorithms."""
+    device = init_distributed(select_device(name))
+    set_precision(device, amp, fixed_shapes)
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False

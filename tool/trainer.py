@@ -9,6 +9,8 @@ kernels such as bilinear upsampling's backward are not deterministic).
 Under torchrun every rank takes its contiguous share of the same global batch (as DataParallel
 scattered it), so --batch_size stays the paper's global batch; rank 0 alone logs and saves.
 """
+import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -37,7 +39,8 @@ from tool.cli import add_debug_flag, count, non_negative, non_negative_int, posi
 from tool.distributed import world
 from tool.fileio import atomic_path, remove_temporaries, require_writable
 from tool.fingerprint import fingerprint, fingerprint_line, precision
-from tool.logger import AverageMeter, progress
+from tool.lock import session_lock
+from tool.logger import AverageMeter, RunLogger, progress
 from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
 from tool.runtime import (
@@ -164,6 +167,68 @@ class StepBatches:
                 step += 1
 
 
+@dataclasses.dataclass
+class TrainConfig:
+    """What the training loop needs, from a training script's flags (tool.cli.from_flags): the
+    loop reads no argparse namespace. `flags` (every flag, for the log head) is informational."""
+
+    session_name: str
+    batch_size: int
+    max_epoches: int
+    max_step: int | None
+    lr: float
+    wt_dec: float
+    momentum: float
+    seed: int
+    weights: str
+    num_workers: int | None = None
+    resume: str | None = None
+    restart: bool = False
+    keep_resume: bool = False
+    ckpt_interval: int = 500
+    log_interval: int = 50
+    vis_interval: int = 500
+    val_interval: int = 1000
+    tblog_dir: str | None = None
+    compile: bool = False
+    channels_last: str = "auto"
+    amp: str = "auto"
+    deterministic: bool = False
+    no_dropout: bool = False
+    allow_pickle: bool = False
+    flags: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def resume_path(self):
+        return self.session_name + ".resume.pt"
+
+    @property
+    def previous_path(self):  # the resume checkpoint before the last
+        return self.session_name + ".resume.prev.pt"
+
+    @property
+    def final_path(self):
+        return self.session_name + ".pth"
+
+    @property
+    def log_dir(self):
+        """--tblog_dir, else tblog/ in the session's folder: a run writes under its own work directory."""
+        return self.tblog_dir or os.path.join(os.path.dirname(self.session_name) or ".", "tblog")
+
+    @property
+    def log_name(self):
+        return self.session_name.replace("/", "_")
+
+    def resume_source(self):
+        """The checkpoint this run continues from: --resume, else the session's own resume file
+        (the same command run again after a kill continues), unless --restart."""
+        if self.resume and self.restart:
+            raise SystemExit("error: --resume and --restart contradict each other")
+        if self.resume or self.restart or not os.path.isfile(self.resume_path):
+            return self.resume
+        return self.resume_path
+
+
 class Trainer:
     """Runs `step_fn(batch, draw) -> (terms, drawn)` for max_step steps: `terms` a dict of
     scalar loss tensors with `loss`; when `draw` is true (a step whose outputs are drawn to
@@ -181,25 +246,26 @@ class Trainer:
     written before it (no checkpoint is written after a non-finite loss or with non-finite weights).
     """
 
-    def __init__(self, args, model, dataset, logger, device, forward=None, lr_horizon_extra=0):
-        self.args, self.model, self.logger, self.device = args, model, logger, device
+    def __init__(self, config, model, dataset, logger, device, forward=None, lr_horizon_extra=0):
+        self.config, self.model, self.logger, self.device = config, model, logger, device
+        self.channels_last = channels_last_enabled(device, config.channels_last)
         self.rank, self.world_size = world()
         self.is_main = self.rank == 0
-        if args.batch_size % self.world_size:
-            raise SystemExit(f"error: --batch_size {args.batch_size} is not divisible by the {self.world_size} "
+        if config.batch_size % self.world_size:
+            raise SystemExit(f"error: --batch_size {config.batch_size} is not divisible by the {self.world_size} "
                              "torchrun processes")
-        self.dataset = SeededItems(dataset, args.seed)
-        self.steps_per_epoch = len(dataset) // args.batch_size
+        self.dataset = SeededItems(dataset, config.seed)
+        self.steps_per_epoch = len(dataset) // config.batch_size
         if self.steps_per_epoch == 0:
-            raise SystemExit(f"error: --batch_size {args.batch_size} is larger than the training list ({len(dataset)})")
-        self.max_step = args.max_step or self.steps_per_epoch * args.max_epoches
+            raise SystemExit(f"error: --batch_size {config.batch_size} is larger than the training list "
+                             f"({len(dataset)})")
+        self.max_step = config.max_step or self.steps_per_epoch * config.max_epoches
         self.optimizer = PolyOptimizer(
-            model.get_parameter_groups(), args.lr, args.wt_dec, self.max_step, args.momentum,
+            model.get_parameter_groups(), config.lr, config.wt_dec, self.max_step, config.momentum,
             horizon=self.max_step + lr_horizon_extra, fused=device.type == "cuda",
         )
-        self.resume_path = args.session_name + ".resume.pt"
-        self.previous_path = args.session_name + ".resume.prev.pt"  # the checkpoint before the last
-        self.final_path = args.session_name + ".pth"
+        self.resume_path, self.previous_path = config.resume_path, config.previous_path
+        self.final_path = config.final_path
         self.step = 0
         self.forward = forward if forward is not None else model
         self.saver = BackgroundSaver()
@@ -227,7 +293,7 @@ class Trainer:
         else:
             set_rng_state(state["rng"])
             if self.world_size > 1:
-                torch.manual_seed(self.args.seed + 7919 * self.rank + self.step)  # another process count
+                torch.manual_seed(self.config.seed + 7919 * self.rank + self.step)  # another process count
         # the optimiser's fused flag travels in its state: keep the one for this device
         for group in self.optimizer.param_groups:
             group["fused"] = self.device.type == "cuda" or None
@@ -242,7 +308,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.forward, device_ids=ids)
             if not self.resumed and self.rank > 0:  # rank 0's weights are everyone's now: own dropout masks
-                torch.manual_seed(self.args.seed + 7919 * self.rank)
+                torch.manual_seed(self.config.seed + 7919 * self.rank)
         if compile_model:
             self.forward = CompiledOrEager(self.forward, warn=self.logger.info)
 
@@ -287,15 +353,15 @@ class Trainer:
 
     def loader(self):
         """One loader for the remaining steps: pinned batches, workers started once, prefetching."""
-        plan = StepBatches(len(self.dataset), self.args.batch_size, self.args.seed, self.step, self.max_step,
+        plan = StepBatches(len(self.dataset), self.config.batch_size, self.config.seed, self.step, self.max_step,
                            self.rank, self.world_size)
-        workers = default_loader_workers() if self.args.num_workers is None else self.args.num_workers
+        workers = default_loader_workers() if self.config.num_workers is None else self.config.num_workers
         return DataLoader(
             self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None, worker_init_fn=functools.partial(die_with_parent, os.getpid()),
             # Items are seeded by SeededItems; a private generator keeps the loader from
             # drawing on the global RNG, which must follow the same sequence after a resume.
-            generator=torch.Generator().manual_seed(self.args.seed),
+            generator=torch.Generator().manual_seed(self.config.seed),
         )  # fmt: skip
 
     def run(self, step_fn, vis_fn=None, val_fn=None):
@@ -334,7 +400,7 @@ class Trainer:
             f"{name} mIoU {s['miou']:.2f}" + (f" (t={s['t']:.2f})" if s.get("t") is not None else "")
             for name, s in scores.items()))
         self.logger.scalars(self.step, {f"val/{name}_miou": s["miou"] for name, s in scores.items()})
-        path = self.args.session_name + ".val.json"
+        path = self.config.session_name + ".val.json"
         history = []
         if os.path.exists(path):
             with open(path) as f:
@@ -352,20 +418,20 @@ class Trainer:
         """Whether a signal asked to stop (on any rank: under torchrun the ranks agree at log lines)."""
         if self.world_size == 1:
             return self._signal is not None
-        if self.step % self.args.log_interval:
+        if self.step % self.config.log_interval:
             return False
         flag = torch.tensor(int(self._signal is not None), device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag)
 
     def _run(self, step_fn, vis_fn):
-        args, meter = self.args, AverageMeter()
+        config, meter = self.config, AverageMeter()
         self.model.train()
-        bar = progress(self.max_step, desc=os.path.basename(args.session_name), enabled=self.is_main)
+        bar = progress(self.max_step, desc=os.path.basename(config.session_name), enabled=self.is_main)
         bar.update(self.step)
         t0, images = time.perf_counter(), 0
         for batch in self.loader():
-            draw = vis_fn is not None and self.is_main and (self.step + 1) % args.vis_interval == 0
+            draw = vis_fn is not None and self.is_main and (self.step + 1) % config.vis_interval == 0
             terms, drawn = step_fn(batch, draw)
             loss = terms["loss"]
             # Recorded on the device, read at the next log line or checkpoint: no sync per step.
@@ -375,10 +441,10 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.step += 1
-            images += args.batch_size
+            images += config.batch_size
             meter.add(terms)
             bar.update(1)
-            if self.step % args.log_interval == 0 or self.step == self.max_step:
+            if self.step % config.log_interval == 0 or self.step == self.max_step:
                 self.check_finite()
                 rate = images / (time.perf_counter() - t0)
                 t0, images = time.perf_counter(), 0
@@ -391,9 +457,9 @@ class Trainer:
                 self.logger.scalars(self.step, {**{f"loss/{k}": v for k, v in means.items()}, "lr": lr})
             if draw:
                 vis_fn(self.step, drawn)
-            if self.val_fn is not None and (self.step % args.val_interval == 0 or self.step == self.max_step):
+            if self.val_fn is not None and (self.step % config.val_interval == 0 or self.step == self.max_step):
                 self.validate()
-            if self.step % args.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
+            if self.step % config.ckpt_interval == 0 or self.step % self.steps_per_epoch == 0:
                 self.save()
             if self.step < self.max_step and self._interrupted():
                 if self._saved_step != self.step:
@@ -412,7 +478,7 @@ class Trainer:
             save_state_dict(self.model.state_dict(), self.final_path)
             self.saver.wait()
             load_state_dict_file(self.final_path)  # read back whole before the resume files go
-            done_with = [self.previous_path] if self.args.keep_resume else [self.resume_path, self.previous_path]
+            done_with = [self.previous_path] if self.config.keep_resume else [self.resume_path, self.previous_path]
             for path in done_with:  # only a failure or a longer run needs them
                 if os.path.exists(path):
                     os.remove(path)
@@ -420,16 +486,11 @@ class Trainer:
 
 
 
-def log_dir(args):
-    """--tblog_dir, else tblog/ in the session's folder: a run writes under its own work directory."""
-    return args.tblog_dir or os.path.join(os.path.dirname(args.session_name) or ".", "tblog")
-
-
-def check_before_writing(args, model):
+def check_before_writing(config, model):
     """What the run will touch, before it writes anything: the checkpoint and log folders can be
     written, and the checkpoint it would resume from fits the model (read memory-mapped: cheap)."""
-    require_writable([os.path.dirname(os.path.abspath(args.session_name)), log_dir(args)])
-    path = resume_source(args)
+    require_writable([os.path.dirname(os.path.abspath(config.session_name)), config.log_dir])
+    path = config.resume_source()
     if path is None:
         return
     try:
@@ -441,59 +502,48 @@ def check_before_writing(args, model):
         raise ValueError(f"{path}: not a checkpoint of this network ({problems})")
 
 
-def resume_source(args):
-    """The checkpoint this run continues from: --resume, else the session's own resume file (the
-    same command run again after a kill continues), unless --restart."""
-    if args.resume and args.restart:
-        raise SystemExit("error: --resume and --restart contradict each other")
-    own = args.session_name + ".resume.pt"
-    if args.resume or args.restart or not os.path.isfile(own):
-        return args.resume
-    return own
-
-
-def resume_point(args, logger):
-    """resume_source, saying so in the log; the session's stale checkpoint temporaries go."""
-    if world()[0] == 0:
-        for path in (args.session_name + ".pth", args.session_name + ".resume.pt",
-                     args.session_name + ".resume.prev.pt"):
-            for stale in remove_temporaries(path):
-                logger.info(f"removed {stale}, left by an interrupted checkpoint write")
-    path = resume_source(args)
-    if path and not args.resume:
-        logger.info(f"found {path}: continuing from it (--restart starts over)")
-    return path
-
-
-def initial_weights(args, model, init_weights):
+def initial_weights(config, model, init_weights):
     """--weights into the model with `init_weights(model, path, allow_pickle=)` (returning how they
-    were used), before anything is written: a bad file is one line. Returns the log line or None."""
-    if args.no_dropout:
+    were used), before anything is written: a bad file is one line. Returns the log line."""
+    if config.no_dropout:
         model.disable_dropout()
-    if args.weights == "none":
+    if config.weights == "none":
         return "random initialisation (--weights none)"
-    how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
-    return f"initialised from {args.weights} ({how})"
+    how = init_weights(model, config.weights, allow_pickle=config.allow_pickle)
+    return f"initialised from {config.weights} ({how})"
 
 
-def build_trainer(args, model, dataset, logger, device, initialised, forward=None, lr_horizon_extra=0):
-    """The set-up every training script shares, after `initial_weights` (`initialised`: its
-    line): device and memory format, optimiser, the resume point, DDP and compilation of
-    `forward` (default: the model).
+@contextlib.contextmanager
+def training(config, model, dataset, device, init_weights, forward=None, lr_horizon_extra=0):
+    """The set-up every training script shares, as one block yielding the Trainer: --weights
+    into the model (`init_weights`, see initial_weights), the checks before anything is
+    written, the session lock and log, the environment line, the resume point, memory format,
+    optimiser, DDP and compilation of `forward` (default: the model).
     `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
-    environment = fingerprint(precision(device, args.amp), world()[1], args.seed, args.deterministic)
-    logger.record("environment: " + json.dumps(environment))
-    logger.info(f"environment: {fingerprint_line(environment)}")
-    resume = resume_point(args, logger)
-    if not resume:
-        logger.info(initialised)
-    to_device(model, device, channels_last_enabled(device, args.channels_last))
-    trainer = Trainer(args, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
-    if resume:
-        trainer.resume(resume)
-    trainer.wrap(compile_model=args.compile)
-    for line in getattr(dataset, "skipped", ()):
-        logger.info(f"skipped {line}")
-    procs = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
-    logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}{procs}")
-    return trainer
+    initialised = initial_weights(config, model, init_weights)
+    check_before_writing(config, model)
+    rank, world_size = world()
+    with session_lock(config.session_name + ".lock", enabled=rank == 0), \
+            RunLogger(config.log_dir, config.log_name, config.flags, enabled=rank == 0) as logger:
+        environment = fingerprint(precision(device, config.amp), world_size, config.seed, config.deterministic)
+        logger.record("environment: " + json.dumps(environment))
+        logger.info(f"environment: {fingerprint_line(environment)}")
+        if rank == 0:
+            for path in (config.final_path, config.resume_path, config.previous_path):
+                for stale in remove_temporaries(path):
+                    logger.info(f"removed {stale}, left by an interrupted checkpoint write")
+        resume = config.resume_source()
+        if resume and not config.resume:
+            logger.info(f"found {resume}: continuing from it (--restart starts over)")
+        if not resume:
+            logger.info(initialised)
+        to_device(model, device, channels_last_enabled(device, config.channels_last))
+        trainer = Trainer(config, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
+        if resume:
+            trainer.resume(resume)
+        trainer.wrap(compile_model=config.compile)
+        for line in getattr(dataset, "skipped", ()):
+            logger.info(f"skipped {line}")
+        procs = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+        logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}{procs}")
+        yield trainer
