@@ -24,7 +24,7 @@ from tool.cli import ArgumentParser, add_debug_flag, count, non_negative_int, ru
 from tool.fileio import WriteError, atomic_path
 from tool.fingerprint import fingerprint
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
-from tool.procs import helper_pool
+from tool.procs import BoundedPool
 from tool.vis import load_label_png
 from voc12.dataset import add_dataset_flags, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
@@ -144,7 +144,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     if num_workers <= 1:
         results = map(_confusions_of_chunk, tasks)
         return _sum_results(results)
-    with helper_pool(num_workers, start_method) as pool:
+    with BoundedPool(num_workers, start_method) as pool:
         # map keeps list order, so the error reported is the first one in the list.
         return _sum_results(pool.map(_confusions_of_chunk, tasks))
 

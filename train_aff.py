@@ -40,9 +40,10 @@ def run(args):
     args.train_list = split_list(args.train_list, data, "train_aug")
     dataset = AffDataset(args.train_list, data, args.la_crf_dir, args.ha_crf_dir,
                          crop_size=args.crop_size, radius=args.radius)
-    dataset.check_images(args.skip_bad_images)
+    skipped = dataset.check_images(args.skip_bad_images)
     require_files([path for n in dataset.img_ids for path in dataset.crf_paths(n)], "CRF map")
-    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained) as trainer:
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained,
+                  skipped=skipped) as trainer:
 
         def step_fn(batch, draw):
             _, img, pair_labels = batch

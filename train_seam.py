@@ -114,12 +114,12 @@ def run(args):
         args.train_list, data, args.cls_labels,
         transform=TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter)),
     )  # fmt: skip
-    dataset.check_images(args.skip_bad_images)
+    skipped = dataset.check_images(args.skip_bad_images)
     if args.val_list:
         val_data = ClsDatasetMSF(args.val_list, data, args.cls_labels, scales=(1.0,))
         val_data.check_images()
         require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
-    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained,
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained, skipped=skipped,
                   forward=TwoBranch(model, args.scale_factor)) as trainer:
         logger, channels_last = trainer.logger, trainer.channels_last
         loss_weights = {term: getattr(args, f"{term}_weight") for term in LOSS_TERMS}

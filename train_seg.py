@@ -113,14 +113,14 @@ def run(args):
     # every input checked before anything is written
     dataset = SegDataset(args.train_list, data, args.label_dir, crop_size=args.crop_size,
                          scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
-    dataset.check_images(args.skip_bad_images)
+    skipped = dataset.check_images(args.skip_bad_images)
     require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
     if args.val_list:
         val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
         val_data.check_images()
         require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
     # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
-    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained,
+    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained, skipped=skipped,
                   forward=BNGroups(model, local_groups), lr_horizon_extra=1) as trainer:
         logger, channels_last = trainer.logger, trainer.channels_last
 

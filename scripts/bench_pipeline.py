@@ -174,13 +174,14 @@ def _crf_job(seed):
 
 def crf_scaling(images):
     """Images/s of stage 2's CRF pool (both powers per image) with 1 .. usable-core processes."""
-    from tool.crf import CRFPool, dcrf
+    from tool.crf import dcrf
+    from tool.procs import BoundedPool
 
     if dcrf is None:
         raise SystemExit("error: the CRF needs pydensecrf (pip install pydensecrf2)")
     base = None
     for workers in range(1, usable_cores() + 1):
-        with CRFPool(workers) as pool:
+        with BoundedPool(workers, "spawn") as pool:
             pool.submit(_crf_job, 0).result()  # the processes are up before the clock starts
             t0 = time.perf_counter()
             for i in range(images):

@@ -4,7 +4,8 @@ import torch
 
 import tool.crf as crf_mod
 from tool.cam import with_background
-from tool.crf import CRFPool, crf_inference, crf_with_alpha, unary_from_probs
+from tool.crf import crf_inference, crf_with_alpha, unary_from_probs
+from tool.procs import BoundedPool
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 crf_utils = pytest.importorskip("pydensecrf.utils")
@@ -133,9 +134,9 @@ def test_pool_with_workers_matches_inline():
     rng = np.random.default_rng(5)
     jobs = [(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8), _random_probs(3, 16, 20, seed=i))
             for i in range(5)]
-    with CRFPool(num_workers=0) as pool:
+    with BoundedPool(0) as pool:
         inline = [pool.submit(crf_inference, img, probs, t=5).result() for img, probs in jobs]
-    with CRFPool(num_workers=2, max_pending=2) as pool:
+    with BoundedPool(2, "spawn", max_pending=2) as pool:
         futures = [pool.submit(crf_inference, img, probs, t=5) for img, probs in jobs]
         assert len(pool._pending) <= 2
     for a, f in zip(inline, futures):
@@ -145,12 +146,12 @@ def test_pool_with_workers_matches_inline():
 def test_pool_reraises_worker_failure():
     bad = np.zeros((2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="uint8"):
-        with CRFPool(num_workers=1) as pool:
+        with BoundedPool(1, "spawn") as pool:
             pool.submit(crf_inference, bad.astype(np.float64), bad)
 
 
 def test_inline_pool_raises_immediately():
-    with CRFPool(num_workers=0) as pool, pytest.raises(ValueError, match="uint8"):
+    with BoundedPool(0) as pool, pytest.raises(ValueError, match="uint8"):
         pool.submit(crf_inference, np.zeros((2, 2, 3), np.float32), np.zeros((1, 2, 2)))
 
 

@@ -278,8 +278,7 @@ import functools, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from torch.utils.data import DataLoader
-from tool.crf import CRFPool
-from tool.procs import die_with_parent, helper_pool
+from tool.procs import BoundedPool, die_with_parent
 
 def nap(marker):  # a minute-long job that says when it has started
     open(marker, "w").close()
@@ -292,11 +291,10 @@ class Slow(torch.utils.data.Dataset):
         nap(os.path.join({marks!r}, f"loader{{i}}"))
 
 if __name__ == "__main__":
-    crf = CRFPool(2)
+    crf = BoundedPool(2, "spawn")
     for k in range(2):
         crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
-    pool_context = helper_pool(1, "fork")  # held: collecting it would shut the pool down
-    pool = pool_context.__enter__()
+    pool = BoundedPool(1, "fork")
     pool.submit(nap, os.path.join({marks!r}, "pool"))
     loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
     while len(os.listdir({marks!r})) < 5:  # every helper asleep in its job

@@ -26,6 +26,6 @@ def test_remove_temporaries_takes_only_those_of_the_path(tmp_path):
               tmp_path / ".seam.resume.abcd1234.tmp.pth"]
     for f in others:
         f.write_text("x")
-    assert remove_temporaries(target) == [left]
+    assert remove_temporaries(tmp_path, of=target) == [left]
     assert not os.path.exists(left) and all(f.exists() for f in others) and target.exists()
-    assert remove_temporaries(tmp_path / "nowhere" / "x.pt") == []
+    assert remove_temporaries(tmp_path / "nowhere", of="x.pt") == []

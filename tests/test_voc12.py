@@ -290,11 +290,13 @@ def test_aff_dataset_errors(toy_root, tmp_path):
 
 def test_seg_dataset_label_sources(toy_root, tmp_path):
     train_id = labels.load_img_id_list(os.path.join(toy_root, "train.txt"))[0]
-    assert data.label_path(toy_root, train_id).endswith(os.path.join("SegmentationClassAug", train_id + ".png"))
+    from voc12.dataset import mask_path
+
+    assert mask_path(toy_root, train_id).endswith(os.path.join("SegmentationClassAug", train_id + ".png"))
     root = tmp_path / "voc"
     os.makedirs(root / "SegmentationClass")
-    assert data.label_path(str(root), "x") == os.path.join(str(root), "SegmentationClass", "x.png")
-    assert data.label_path(str(root), "x", "/p") == os.path.join("/p", "x.png")
+    assert mask_path(str(root), "x") == os.path.join(str(root), "SegmentationClass", "x.png")
+    assert mask_path(str(root), "x", "/p") == os.path.join("/p", "x.png")
     ds = data.SegDataset(_list_file(tmp_path, [train_id]), toy_root, label_dir=str(tmp_path / "nolabels"))
     with pytest.raises(FileNotFoundError, match="nolabels"):
         ds[0]

@@ -1,20 +1,18 @@
 """Dense CRF refinement (as in the published SEAM code) and a bounded process pool to run it.
 
 pydensecrf is optional: importing this module always works, calling the CRF without it raises
-a one-line ImportError. The CRF is CPU-bound and single-threaded, so CRFPool spreads it over
-the cores while the GPU works on the next images.
+a one-line ImportError. The CRF is CPU-bound and single-threaded, so output_pool spreads it over
+the cores (tool.procs.BoundedPool) while the GPU works on the next images.
 """
-import concurrent.futures as cf
-
 import numpy as np
 
 from tool.cam import with_background
 from tool.distributed import usable_cores
-from tool.procs import helper_executor
+from tool.procs import BoundedPool
 
 try:
     import pydensecrf.densecrf as dcrf
-except ImportError:  # optional dependency; see _require_densecrf
+except ImportError:  # optional: crf_inference raises a one-line ImportError without it
     dcrf = None
 
 MISSING_PYDENSECRF = "dense CRF needs pydensecrf: pip install pydensecrf2"
@@ -26,12 +24,6 @@ def require_densecrf(alternative=None):
     (e.g. "--no_crf") is named as the way to run without it."""
     if dcrf is None:
         raise SystemExit(f"error: {MISSING_PYDENSECRF}" + (f" (or pass {alternative})" if alternative else ""))
-
-
-def _require_densecrf():
-    if dcrf is None:
-        raise ImportError(MISSING_PYDENSECRF)
-    return dcrf
 
 
 def unary_from_probs(probs_khw, clip=PROB_CLIP):
@@ -51,7 +43,8 @@ def crf_inference(img_uint8_hwc, probs_khw, t=10, bilateral_sxy=80):
     Gaussian kernel sxy 3, compat 3; bilateral sxy `bilateral_sxy` (SEAM 80, the authors'
     segmentation test 32), srgb 13, compat 10; `t` mean-field iterations.
     """
-    densecrf = _require_densecrf()
+    if dcrf is None:
+        raise ImportError(MISSING_PYDENSECRF)
     img = np.asarray(img_uint8_hwc)
     probs = np.asarray(probs_khw)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
@@ -60,7 +53,7 @@ def crf_inference(img_uint8_hwc, probs_khw, t=10, bilateral_sxy=80):
     h, w = img.shape[:2]
     if probs.ndim != 3 or probs.shape[1:] != (h, w):
         raise ValueError(f"crf_inference: probs must be ({n_labels}, {h}, {w}), got {probs.shape}")
-    crf = densecrf.DenseCRF2D(w, h, n_labels)
+    crf = dcrf.DenseCRF2D(w, h, n_labels)
     crf.setUnaryEnergy(unary_from_probs(probs))
     crf.addPairwiseGaussian(sxy=3, compat=3)
     # pydensecrf keeps a pointer to the image: pass a private contiguous copy
@@ -90,82 +83,8 @@ def default_crf_workers(loader_workers=0):
 
 def output_pool(crf, crf_workers=None, loader_workers=0):
     """The pool an inference script hands its per-image outputs to: CRF processes when `crf`
-    (`crf_workers`, default the cores less the loader's), else one thread that writes files."""
+    (`crf_workers`, default the cores less the loader's; spawned, as CUDA may be running), else
+    one thread that writes files."""
     if not crf:
-        return CRFPool(1, threads=True)
-    return CRFPool(default_crf_workers(loader_workers) if crf_workers is None else crf_workers)
-
-
-def _call(fn, args, kwargs):
-    return fn(*args, **kwargs)
-
-
-class CRFPool:
-    """Run top-level functions on worker processes with at most `max_pending` jobs in flight.
-
-    `submit` blocks while `max_pending` jobs are outstanding, so memory stays bounded when a
-    fast producer (the GPU) feeds slow consumers (CRF). Workers are started with `spawn`
-    (safe after CUDA is initialised), so `fn` must be importable (module top level) and its
-    arguments picklable; pass numpy arrays and paths, not tensors on the GPU.
-
-    Fail fast: a job that raised makes the next `submit` (or leaving the `with` block) raise
-    its exception. `num_workers=0` runs each job inline inside `submit` (tests, debugging);
-    `threads=True` runs jobs on threads instead (file writes, which release the GIL).
-    """
-
-    def __init__(self, num_workers=None, max_pending=None, threads=False):
-        self.num_workers = default_crf_workers() if num_workers is None else int(num_workers)
-        if self.num_workers < 0:
-            raise ValueError(f"CRFPool: num_workers must be >= 0, got {num_workers}")
-        self.max_pending = max(1, int(max_pending) if max_pending is not None else 2 * self.num_workers)
-        self._pending = set()
-        self._executor = None
-        if self.num_workers > 0 and threads:
-            self._executor = cf.ThreadPoolExecutor(max_workers=self.num_workers)
-        elif self.num_workers > 0:
-            self._executor = helper_executor(self.num_workers, "spawn")
-
-    def submit(self, fn, *args, **kwargs):
-        """Schedule fn(*args, **kwargs); returns a concurrent.futures.Future."""
-        if self._executor is None:
-            future = cf.Future()
-            future.set_result(fn(*args, **kwargs))
-            return future
-        self._reap()
-        while len(self._pending) >= self.max_pending:
-            cf.wait(self._pending, return_when=cf.FIRST_COMPLETED)
-            self._reap()
-        future = self._executor.submit(_call, fn, args, kwargs)
-        self._pending.add(future)
-        return future
-
-    def join(self):
-        """Wait for every submitted job; raises the first failure."""
-        cf.wait(self._pending)
-        self._reap()
-
-    def _reap(self):
-        done = {f for f in self._pending if f.done()}
-        self._pending -= done
-        for future in done:
-            error = future.exception()
-            if error is not None:
-                raise error
-
-    def close(self, cancel=False):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=cancel)
-            self._executor = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.close(cancel=True)
-            return False
-        try:
-            self.join()
-        finally:
-            self.close(cancel=True)
-        return False
+        return BoundedPool(1, threads=True)
+    return BoundedPool(default_crf_workers(loader_workers) if crf_workers is None else crf_workers, "spawn")

@@ -50,7 +50,7 @@ def atomic_path(path):
         raise _write_error(path, e.errno) from None
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except WriteError:
         raise
@@ -65,21 +65,6 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def remove_stale_temporaries(folder, before):
-    """Remove atomic_path temporaries in `folder` last written before `before` (a time.time()),
-    i.e. left by a killed run, not those another process of this run is writing."""
-    if not os.path.isdir(folder):
-        return []
-    pattern = _temporary_name(r".+", r"\.\w+")
-    stale = []
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if pattern.fullmatch(name) and os.path.getmtime(path) < before:
-            os.remove(path)
-            stale.append(path)
-    return stale
 
 
 def keep_as(path, other):
@@ -98,23 +83,40 @@ def _temporary_name(base, ext):
     return re.compile(rf"\.{base}\.\w{{8}}\.tmp{ext}")
 
 
-def remove_temporaries(path):
-    """Remove the temporaries of `path` that an atomic_path write killed midway left; returns them."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base, ext = os.path.splitext(os.path.basename(path))
-    pattern = _temporary_name(re.escape(base), re.escape(ext))
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    stale = [os.path.join(directory, n) for n in names if pattern.fullmatch(n)]
-    for f in stale:
-        os.remove(f)
+def remove_temporaries(folder, of=None, before=None):
+    """Remove the atomic_path temporaries in `folder` that a killed write left: those of the file
+    `of` (a name in the folder) or of any file, and only those last written before `before` (a
+    time.time(); not those another process of this run is writing now). Returns them."""
+    if not os.path.isdir(folder):
+        return []
+    if of is None:
+        pattern = _temporary_name(r".+", r"\.\w+")
+    else:
+        base, ext = os.path.splitext(os.path.basename(of))
+        pattern = _temporary_name(re.escape(base), re.escape(ext))
+    stale = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if pattern.fullmatch(name) and (before is None or os.path.getmtime(path) < before):
+            os.remove(path)
+            stale.append(path)
     return stale
 
 
-def _umask():
-    mask = os.umask(0)
+def _read_umask():
+    try:  # Linux says it without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # elsewhere: set and put back, once, at import (before any thread)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
 
 
 def save_npz(path, **arrays):

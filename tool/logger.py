@@ -119,14 +119,6 @@ class AverageMeter:
             self._sums[name] = self._sums.get(name, 0.0) + value
             self._counts[name] = self._counts.get(name, 0) + 1
 
-    def get(self, *names):
-        """Mean of one name (a float) or of several (a tuple, in the order asked)."""
-        for name in names:
-            if name not in self._sums:
-                raise KeyError(f"AverageMeter: no values for {name!r}")
-        means = tuple(float(self._sums[n]) / self._counts[n] for n in names)
-        return means[0] if len(means) == 1 else means
-
     def pop(self):
         """Return {name: mean} for every name and start over."""
         means = {n: float(self._sums[n]) / self._counts[n] for n in self._sums}

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from tool.cli import add_debug_flag, non_negative_int
 from tool.distributed import init_distributed, usable_cores
-from tool.fileio import remove_stale_temporaries, require_writable
+from tool.fileio import remove_temporaries, require_writable
 from tool.procs import die_with_parent
 
 
@@ -71,34 +71,9 @@ def to_input(x, device, channels_last):
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-class CompiledOrEager:
-    """torch.compile(module), falling back to the module itself, with one warning line, when
-    compilation fails at the first forward call (no compiler, an unsupported op, an old GPU).
-    The backward graph compiles later, at the first backward: a failure there stops the run."""
-
-    def __init__(self, module, warn=print):
-        self.module, self.warn = module, warn
-        self.compiled = torch.compile(module)
-        self.ok = None  # unknown until the first call
-
-    def __call__(self, *args, **kwargs):
-        if self.ok is False:
-            return self.module(*args, **kwargs)
-        try:
-            out = self.compiled(*args, **kwargs)
-        except Exception as e:
-            if self.ok or isinstance(e, torch.OutOfMemoryError):  # a real error of the model or the run
-                raise
-            self.warn(f"warning: --compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eager")
-            self.ok = False
-            return self.module(*args, **kwargs)
-        self.ok = True
-        return out
-
-
 def default_loader_workers(cap=16):
-    """Training loader processes: the usable cores, at most `cap`. The published 8 could not feed
-    one H100 (bench_loader.py)."""
+    """Training loader processes: the usable cores, at most `cap` (a fast GPU step needs more
+    than the published 8 to be fed; scripts/bench_loader.py measures a machine's need)."""
     return min(cap, usable_cores())
 
 
@@ -110,7 +85,7 @@ def add_speed_flags(parser, amp_help="mixed precision: auto = bf16 on CUDA, off 
                         help="NHWC memory format (auto: on CUDA)")
     if compile_flag:
         parser.add_argument("--compile", action="store_true",
-                            help="torch.compile the model (falls back to eager with a warning where it cannot)")
+                            help="torch.compile the model (what it cannot compile runs eagerly, with a warning)")
 
 
 def prepare_outputs(folders, grace_s=60):
@@ -119,7 +94,7 @@ def prepare_outputs(folders, grace_s=60):
     torchrun rank is writing now)."""
     require_writable(folders)
     for folder in folders:
-        for path in remove_stale_temporaries(folder, time.time() - grace_s):
+        for path in remove_temporaries(folder, before=time.time() - grace_s):
             print(f"removed {path}, left by an interrupted write")
 
 

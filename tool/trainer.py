@@ -45,7 +45,6 @@ from tool.optim import PolyOptimizer
 from tool.procs import die_with_parent
 from tool.runtime import (
     SKIP_BAD_HELP,
-    CompiledOrEager,
     add_speed_flags,
     channels_last_enabled,
     default_loader_workers,
@@ -81,7 +80,7 @@ def add_training_flags(parser, batch_size, max_epoches, lr, wt_dec=5e-4, momentu
     parser.add_argument("--momentum", type=non_negative, default=momentum)
     parser.add_argument("--num_workers", type=non_negative_int, default=None,
                         help="data loader processes per rank (default: the usable cores, at most 16; the published "
-                             "8 fed one H100 only 102 of the 113 images/s its bf16 step takes)")
+                             "value is 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true",
                         help="PyTorch's deterministic algorithms on CUDA (a warning, not a failure, where an op has "
@@ -310,7 +309,9 @@ class Trainer:
             if not self.resumed and self.rank > 0:  # rank 0's weights are everyone's now: own dropout masks
                 torch.manual_seed(self.config.seed + 7919 * self.rank)
         if compile_model:
-            self.forward = CompiledOrEager(self.forward, warn=self.logger.info)
+            # torch.compile's own fallback: code it cannot compile runs eagerly, with its warning
+            torch._dynamo.config.suppress_errors = True
+            self.forward = torch.compile(self.forward)
 
     def check_finite(self):
         """Stop (SystemExit, one line) if a loss since the start was non-finite, on any rank: one GPU sync."""
@@ -514,12 +515,13 @@ def initial_weights(config, model, init_weights):
 
 
 @contextlib.contextmanager
-def training(config, model, dataset, device, init_weights, forward=None, lr_horizon_extra=0):
+def training(config, model, dataset, device, init_weights, forward=None, lr_horizon_extra=0, skipped=()):
     """The set-up every training script shares, as one block yielding the Trainer: --weights
     into the model (`init_weights`, see initial_weights), the checks before anything is
     written, the session lock and log, the environment line, the resume point, memory format,
     optimiser, DDP and compilation of `forward` (default: the model).
-    `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim)."""
+    `lr_horizon_extra`: the poly schedule runs to max_step + this (see tool.optim); `skipped`:
+    the lines of the images the dataset's check left out, for the log."""
     initialised = initial_weights(config, model, init_weights)
     check_before_writing(config, model)
     rank, world_size = world()
@@ -530,7 +532,7 @@ def training(config, model, dataset, device, init_weights, forward=None, lr_hori
         logger.info(f"environment: {fingerprint_line(environment)}")
         if rank == 0:
             for path in (config.final_path, config.resume_path, config.previous_path):
-                for stale in remove_temporaries(path):
+                for stale in remove_temporaries(os.path.dirname(os.path.abspath(path)), of=path):
                     logger.info(f"removed {stale}, left by an interrupted checkpoint write")
         resume = config.resume_source()
         if resume and not config.resume:
@@ -542,7 +544,7 @@ def training(config, model, dataset, device, init_weights, forward=None, lr_hori
         if resume:
             trainer.resume(resume)
         trainer.wrap(compile_model=config.compile)
-        for line in getattr(dataset, "skipped", ()):
+        for line in skipped:
             logger.info(f"skipped {line}")
         procs = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
         logger.info(f"{len(dataset)} images, {trainer.max_step} steps, device {device}{procs}")

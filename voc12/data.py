@@ -24,7 +24,7 @@ from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
 from tool.camfile import CRF_ARRAYS, load_crf, map_file_problem
 from tool.vis import label_png_problem, load_label_png
-from voc12.dataset import DataSet, as_dataset, mask_path
+from voc12.dataset import DataSet, as_dataset
 from voc12.labels import load_img_id_list
 
 # ---------------------------------------------------------------- file readers
@@ -62,12 +62,6 @@ def image_problem(path):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return f"not a readable image ({type(e).__name__}: {e})"
     return None
-
-
-def label_path(data, img_id, label_dir=None):
-    """`label_dir/<id>.png` if given, else the data set's mask (VOC: SegmentationClassAug/ falling
-    back to SegmentationClass/); `data`: a DataSet or a VOC2012 folder path."""
-    return mask_path(data.root if isinstance(data, DataSet) else data, img_id, label_dir)
 
 
 # ---------------------------------------------------------------- transforms
@@ -169,8 +163,7 @@ class _ImageListDataset(Dataset):
         self.img_ids = [n for n in self.img_ids if n not in dropped]
         if not self.img_ids:
             raise ValueError("no usable image left in the list")
-        self.skipped = [line for _, line in bad]
-        return self.skipped
+        return [line for _, line in bad]
 
     def _image(self, idx):
         name = self.img_ids[idx]

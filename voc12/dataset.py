@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tool.vis import load_label_png, voc_palette
+from tool.vis import load_label_png
 from voc12.labels import CLASS_NAMES, load_cls_labels
 
 KINDS = ("voc12", "coco14", "folder")
@@ -46,10 +46,6 @@ class DataSet:
     @property
     def cat_names(self):
         return self.class_names[1:]
-
-    @property
-    def palette(self):
-        return voc_palette()
 
     def image_path(self, img_id):
         if self.kind == "coco14":  # COCO_train2014_000000000009 lies in train2014/
