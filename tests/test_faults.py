@@ -838,11 +838,14 @@ def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_pat
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SIGNAL_HOOK)
     (tmp_path / "eight.txt").write_text("\n".join(first_ids(toy, 8)) + "\n")
-    # a loader worker and a CRF process: Ctrl-C reaches them too, and the pool must end cleanly
+    # Ctrl-C: with a loader worker and a CRF process, which it reaches too (the pool must end
+    # cleanly); SIGTERM, from a scheduler, reaches this process alone
+    helpers = ["--num_workers", "1", "--crf_workers", "1"] if sig == "SIGINT" else \
+        ["--num_workers", "0", "--crf_workers", "0"]
     argv = [sys.executable, os.path.join(ROOT, "infer_seam.py"), "--weights", str(tmp_path / "seam.pth"),
             "--voc12_root", str(toy), "--infer_list", str(tmp_path / "eight.txt"), "--cls_labels",
             str(toy / "cls_labels.txt"), "--out_cam", str(tmp_path / "cam"), "--out_crf", str(tmp_path / "crf"),
-            "--num_workers", "1", "--crf_workers", "1", "--scales", "1.0"]
+            "--scales", "1.0", *helpers]
     env = {**os.environ, "PYTHONPATH": f"{hook}:{ROOT}", "OMP_NUM_THREADS": "1", "SIGNAL_AT_IMAGE": "4",
            "SIGNAL_NAME": sig}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
@@ -857,7 +860,7 @@ def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_pat
         load_cam(str(tmp_path / "cam" / name))
         load_crf(str(tmp_path / "crf_24.0" / name))
     if sig == "SIGTERM":  # the same command continues where it stopped
-        again = subprocess.run([*argv, "--crf_workers", "0"], env={**env, "SIGNAL_AT_IMAGE": "0"},
+        again = subprocess.run(argv, env={**env, "SIGNAL_AT_IMAGE": "0"},
                                capture_output=True, text=True, timeout=300)
         assert again.returncode == 0 and f"{8 - len(cams)} of 8 images to process" in again.stdout
         assert len(written(tmp_path / "cam")) == 8
