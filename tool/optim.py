@@ -13,6 +13,10 @@ class PolyOptimizer(torch.optim.SGD):
     The horizon is max_step in the SEAM code; the authors' segmentation code uses max_step + 1.
     The published SEAM code passed its weight decay into SGD's momentum slot, so the effective
     momentum was 5e-4; that is the default here (`momentum` flag to change it).
+
+    Kept instead of SGD + torch.optim.lr_scheduler.LambdaLR: the step lives in the optimiser's own
+    state, so a resumable checkpoint holds one object and a resume cannot set the schedule and the
+    momentum buffers from different steps; the lr of step k is set just before its update.
     """
 
     def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9, horizon=None,

@@ -539,8 +539,8 @@ def training(config, model, dataset, device, init_weights, forward=None, lr_hori
             logger.info(f"found {resume}: continuing from it (--restart starts over)")
         if not resume:
             logger.info(initialised)
-        to_device(model, device, channels_last_enabled(device, config.channels_last))
         trainer = Trainer(config, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
+        to_device(model, device, trainer.channels_last)
         if resume:
             trainer.resume(resume)
         trainer.wrap(compile_model=config.compile)
