@@ -10,7 +10,6 @@ WORK_DIR/crf_<alpha>/, WORK_DIR/rw/ and WORK_DIR/seg/ (label PNGs). A column who
 absent is left out, said in one line. The IoU of an image is the mean over the classes in its
 ground truth or prediction; without ground truth there is no ground-truth column and no IoU.
 """
-import argparse
 import glob
 import json
 import os
@@ -21,6 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.cam import cams_to_label  # noqa: E402
 from tool.camfile import load_cam, load_crf  # noqa: E402
+from tool.cli import ArgumentParser, add_debug_flag, run_script  # noqa: E402
 from tool.metrics import confusion_counts  # noqa: E402
 from tool.vis import colorize, load_label_png, max_cam_overlay, save_grid_png  # noqa: E402
 from voc12.data import load_image  # noqa: E402
@@ -94,8 +94,8 @@ def cells(data, name, cols, num_classes, with_gt):
     return row, captions
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def get_parser():
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("work_dir")
     p.add_argument("--list", required=True, help="image list (the first --n images are drawn, or --ids)")
     p.add_argument("--ids", nargs="+", default=None, help="these images of the list")
@@ -104,16 +104,17 @@ def main(argv=None):
     p.add_argument("--cams", nargs="+", default=["cam"], help="CAM folders of WORK_DIR, one column each")
     p.add_argument("--cam_t", type=float, default=0.26, help="background threshold without a result file")
     add_dataset_flags(p)
-    args = p.parse_args(argv)
-    try:
-        data = dataset_from_args(args)
-        names = load_img_id_list(args.list)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    add_debug_flag(p)
+    return p
+
+
+def run(args):
+    data = dataset_from_args(args)
+    names = load_img_id_list(args.list)
     if args.ids:
         unknown = [i for i in args.ids if i not in names]
         if unknown:
-            raise SystemExit(f"error: --ids {unknown[0]}: not in {args.list}")
+            raise ValueError(f"--ids {unknown[0]}: not in {args.list}")
         names = args.ids
     else:
         names = names[: args.n]
@@ -128,6 +129,10 @@ def main(argv=None):
     out = args.out or os.path.join(args.work_dir, "run.png")
     save_grid_png(out, rows, labels=titles, captions=captions)
     print(f"picture: {out}")
+
+
+def main(argv=None):
+    return run_script(get_parser(), run, argv)
 
 
 if __name__ == "__main__":
