@@ -294,18 +294,21 @@ def thresholds_from_args(args):
 def build_parser():
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
-    p.add_argument("--predict_dir", required=True)
+    p.add_argument("--predict_dir", required=True, help="folder of the predictions (<id>.png, .npz or .npy)")
     p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
     p.add_argument("--logfile", default=None,
-                   help="appended to; '' to skip (default: evallog.txt beside --predict_dir, in the run's folder)")
-    p.add_argument("--comment", default="")
-    p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES)
+                   help="appended to; '' to skip (None: evallog.txt beside --predict_dir, in the run's folder; "
+                        "published ./evallog.txt)")
+    p.add_argument("--comment", default="", help="a note for the log line (published: required)")
+    p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES,
+                   help="png labels, crf maps, or npz / npy CAMs (with --t or --curve)")
     p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
     p.add_argument("--curve", action="store_true", help="sweep t = start/100 .. (end-1)/100 and report the best")
     p.add_argument("--start", type=non_negative_int, default=0, help="first curve threshold, in hundredths")
     p.add_argument("--end", type=count, default=60, help="curve thresholds stop before end/100")
     p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
-    p.add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
+                   help="processes reading the files")
     p.add_argument("--num_classes", type=int, default=None,
                    help="default: the data set's class count, background included (21 for VOC)")
     add_dataset_flags(p, root_required=False)  # whose class names and count; coco14 / folder need the root

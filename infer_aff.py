@@ -4,7 +4,6 @@ Per image: CAM (background = (1 - max fg)^alpha) padded to a multiple of 8 and 8
 average-pooled, propagated 2^logt steps with the transition (affinity^beta, column-normalised),
 upsampled, argmax. The walk is sparse (a stencil over the radius pairs), on GPU when available.
 """
-import argparse
 import os
 
 import numpy as np
@@ -46,7 +45,7 @@ from voc12.dataset import (
 
 
 def get_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", EVAL_LIST_HELP,
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
@@ -54,10 +53,10 @@ def get_parser():
     p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
     p.add_argument("--alpha", type=positive, default=6, help="background power of the CAM")
-    p.add_argument("--out_rw", required=True)
+    p.add_argument("--out_rw", required=True, help="folder of <id>.png pseudo labels")
     p.add_argument("--beta", type=positive, default=8, help="power of the affinities")
     p.add_argument("--logt", type=non_negative_int, default=6, help="the walk takes 2^logt steps")
-    p.add_argument("--radius", type=count, default=5)
+    p.add_argument("--radius", type=count, default=5, help="pair radius on the feature grid (as stage 3 trained)")
     p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
     return p
 

@@ -6,7 +6,6 @@ Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
   <out_crf>_<alpha>/<id>.npz    keys (0, fg ids + 1), scores (K+1, H, W) in --cam_dtype
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
-import argparse
 import math
 import os
 
@@ -38,7 +37,7 @@ from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, check_num_classes, 
 
 
 def get_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     add_inference_flags(p, "stage-1 checkpoint (<session_name>.pth)", "network.resnet38_SEAM", EVAL_LIST_HELP,
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 CAMs (no TF32)")
@@ -47,14 +46,16 @@ def get_parser():
                    help="how CAM and CRF maps are stored: float32 (exact), float16 (error <= 2^-12) or uint8 "
                         "(quantised, error <= 1/510); default: the data set's (VOC float32, COCO uint8, "
                         "folders float16)")
-    p.add_argument("--out_cam", default=None)
+    p.add_argument("--out_cam", default=None, help="folder of <id>.npz CAMs (the image's classes only)")
     p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
     p.add_argument("--out_crf", default=None,
                    help="prefix: folders <out_crf>_<alpha> are written (alpha as a Python float: crf_4.0, crf_0.25)")
-    p.add_argument("--out_cam_pred", default=None)
+    p.add_argument("--out_cam_pred", default=None, help="folder of <id>.png CAM labels at --out_cam_pred_alpha")
     p.add_argument("--out_cam_pred_alpha", type=positive, default=0.26, help="background score of --out_cam_pred")
-    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0))
-    p.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0))
+    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0),
+                   help="image scales of the multi-scale CAM (each with its flip)")
+    p.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0),
+                   help="background powers of the CRF maps (low: confident foreground, high: confident background)")
     p.add_argument("--no_pcm", action="store_true",
                    help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
     p.add_argument("--ignore_disk_check", action="store_true",

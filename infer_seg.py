@@ -37,7 +37,7 @@ from voc12.dataset import NUM_CLASSES_HELP, add_dataset_flags, check_num_classes
 
 
 def get_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     add_inference_flags(p, "segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release",
                         "network.resnet38_seg", "default: the data set's val list (voc12/val.txt for VOC)",
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
@@ -45,7 +45,8 @@ def get_parser():
     add_dataset_flags(p)
     p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
-    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                   help="test scales (each with its flip)")
     p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                    help="dense CRF on the softmax before argmax (default on; --no-crf or --no_crf to skip)")
     p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)

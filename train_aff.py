@@ -21,7 +21,7 @@ def get_parser():
     add_network_flags(p, "network.resnet38_aff")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_aff", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=count, default=448)
+    p.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
     p.add_argument("--radius", type=count, default=5, help="pair radius on the feature grid")
     add_dataset_flags(p)
     p.add_argument("--la_crf_dir", required=True,

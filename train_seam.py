@@ -27,8 +27,9 @@ def get_parser():
     add_network_flags(p, "network.resnet38_SEAM")
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_SEAM", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=count, default=448)
-    p.add_argument("--resize_long", type=count, nargs=2, default=(448, 768), metavar=("MIN", "MAX"))
+    p.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
+    p.add_argument("--resize_long", type=count, nargs=2, default=(448, 768), metavar=("MIN", "MAX"),
+                   help="random resize of the long side into [MIN, MAX] before the crop")
     p.add_argument("--scale_factor", type=positive, default=0.3, help="size of the second branch")
     p.add_argument("--color_jitter", type=non_negative, nargs=4, default=PUBLISHED_COLOR_JITTER,
                    metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")

@@ -43,8 +43,9 @@ def get_parser():
     p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=count, default=448)
-    p.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"))
+    p.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
+    p.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),
+                   help="random rescale of image and label before the crop")
     p.add_argument("--hsv_shift", type=non_negative_int, default=10, help="random shift of each of H, S, V in [-n, n]")
     p.add_argument("--bn_momentum", type=positive, default=3e-4, help="running-statistic momentum of every BN")
     p.add_argument("--bn_groups", type=count, default=2,

@@ -79,7 +79,9 @@ crop="$SIZE"
 # No ImageNet weights and a short budget: BN and the stem train too (--unfreeze), no dropout
 # (channel dropout on 1/8-width layers halves what is learned in a few epochs), ordinary momentum.
 # One data-loading process: stage 1 runs two trainings side by side on a 2-core machine.
-common=(--width "$WIDTH" --batch_size "$BATCH" --num_workers 0 --unfreeze --no_dropout --momentum 0.9
+# The CPU unless DEMO_DEVICE says otherwise: the table is a CPU table.
+device=(--device "${DEMO_DEVICE:-cpu}")
+common=("${device[@]}" --width "$WIDTH" --batch_size "$BATCH" --num_workers 0 --unfreeze --no_dropout --momentum 0.9
         --log_interval 50 --seed "$SEED")
 cam_train=("${common[@]}" --crop_size "$crop" --resize_long "$SIZE" $((SIZE * 5 / 3)))
 plain_cam=(--no_er --no_ecr --no_pcm)
@@ -101,7 +103,7 @@ cam_train+=(--max_epoches "$CAM_EPOCHS" --lr 0.001)
   export OMP_NUM_THREADS=1
   SEAM_SESSION=baseline bash "$here/train_seam.sh" "${cam_train[@]}" "${plain_cam[@]}"
   SEAM_SESSION=baseline CAM_DIR=cam_baseline SKIP_CRF=1 LIST="$toy/train.txt" bash "$here/infer_seam.sh" \
-    --num_workers 0 --no_pcm
+    "${device[@]}" --num_workers 0 --no_pcm
   CAM_DIR=cam_baseline SKIP_CRF_EVAL=1 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0
 ) > "$WORK_DIR/baseline.out" 2>&1 &
 baseline=$!
@@ -112,7 +114,7 @@ lap "stage 1: train SEAM (baseline beside it)"
 # published CRF powers 4 and 24 fewer than half of the "confident foreground" pixels that train
 # AffinityNet are foreground. Powers 0.5 and 2 keep the two maps' roles (see README).
 export LA_ALPHA="$LA" HA_ALPHA="$HA"
-LIST="$pseudo" bash "$here/infer_seam.sh" --num_workers 0 --crf_workers "$CRF_WORKERS"
+LIST="$pseudo" bash "$here/infer_seam.sh" "${device[@]}" --num_workers 0 --crf_workers "$CRF_WORKERS"
 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0
 if ! wait "$baseline"; then
   tail -n 5 "$WORK_DIR/baseline.out" >&2
@@ -129,7 +131,7 @@ lap "stage 3: train AffinityNet"
 # Background power 1 for the same reason (VOC: the published 6, between the CRF's 4 and 24). A
 # 96-pixel image has a 12x12 feature grid, where the published radius 5 reaches across most of
 # the image: radius 3.
-LIST="$pseudo" bash "$here/infer_aff.sh" --num_workers 0 --alpha "$RW_ALPHA" --radius "$RW_RADIUS"
+LIST="$pseudo" bash "$here/infer_aff.sh" "${device[@]}" --num_workers 0 --alpha "$RW_ALPHA" --radius "$RW_RADIUS"
 LIST="$toy/train.txt" bash "$here/eval_rw.sh" --num_workers 0
 lap "stage 4: random walk + eval"
 
@@ -140,7 +142,7 @@ TRAIN_LIST="$pseudo" bash "$here/train_seg.sh" "${common[@]}" --crop_size "$crop
 lap "stage 5: train DeepLab"
 head -n 4 "$toy/train.txt" > "$WORK_DIR/figure.txt"
 cat "$toy/val.txt" "$WORK_DIR/figure.txt" > "$WORK_DIR/segment.txt"  # val, and the figure's train images
-LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" --num_workers 0
+LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" "${device[@]}" --num_workers 0
 LIST="$toy/val.txt" bash "$here/eval_seg.sh" --num_workers 0
 lap "stage 5: segment val + eval"
 

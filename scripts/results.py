@@ -16,12 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.fileio import atomic_path  # noqa: E402
 from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 
-# (row, result files (best of them is reported), split, published figure on VOC, on COCO)
+# (row, result files (best of them is reported), split, published figure on VOC, on COCO): the
+# SEAM paper's CAM and random-walk figures and the published README's 64.5; no published source
+# gives the baseline's or CAM + CRF's.
 # COCO: the SEAM authors published none; 31.9 val is a third-party re-implementation's (README).
 ROWS = [
-    ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "47.4-48.0", "-"),
+    ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "-", "-"),
     ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),
-    ("SEAM CAM + CRF", None, "train", "56.83", "-"),  # the maps of the two --crf_alphas
+    ("SEAM CAM + CRF", None, "train", "-", "-"),  # the maps of the two --crf_alphas
     ("random walk (pseudo labels)", ["rw.json"], "train", "63.61", "-"),
     ("segmentation (DeepLab)", ["seg.json"], "val", "64.5", "about 31.9 (third-party)"),
 ]

@@ -201,3 +201,18 @@ def test_infer_seg_crf_can_be_switched_off():
     parser = infer_seg.get_parser()
     for off in ("--no_crf", "--no-crf"):
         assert parser.parse_args([*REQUIRED_ARGS["infer_seg"], off]).crf is False
+
+
+@pytest.mark.parametrize("script", list(TABLES))
+def test_help_gives_every_flag_a_line_its_default_and_the_published_value_where_ours_differs(script):
+    parser = TABLES[script][0]()
+    assert issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.option_strings and action.help != argparse.SUPPRESS:
+            assert action.help, f"{script} {action.option_strings[0]}: no help text"
+            assert action.option_strings[0] in text
+    assert "(default: " in text and "\ndata:\n" in text and "\nfaults:\n" in text  # grouped
+    for flag, _, ours, _ in TABLES[script][1]:
+        if ours is not SAME and not isinstance(ours, FromDataSet) and ours != REQUIRED:
+            assert "published" in _action(parser, flag).help, f"{script} {flag}: help does not name the published value"

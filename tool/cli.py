@@ -21,11 +21,56 @@ from tool.logger import close_progress_bars
 USER_ERRORS = (FileNotFoundError, ValueError, WriteError)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, every flag with its default."""
+
+
+# --help groups, in the order a researcher scans them; a flag named in none goes under "other"
+HELP_GROUPS = {
+    "data": ("voc12_root", "dataset", "data_root", "cls_labels", "train_list", "infer_list", "val_list", "list",
+             "predict_dir", "gt_dir", "type", "num_classes", "label_dir", "la_crf_dir", "ha_crf_dir", "cam_dir"),
+    "network and weights": ("network", "backbone", "width", "weights", "allow_pickle", "unfreeze", "no_dropout",
+                            "frozen_bn", "bn_momentum", "bn_groups", "sync_bn"),
+    "method": ("crop_size", "resize_long", "scale_factor", "color_jitter", "scale_range", "hsv_shift", "radius",
+               "no_er", "no_ecr", "no_pcm", "cls_weight", "min_pool_weight", "er_weight", "ecr_weight", "scales",
+               "crf_alphas", "out_cam_pred_alpha", "alpha", "beta", "logt", "crf", "crf_t", "crf_bilateral_sxy", "t",
+               "curve", "start", "end", "mean", "val_thresholds"),
+    "optimisation": ("batch_size", "max_epoches", "max_step", "lr", "wt_dec", "momentum", "seed"),
+    "speed": ("device", "amp", "channels_last", "compile", "deterministic", "num_workers", "crf_workers"),
+    "outputs, checkpoints and logs": ("session_name", "out_cam", "out_cam_npy", "out_crf", "out_cam_pred",
+                                      "cam_dtype", "out_rw", "out_seg", "overwrite", "resume", "restart",
+                                      "keep_resume", "ckpt_interval", "log_interval", "vis_interval", "val_interval",
+                                      "tblog_dir", "logfile", "out_json", "comment"),
+    "faults": ("skip_bad_images", "ignore_disk_check", "debug"),
+}
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the error on one line (`prog: error: ...`, exit status 2), not behind the usage."""
+    """argparse with every flag's default in --help, the flags in HELP_GROUPS, and the error on
+    one line (`error: ...`, exit status 2), not behind the usage."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self):
+        group_of = {dest: title for title, dests in HELP_GROUPS.items() for dest in dests}
+        groups = {}
+        for action in list(self._optionals._group_actions):
+            title = group_of.get(action.dest)
+            if title is None or isinstance(action, argparse._HelpAction):
+                continue
+            if title not in groups:
+                groups[title] = self.add_argument_group(title)
+            self._optionals._group_actions.remove(action)
+            groups[title]._group_actions.append(action)
+        order = list(HELP_GROUPS)
+        named = sorted((g for g in self._action_groups if g.title in order), key=lambda g: order.index(g.title))
+        self._action_groups = [g for g in self._action_groups if g.title not in order] + named
+        return super().format_help()
 
 
 def add_debug_flag(parser):
