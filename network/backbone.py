@@ -208,4 +208,5 @@ def _top_names(backbone):
 
 
 def _attach_record(module, state_dict, prefix, local_metadata):
-    setattr(state_dict, RECORD_ATTR, module.network_record())
+    if hasattr(state_dict, "__dict__"):  # an OrderedDict (a plain dict destination cannot carry it)
+        setattr(state_dict, RECORD_ATTR, module.network_record())

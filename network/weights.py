@@ -33,8 +33,11 @@ def network_for_checkpoint(state_dict, stage, source, **head_kwargs):
     record = network_record(state_dict)
     given = {k: v for k, v in head_kwargs.items() if v is not None}
     if record is None:
-        if stage in _CLASSIFIER:
-            given.setdefault("num_classes", infer_num_classes(state_dict, _CLASSIFIER[stage]))
+        if stage in _CLASSIFIER and "num_classes" not in given:
+            num_classes = infer_num_classes(state_dict, _CLASSIFIER[stage])
+            if num_classes is None:
+                raise ValueError(f"{source}: no {_CLASSIFIER[stage]}.weight: not a {stage} checkpoint")
+            given["num_classes"] = num_classes
         try:
             width = infer_width(state_dict)
         except ValueError as e:

@@ -21,7 +21,8 @@ export VOC12_ROOT="$1" DATASET="${DATASET:-voc12}" DATA_ROOT="$1" WORK_DIR="${3:
 here="$(dirname "$0")"
 source "$here/common.sh"
 need_data
-train="${TRAIN_LIST:-$(split_list train)}" val="${VAL_LIST:-$(split_list val)}"  # VOC's lists by default
+train="${TRAIN_LIST:-$(split_list train)}"  # VOC's lists by default
+val="${VAL_LIST:-$(split_list val)}"
 # exact fp32: the published figures are fp32 runs; the margin below is for what fp32 still varies
 read -r -a infer_flags <<< "${INFER_FLAGS:-}"  # e.g. --num_workers 4 --crf_workers 12
 read -r -a eval_flags <<< "${EVAL_FLAGS:-}"

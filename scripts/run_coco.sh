@@ -17,6 +17,7 @@ export DATASET=coco14 DATA_ROOT="$1" IMAGENET_PARAMS="$2" WORK_DIR="${3:-work_co
 unset VOC12_ROOT CLS_LABELS LIST TRAIN_LIST
 for f in "$DATA_ROOT/annotations/instances_train2014.json" "$DATA_ROOT/annotations/instances_val2014.json" \
          "$DATA_ROOT/train2014" "$DATA_ROOT/val2014" "$IMAGENET_PARAMS"; do
+  case "$f" in imagenet|none) continue ;; esac  # torchvision's ImageNet weights; random initialisation
   [ -e "$f" ] || { echo "error: $f not found" >&2; exit 2; }
 done
 here="$(dirname "$0")"

@@ -901,3 +901,24 @@ def test_stage_2_stops_before_the_work_when_the_disk_is_short(toy, tmp_path, mon
     monkeypatch.setattr(fileio.shutil, "disk_usage", shutil.disk_usage)
     infer_seam.main([*argv, "--ignore_disk_check"])
     assert len(written(tmp_path / "cam")) == len(ids)
+
+
+def test_a_finished_session_is_not_trained_again_by_accident(toy, tmp_path):
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1"))
+    before = (tmp_path / "seam.pth").read_bytes()
+    msg = one_line_exit(train_seam.main, seam_args(toy, tmp_path, "--max_step", "1"))
+    assert msg == (f"error: {tmp_path / 'seam.pth'}: this session is finished; --restart trains it again (or give "
+                   "another --session_name)")
+    assert (tmp_path / "seam.pth").read_bytes() == before
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1", "--restart"))  # on purpose
+
+
+def test_a_published_format_file_of_another_stage_is_one_line_at_inference(toy, tmp_path):
+    import infer_seam
+    from network import resnet38_aff
+
+    torch.save(dict(resnet38_aff.Net(width=0.0625).state_dict()), tmp_path / "aff.pth")  # no record, no fc8
+    msg = one_line_exit(infer_seam.main, ["--weights", str(tmp_path / "aff.pth"), "--voc12_root", str(toy),
+                                          "--cls_labels", str(toy / "cls_labels.txt"), "--infer_list",
+                                          str(toy / "train.txt"), "--out_cam", str(tmp_path / "cam")])
+    assert msg == f"error: {tmp_path / 'aff.pth'}: no fc8.weight: not a seam checkpoint"

@@ -198,11 +198,12 @@ def test_reproduce_released_scores_three_checkpoints_and_says_pass_or_fail(tmp_p
     assert all(r["pass"] for r in report["rows"]) and "| PASS |" in (work / "reproduce.md").read_text()
     assert report["environment"]["precision"] == "fp32 (--amp off)"
     # the same measurements against figures 1 point off, at a tolerance of 0.5: every stage fails
-    table = [sys.executable, "scripts/reproduce_table.py", str(work), "--tolerance", "0.5", "--expected",
-             *(f"{k}={measured[k] + 1}" for k in ("cam", "rw", "seg"))]
-    failed = subprocess.run(table, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-    assert failed.returncode == 1 and failed.stdout.count("| FAIL |") == 3 and "-1.00 |" in failed.stdout
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import reproduce_table
+
+    expected = [f"{k}={measured[k] + 1}" for k in ("cam", "rw", "seg")]
+    assert reproduce_table.main([str(work), "--tolerance", "0.5", "--expected", *expected]) == 1
+    table = (work / "reproduce.md").read_text()
+    assert table.count("| FAIL |") == 3 and "-1.00 |" in table
     # and within it, every stage passes
-    table[table.index("--tolerance") + 1] = "1.01"
-    assert subprocess.run(table, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT}).returncode == 0
+    assert reproduce_table.main([str(work), "--tolerance", "1.01", "--expected", *expected]) == 0

@@ -64,7 +64,10 @@ def session_lock(path, enabled=True, say=print):
                 raise ValueError(f"{path}: the session is being written by pid {pid} on {host}; wait for that "
                                  "run to end (or remove this file if it is gone)") from None
             if _read(path) == held:  # still the dead run's: take it over
-                os.remove(path)
+                try:
+                    os.remove(path)
+                except FileNotFoundError:  # another run took it over first: ask again
+                    continue
                 say(f"took over {path} from pid {pid}, which is gone")
             continue
         with os.fdopen(fd, "w") as f:

@@ -493,6 +493,9 @@ def check_before_writing(config, model):
     written, and the checkpoint it would resume from fits the model (read memory-mapped: cheap)."""
     require_writable([os.path.dirname(os.path.abspath(config.session_name)), config.log_dir])
     path = config.resume_source()
+    if path is None and not config.restart and os.path.exists(config.final_path):
+        raise ValueError(f"{config.final_path}: this session is finished; --restart trains it again (or give "
+                         "another --session_name)")
     if path is None:
         return
     try:
@@ -540,8 +543,8 @@ def training(config, model, dataset, device, init_weights, forward=None, lr_hori
             logger.info(f"found {resume}: continuing from it (--restart starts over)")
         if not resume:
             logger.info(initialised)
+        to_device(model, device, channels_last_enabled(device, config.channels_last))  # before the optimiser
         trainer = Trainer(config, model, dataset, logger, device, forward=forward, lr_horizon_extra=lr_horizon_extra)
-        to_device(model, device, trainer.channels_last)
         if resume:
             trainer.resume(resume)
         trainer.wrap(compile_model=config.compile)
