@@ -122,7 +122,7 @@ def scores_to_label(scores_grid, image_hw, stride=8, channels=None, as_tensor=Fa
         channels = torch.as_tensor(channels, dtype=torch.long).to(scores_grid.device, non_blocking=True)
     up = F.interpolate(scores_grid[channels][None].float(), padded_size(h, w, stride), mode="bilinear",
                        align_corners=False)
-    # max(dim).indices: the same first-maximum index as argmax, which is over 10x slower along
+    # max(dim).indices: the same first-maximum index as argmax, which is 7-25x slower along
     # dim 0 of a (C, H, W) tensor on the CPU
     label = channels[up[0].max(dim=0).indices[:h, :w]].to(torch.uint8)
     return label if as_tensor else label.cpu().numpy()
