@@ -7,7 +7,9 @@
 #      published crop, batch and loader), then stages 2-5 on 20 images;
 #   3. scripts/bench_seam.py at the published size: fp32 eager against the fast path, training
 #      and multi-scale CAM inference, with peak memory and model FLOP utilisation; and
-#      scripts/bench_loader.py: the stage-1 loader alone at 4, 8 and 16 workers.
+#      scripts/bench_loader.py: the stage-1 loader alone at 4, 8 and 16 workers;
+#   4. scripts/bench_pipeline.py: every stage's rate at the published size and the projected
+#      VOC run (the CRF rows only with pydensecrf).
 # Needs torch, pytest, numpy, Pillow, OpenCV and tqdm; works without pydensecrf and tensorboardX:
 # the CRF maps of stage 3 are then the CAMs with the background power and no CRF, as the summary says.
 #   bash scripts/gpu_check.sh [OUT_DIR]      (default work_gpu_check; the JSON summary is printed last
@@ -38,7 +40,7 @@ T="$OUT/toy"
 step toy_data "$PY" -m voc12.toy --out "$T" --n_train_aug 400 --n_train 20 --n_val 20 --size 320 --seed 0
 common=(--voc12_root "$T" --tblog_dir "$OUT/tb")
 step stage1_train "$PY" train_seam.py "${common[@]}" --train_list "$T/train_aug.txt" --cls_labels "$T/cls_labels.txt" \
-  --session_name "$OUT/seam" --max_step 50 --log_interval 10 --ckpt_interval 25
+  --session_name "$OUT/seam" --weights none --max_step 50 --log_interval 10 --ckpt_interval 25
 crf_args=()
 if [ "$CRF" = 1 ]; then crf_args=(--out_crf "$OUT/crf"); fi
 step stage2_cams "$PY" infer_seam.py --weights "$OUT/seam.pth" --voc12_root "$T" --cls_labels "$T/cls_labels.txt" \
@@ -70,6 +72,7 @@ step stage5_segment "$PY" infer_seg.py --weights "$OUT/seg.pth" --voc12_root "$T
   --out_seg "$OUT/seg_val" --no_crf --num_workers 4
 step bench "$PY" scripts/bench_seam.py --steps 10 --warmup 3
 step bench_loader "$PY" scripts/bench_loader.py --workers 4 8 16
+step pipeline "$PY" scripts/bench_pipeline.py --steps 3
 
 "$PY" - "$OUT" "$CRF" <<'EOF'
 import json, os, re, sys
@@ -83,7 +86,7 @@ summary = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, 
 for line in open(os.path.join(out, "steps.tsv")):
     name, rc, secs = line.rstrip("\n").split("\t")
     summary["steps"][name] = {"exit": int(rc), "seconds": float(secs)}
-for line in read("bench").splitlines() + read("bench_loader").splitlines():
+for line in read("bench").splitlines() + read("bench_loader").splitlines() + read("pipeline").splitlines():
     if line.startswith("{"):
         summary["bench"].append(json.loads(line))
 tests = re.findall(r"^=*\s*(\d+ passed.*?)\s*=*$|^(\d+ failed.*)$", read("cuda_tests"), re.M)
