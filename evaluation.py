@@ -19,12 +19,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tool.camfile import check_cam, load_cam, load_crf
-from tool.cli import ArgumentParser, add_debug_flag, count, non_negative_int, run_script
-from tool.fileio import WriteError, atomic_path
-from tool.fingerprint import fingerprint
+from tool.engine.camfile import check_cam, load_cam, load_crf
+from tool.engine.files import WriteError, atomic_path
+from tool.engine.fingerprint import fingerprint
+from tool.engine.inference import helper_pool
+from tool.engine.runtime import ArgumentParser, count, group, non_negative_int, run_script
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
-from tool.procs import BoundedPool
 from tool.vis import load_label_png
 from voc12.dataset import add_dataset_flags, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
@@ -85,7 +85,7 @@ def load_cam_pickled_dict(path, num_classes):
 
 
 def load_crf_label(path, num_classes):
-    """Label map (argmax) of a CRF file (tool.camfile)."""
+    """Label map (argmax) of a CRF file (tool.engine.camfile)."""
     keys, scores = load_crf(path, num_classes)
     return keys[np.argmax(scores, axis=0)].astype(np.uint8)
 
@@ -144,7 +144,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     if num_workers <= 1:
         results = map(_confusions_of_chunk, tasks)
         return _sum_results(results)
-    with BoundedPool(num_workers, start_method) as pool:
+    with helper_pool(num_workers, start_method) as pool:
         # map keeps list order, so the error reported is the first one in the list.
         return _sum_results(pool.map(_confusions_of_chunk, tasks))
 
@@ -293,30 +293,34 @@ def thresholds_from_args(args):
 
 def build_parser():
     p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
-    p.add_argument("--predict_dir", required=True, help="folder of the predictions (<id>.png, .npz or .npy)")
-    p.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
-    p.add_argument("--logfile", default=None,
-                   help="appended to; '' to skip (None: evallog.txt beside --predict_dir, in the run's folder; "
-                        "published ./evallog.txt)")
-    p.add_argument("--comment", default="", help="a note for the log line (published: required)")
-    p.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES,
-                   help="png labels, crf maps, or npz / npy CAMs (with --t or --curve)")
-    p.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
-    p.add_argument("--curve", action="store_true", help="sweep t = start/100 .. (end-1)/100 and report the best")
-    p.add_argument("--start", type=non_negative_int, default=0, help="first curve threshold, in hundredths")
-    p.add_argument("--end", type=count, default=60, help="curve thresholds stop before end/100")
-    p.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
-    p.add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
-                   help="processes reading the files")
-    p.add_argument("--num_classes", type=int, default=None,
-                   help="default: the data set's class count, background included (21 for VOC)")
+    data = group(p, "data")
+    data.add_argument("--list", required=True, help="image ids, bare or '/JPEGImages/x.jpg /Seg.../x.png'")
+    data.add_argument("--predict_dir", required=True, help="folder of the predictions (<id>.png, .npz or .npy)")
+    data.add_argument("--gt_dir", required=True, help="folder of <id>.png ground-truth palette PNGs")
+    data.add_argument("--type", default="png", choices=LABEL_TYPES + CAM_TYPES,
+                      help="png labels, crf maps, or npz / npy CAMs (with --t or --curve)")
+    data.add_argument("--num_classes", type=int, default=None,
+                      help="default: the data set's class count, background included (21 for VOC)")
     add_dataset_flags(p, root_required=False)  # whose class names and count; coco14 / folder need the root
-    p.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
-    add_debug_flag(p)
-    p.add_argument("--mean", default="all", choices=("all", "present"),
-                   help="mIoU over all classes (published; a class without ground truth in the list counts 0) "
-                        "or over the classes with ground truth in the list")
+    method = group(p, "method")
+    method.add_argument("--t", type=float, default=None, help="background threshold for CAM types")
+    method.add_argument("--curve", action="store_true", help="sweep t = start/100 .. (end-1)/100 and report the best")
+    method.add_argument("--start", type=non_negative_int, default=0, help="first curve threshold, in hundredths")
+    method.add_argument("--end", type=count, default=60, help="curve thresholds stop before end/100")
+    method.add_argument("--mean", default="all", choices=("all", "present"),
+                        help="mIoU over all classes (published; a class without ground truth in the list counts 0) "
+                             "or over the classes with ground truth in the list")
+    out = group(p, "outputs")
+    out.add_argument("--logfile", default=None,
+                     help="appended to; '' to skip (None: evallog.txt beside --predict_dir, in the run's folder; "
+                          "published ./evallog.txt)")
+    out.add_argument("--comment", default="", help="a note for the log line (published: required)")
+    out.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
+    group(p, "speed").add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
+                                   help="processes reading the files")
+    faults = group(p, "faults")
+    faults.add_argument("--allow_pickle", action="store_true", help="permit the pickled --type npy files")
+    faults.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     return p
 
 

@@ -13,26 +13,34 @@ import torch.nn.functional as F
 from network import resolve_network
 from network.weights import network_for_checkpoint
 from tool.affinity import effective_radius
-from tool.camfile import CAM_ARRAYS, load_cam, map_file_problem
-from tool.checkpoint import load_model
-from tool.cli import ArgumentParser, count, non_negative_int, positive, run_script
-from tool.crf import crf_inference, output_pool, require_densecrf
-from tool.distributed import is_main, shard
-from tool.fileio import require_files
-from tool.imutils import IMAGENET_MEAN
-from tool.logger import progress
-from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
-from tool.runtime import (
+from tool.crf import crf_inference, require_densecrf
+from tool.engine.camfile import CAM_ARRAYS, load_cam, map_file_problem
+from tool.engine.checkpoint import load_model
+from tool.engine.files import require_files, save_label_png
+from tool.engine.inference import (
     Interruption,
     add_inference_flags,
-    autocast,
     inference_loader,
     lagged_to_host,
+    output_pool,
     prepare_outputs,
+)
+from tool.engine.runtime import (
+    ArgumentParser,
+    autocast,
+    count,
+    group,
+    is_main,
+    non_negative_int,
+    positive,
+    progress,
+    run_script,
     setup_device,
+    shard,
     to_input,
 )
-from tool.vis import save_label_png
+from tool.imutils import IMAGENET_MEAN
+from tool.randomwalk import cam_on_grid, padded_size, random_walk, scores_to_label
 from voc12.data import ImageDataset, load_image
 from voc12.dataset import (
     EVAL_LIST_HELP,
@@ -50,14 +58,16 @@ def get_parser():
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
     add_dataset_flags(p)
-    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
-    p.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
-    p.add_argument("--alpha", type=positive, default=6, help="background power of the CAM")
-    p.add_argument("--out_rw", required=True, help="folder of <id>.png pseudo labels")
-    p.add_argument("--beta", type=positive, default=8, help="power of the affinities")
-    p.add_argument("--logt", type=non_negative_int, default=6, help="the walk takes 2^logt steps")
-    p.add_argument("--radius", type=count, default=5, help="pair radius on the feature grid (as stage 3 trained)")
-    p.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
+    data = group(p, "data")
+    data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
+    data.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
+    group(p, "outputs").add_argument("--out_rw", required=True, help="folder of <id>.png pseudo labels")
+    method = group(p, "method")
+    method.add_argument("--alpha", type=positive, default=6, help="background power of the CAM")
+    method.add_argument("--beta", type=positive, default=8, help="power of the affinities")
+    method.add_argument("--logt", type=non_negative_int, default=6, help="the walk takes 2^logt steps")
+    method.add_argument("--radius", type=count, default=5, help="pair radius on the feature grid (as stage 3 trained)")
+    method.add_argument("--crf", action="store_true", help="dense CRF (t=1) on the walked scores before argmax")
     return p
 
 

@@ -16,22 +16,29 @@ from PIL import Image
 from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import cams_to_label, multiscale_cam, normalize_cams
-from tool.camfile import STORAGE, map_bytes, save_cam, save_crf
-from tool.checkpoint import load_model
-from tool.cli import ArgumentParser, positive, run_script
-from tool.crf import crf_with_alpha, output_pool, require_densecrf
-from tool.distributed import is_main, shard
-from tool.fileio import check_free_space
-from tool.logger import progress
-from tool.runtime import (
+from tool.crf import crf_with_alpha, require_densecrf
+from tool.engine.camfile import STORAGE, map_bytes, save_cam, save_crf
+from tool.engine.checkpoint import load_model
+from tool.engine.files import atomic_path, check_free_space, save_label_png
+from tool.engine.inference import (
     Interruption,
     add_inference_flags,
     inference_loader,
     lagged_to_host,
+    output_pool,
     prepare_outputs,
-    setup_device,
 )
-from tool.vis import save_label_png
+from tool.engine.runtime import (
+    ArgumentParser,
+    group,
+    is_main,
+    model_forward,
+    positive,
+    progress,
+    run_script,
+    setup_device,
+    shard,
+)
 from voc12.data import ClsDatasetMSF, load_image
 from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
@@ -42,24 +49,28 @@ def get_parser():
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 CAMs (no TF32)")
     add_dataset_flags(p, labels=True)
-    p.add_argument("--cam_dtype", choices=STORAGE, default=None,
-                   help="how CAM and CRF maps are stored: float32 (exact), float16 (error <= 2^-12) or uint8 "
-                        "(quantised, error <= 1/510); default: the data set's (VOC float32, COCO uint8, "
-                        "folders float16)")
-    p.add_argument("--out_cam", default=None, help="folder of <id>.npz CAMs (the image's classes only)")
-    p.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
-    p.add_argument("--out_crf", default=None,
-                   help="prefix: folders <out_crf>_<alpha> are written (alpha as a Python float: crf_4.0, crf_0.25)")
-    p.add_argument("--out_cam_pred", default=None, help="folder of <id>.png CAM labels at --out_cam_pred_alpha")
-    p.add_argument("--out_cam_pred_alpha", type=positive, default=0.26, help="background score of --out_cam_pred")
-    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0),
-                   help="image scales of the multi-scale CAM (each with its flip)")
-    p.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0),
-                   help="background powers of the CRF maps (low: confident foreground, high: confident background)")
-    p.add_argument("--no_pcm", action="store_true",
-                   help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
-    p.add_argument("--ignore_disk_check", action="store_true",
-                   help="start even when the output folders' free space is less than what the run may write")
+    out = group(p, "outputs")
+    out.add_argument("--cam_dtype", choices=STORAGE, default=None,
+                     help="how CAM and CRF maps are stored: float32 (exact), float16 (error <= 2^-12) or uint8 "
+                          "(quantised, error <= 1/510); default: the data set's (VOC float32, COCO uint8, "
+                          "folders float16)")
+    out.add_argument("--out_cam", default=None, help="folder of <id>.npz CAMs (the image's classes only)")
+    out.add_argument("--out_cam_npy", default=None, help="also write the published pickled-dict .npy CAMs here")
+    out.add_argument("--out_crf", default=None,
+                     help="prefix: folders <out_crf>_<alpha> are written (alpha as a Python float: crf_4.0, crf_0.25)")
+    out.add_argument("--out_cam_pred", default=None, help="folder of <id>.png CAM labels at --out_cam_pred_alpha")
+    method = group(p, "method")
+    method.add_argument("--out_cam_pred_alpha", type=positive, default=0.26, help="background score of --out_cam_pred")
+    method.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0),
+                        help="image scales of the multi-scale CAM (each with its flip)")
+    method.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0),
+                        help="background powers of the CRF maps (low: confident foreground, high: confident "
+                             "background)")
+    method.add_argument("--no_pcm", action="store_true",
+                        help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
+    group(p, "faults").add_argument("--ignore_disk_check", action="store_true",
+                                    help="start even when the output folders' free space is less than what the run "
+                                         "may write")
     return p
 
 
@@ -110,8 +121,6 @@ def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):
     if "cam" in paths:
         save_cam(paths["cam"], keys, cams, storage)
     if "cam_npy" in paths:  # the published format, for other tools; never read back here
-        from tool.fileio import atomic_path
-
         with atomic_path(paths["cam_npy"]) as tmp, open(tmp, "wb") as f:
             np.save(f, {int(k): c for k, c in zip(keys, cams)}, allow_pickle=True)  # legacy export
     if "pred" in paths:
@@ -136,6 +145,7 @@ def run(args):
         return network_for_checkpoint(state, "seam", args.weights, use_pcm=False if args.no_pcm else None)
 
     model, channels_last = load_model(args.weights, build, device, args.channels_last, args.allow_pickle)
+    forward = model_forward(model, device, args.amp, channels_last)
     storage = args.cam_dtype or data.cam_storage
     if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
@@ -167,7 +177,7 @@ def run(args):
         for item in items:
             label = item["label"].to(device, non_blocking=True)
             keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
-            total = multiscale_cam(model, item["images"], label, item["size"], device, args.amp, channels_last)
+            total = multiscale_cam(forward, item["images"], label, item["size"])
             # only the image's classes go to the host (3.5 of COCO's 80 per image on average)
             yield (item, keys), total[torch.from_numpy(keys).to(device)]
 

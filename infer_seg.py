@@ -18,20 +18,29 @@ import torch
 from network import resolve_network
 from network.weights import checkpoint_num_classes, network_for_checkpoint
 from tool.cam import multiscale_probs
-from tool.checkpoint import load_model
-from tool.cli import ArgumentParser, count, positive, run_script
-from tool.crf import crf_inference, output_pool, require_densecrf
-from tool.distributed import is_main, shard
-from tool.logger import progress
-from tool.runtime import (
+from tool.crf import crf_inference, require_densecrf
+from tool.engine.checkpoint import load_model
+from tool.engine.files import save_label_png
+from tool.engine.inference import (
     Interruption,
     add_inference_flags,
     inference_loader,
     lagged_to_host,
+    output_pool,
     prepare_outputs,
-    setup_device,
 )
-from tool.vis import save_label_png
+from tool.engine.runtime import (
+    ArgumentParser,
+    count,
+    group,
+    is_main,
+    model_forward,
+    positive,
+    progress,
+    run_script,
+    setup_device,
+    shard,
+)
 from voc12.data import SegInferDataset, load_image
 from voc12.dataset import NUM_CLASSES_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
@@ -43,15 +52,16 @@ def get_parser():
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32)")
     add_dataset_flags(p)
-    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
-    p.add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
-    p.add_argument("--scales", type=positive, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
-                   help="test scales (each with its flip)")
-    p.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
-                   help="dense CRF on the softmax before argmax (default on; --no-crf or --no_crf to skip)")
-    p.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
-    p.add_argument("--crf_t", type=count, default=1, help="CRF mean-field iterations")
-    p.add_argument("--crf_bilateral_sxy", type=positive, default=32, help="CRF bilateral kernel's spatial sigma")
+    group(p, "data").add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
+    group(p, "outputs").add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")
+    method = group(p, "method")
+    method.add_argument("--scales", type=positive, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                        help="test scales (each with its flip)")
+    method.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
+                        help="dense CRF on the softmax before argmax (default on; --no-crf or --no_crf to skip)")
+    method.add_argument("--no_crf", dest="crf", action="store_false", help=argparse.SUPPRESS)
+    method.add_argument("--crf_t", type=count, default=1, help="CRF mean-field iterations")
+    method.add_argument("--crf_bilateral_sxy", type=positive, default=32, help="CRF bilateral kernel's spatial sigma")
     return p
 
 
@@ -76,6 +86,7 @@ def run(args):
         return network_for_checkpoint(state, "seg", args.weights, num_classes=data.num_classes)
 
     model, channels_last = load_model(args.weights, build, device, args.channels_last, args.allow_pickle)
+    forward = model_forward(model, device, args.amp, channels_last)
     dataset = SegInferDataset(args.infer_list, data, scales=args.scales)
     for line in dataset.check_images(args.skip_bad_images):
         print(f"skipped {line}")
@@ -92,7 +103,7 @@ def run(args):
 
     def outputs_on_device(items):
         for item in items:
-            probs = multiscale_probs(model, item["images"], item["size"], device, args.amp, channels_last)
+            probs = multiscale_probs(forward, item["images"], item["size"])
             yield item["name"], probs if args.crf else probs.max(dim=0).indices.to(torch.uint8)
 
     with Interruption() as interruption:

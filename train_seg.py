@@ -6,18 +6,30 @@ shift, cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<sess
 
 import torch
 
-from network import add_network_flags, build_network
+from network import build_network
 from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
-from tool.cli import ArgumentParser, count, from_flags, non_negative_int, positive, run_script
-from tool.distributed import global_share, world
-from tool.fileio import require_files
+from tool.engine.files import require_files
+from tool.engine.runtime import (
+    ArgumentParser,
+    autocast,
+    count,
+    global_share,
+    group,
+    model_forward,
+    non_negative_int,
+    positive,
+    run_script,
+    setup_device,
+    to_input,
+    world,
+)
+from tool.engine.training import TrainingRun, add_training_flags, add_validation_flags
 from tool.imutils import IMAGENET_MEAN, IMAGENET_STD
 from tool.losses import segmentation_loss
 from tool.metrics import confusion_counts, iou_from_confusion
-from tool.runtime import autocast, setup_device, to_input
-from tool.trainer import TrainConfig, add_training_flags, add_validation_flags, training
+from tool.optim import PolyOptimizer
 from tool.vis import colorize, denormalize, load_label_png
 from voc12.data import SegDataset, SegInferDataset
 from voc12.dataset import (
@@ -33,60 +45,41 @@ from voc12.dataset import (
 def get_parser():
     p = ArgumentParser(description=__doc__)
     # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
-    add_training_flags(p, batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
+    add_training_flags(p, "network.resnet38_seg", batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
                        weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "
                                     "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
     p.set_defaults(max_step=20000)
-    add_network_flags(p, "network.resnet38_seg")
-    p.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
-    p.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
-    p.add_argument("--session_name", default="resnet38_seg", help="output prefix: <name>.pth, <name>.log, ...")
-    p.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
-    p.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),
-                   help="random rescale of image and label before the crop")
-    p.add_argument("--hsv_shift", type=non_negative_int, default=10, help="random shift of each of H, S, V in [-n, n]")
-    p.add_argument("--bn_momentum", type=positive, default=3e-4, help="running-statistic momentum of every BN")
-    p.add_argument("--bn_groups", type=count, default=2,
-                   help="BN batch statistics over this many equal parts of the global batch, running statistics "
-                        "from the first: the published run's DataParallel over 2 GPUs (5 images each). Under "
-                        "torchrun with N processes each computes bn_groups / N of them (N = 2: exactly the "
-                        "published statistics, one group per GPU); with N >= bn_groups each process's "
-                        "batch_size / N images are one group")
-    p.add_argument("--sync_bn", action="store_true",
-                   help="under torchrun on GPUs: BN statistics over the whole global batch (SyncBatchNorm), "
-                        "not per group")
-    p.add_argument("--frozen_bn", action="store_true",
-                   help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     add_dataset_flags(p)
+    data = group(p, "data")
+    data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
+    data.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
+    data.add_argument("--label_dir", default=None,
+                      help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
+    group(p, "outputs").add_argument("--session_name", default="resnet38_seg",
+                                     help="output prefix: <name>.pth, <name>.log, ...")
+    method = group(p, "method")
+    method.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
+    method.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),
+                        help="random rescale of image and label before the crop")
+    method.add_argument("--hsv_shift", type=non_negative_int, default=10,
+                        help="random shift of each of H, S, V in [-n, n]")
+    net = group(p, "network and weights")
+    net.add_argument("--bn_momentum", type=positive, default=3e-4, help="running-statistic momentum of every BN")
+    net.add_argument("--bn_groups", type=count, default=2,
+                     help="BN batch statistics over this many equal parts of the global batch, running statistics "
+                          "from the first: the published run's DataParallel over 2 GPUs (5 images each). Under "
+                          "torchrun with N processes each computes bn_groups / N of them (N = 2: exactly the "
+                          "published statistics, one group per GPU); with N >= bn_groups each process's "
+                          "batch_size / N images are one group")
+    net.add_argument("--sync_bn", action="store_true",
+                     help="under torchrun on GPUs: BN statistics over the whole global batch (SyncBatchNorm), "
+                          "not per group")
+    net.add_argument("--frozen_bn", action="store_true",
+                     help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
     add_validation_flags(p, "mIoU (single scale and its flip, no CRF)")
-    p.add_argument("--label_dir", default=None,
-                   help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
     return p
-
-
-def seg_validation(model, dataset, data, device, amp, channels_last):
-    """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
-    --scales 1.0 --no_crf and evaluation.py --type png give."""
-    conf = 0
-    for i in range(len(dataset)):
-        item = dataset[i]
-        probs = multiscale_probs(model, item["images"], item["size"], device, amp, channels_last)
-        pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
-        conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
-    return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
-
-
-def seg_grid(img, label, logits, n=4):
-    """Input, label and prediction per image as (3n, 3, H, W) in [0, 1]."""
-    pred = logits.detach().float().argmax(1)
-    rows = []
-    for i in range(min(n, img.shape[0])):
-        cells = (denormalize(img[i], IMAGENET_MEAN, IMAGENET_STD), colorize(label[i].cpu().numpy()),
-                 colorize(pred[i].cpu().numpy()))
-        rows += [torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in cells]
-    return torch.stack(rows)
 
 
 def run(args):
@@ -116,33 +109,60 @@ def run(args):
                          scale_range=tuple(args.scale_range), hsv_shift=args.hsv_shift)
     skipped = dataset.check_images(args.skip_bad_images)
     require_files([data.mask_path(n, args.label_dir) for n in dataset.img_ids], "label PNG")
+    val_data = None
     if args.val_list:
         val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
         val_data.check_images()
         require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
-    # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
-    with training(from_flags(TrainConfig, args), model, dataset, device, load_pretrained, skipped=skipped,
-                  forward=BNGroups(model, local_groups), lr_horizon_extra=1) as trainer:
-        logger, channels_last = trainer.logger, trainer.channels_last
 
-        def step_fn(batch, draw):
-            _, img, label = batch
-            img, label = to_input(img, device, channels_last), label.to(device, non_blocking=True)
+    with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
+        # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
+        optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
+                                  horizon=run.max_step + 1, fused=device.type == "cuda")
+        run.resume(optimizer)
+        forward = run.wrap(BNGroups(model, local_groups))
+        for _, img, label in run.batches():
+            img, label = to_input(img, device, run.channels_last), label.to(device, non_blocking=True)
             with autocast(device, args.amp):
-                logits = trainer.forward(img)
+                logits = forward(img)
             # label values were checked by the data workers: no GPU sync here
             count = global_share((label != 255).sum())
             terms = {"loss": segmentation_loss(logits.float(), label, check_labels=False, count=count)}
-            return terms, (img.detach(), label, logits.detach()) if draw else None
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
 
-        def vis_fn(step, drawn):
-            if logger.writer is not None:
-                logger.images(step, "seg/input_label_pred", seg_grid(*drawn))
+            run.log_step(terms)
+            if run.due(args.vis_interval) and run.logger.writer is not None:
+                run.logger.images(run.step, "seg/input_label_pred", seg_grid(img, label, logits))
+            if val_data is not None and run.due(args.val_interval):
+                run.validate(seg_validation, model_forward(model, device, args.amp, run.channels_last), val_data,
+                             data)
+            run.checkpoint()
+        run.finish()
 
-        def val_fn():
-            return seg_validation(model, val_data, data, device, args.amp, channels_last)
 
-        trainer.run(step_fn, vis_fn, val_fn if args.val_list else None)
+def seg_validation(forward, dataset, data):
+    """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
+    --scales 1.0 --no_crf and evaluation.py --type png give."""
+    conf = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        probs = multiscale_probs(forward, item["images"], item["size"])
+        pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
+        conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
+    return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
+
+
+def seg_grid(img, label, logits, n=4):
+    """Input, label and prediction per image as (3n, 3, H, W) in [0, 1]."""
+    pred = logits.detach().float().argmax(1)
+    rows = []
+    for i in range(min(n, img.shape[0])):
+        cells = (denormalize(img[i], IMAGENET_MEAN, IMAGENET_STD), colorize(label[i].cpu().numpy()),
+                 colorize(pred[i].cpu().numpy()))
+        rows += [torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in cells]
+    return torch.stack(rows)
 
 
 def main(argv=None):

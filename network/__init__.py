@@ -49,18 +49,9 @@ def build_network(name, backbone=None, width=1.0, frozen=True, stage=None, **hea
                              **head_kwargs)
 
 
-def add_network_flags(parser, network):
-    """--network (this stage's published spelling) and --backbone, for a training script."""
-    parser.add_argument("--network", default=network,
-                        help="the stage's network: its published spelling, or seam / aff / seg")
-    parser.add_argument("--backbone", default=None,
-                        help=f"{' | '.join(backbone_names())} or an import path package.module:Class "
-                             "(default: resnet38d, the published ResNet-38)")
-
-
 def network_record(state_dict):
     """The record a state dict of ours carries ({network, backbone, width, ...}), or None."""
     return getattr(state_dict, RECORD_ATTR, None)
 
 
-__all__ = ["STAGE_NETS", "add_network_flags", "backbone_names", "build_network", "network_record", "resolve_network"]
+__all__ = ["STAGE_NETS", "backbone_names", "build_network", "network_record", "resolve_network"]

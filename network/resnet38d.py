@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network.backbone import Backbone, register_backbone, scaled
-from tool.mxnet_params import read_ndarray_file
+from network.mxnet_params import read_ndarray_file
 
 # The residual blocks in forward order (their modules are named so in the published checkpoints).
 BLOCK_NAMES = ("b2", "b2_1", "b2_2", "b3", "b3_1", "b3_2", "b4", "b4_1", "b4_2", "b4_3", "b4_4", "b4_5",

@@ -1,11 +1,85 @@
-"""Weights files and networks: what a stage takes from `--weights`, and the network a checkpoint
-is (its record, or ResNet-38 for the published files, which carry none).
+"""Weights files and networks: reading a `.pth` strictly and without unpickling, what a stage
+takes from `--weights`, and the network a checkpoint is (its record, or ResNet-38 for the
+published files, which carry none).
 
     python -m network.weights ilsvrc-cls_rna-a1_cls1000_ep-0001.params resnet38_imagenet.pth
 """
+import argparse
+import copy
+import os
+import tempfile
+
+import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
 from network import STAGE_NETS, build_network, network_record
 from network.resnet38d import convert_mxnet_to_torch
-from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict, strip_module_prefix
+
+
+def load_state_dict_file(path, allow_pickle=False):
+    """Load a `.pth` without unpickling arbitrary objects (opt-in `allow_pickle` for legacy
+    files); a resumable checkpoint of ours gives its model. A bad file is one short line."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: weights file not found") from None
+    except Exception as e:  # torch's reasons are paragraphs: the first line of the cause
+        raise ValueError(f"{path}: cannot load as a weights-only checkpoint ({reason(e)})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def reason(e, limit=100):
+    """An exception in a few words: torch's weights-only refusals are paragraphs with the cause inside."""
+    text = str(e).split("WeightsUnpickler error:", 1)[-1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+def strip_module_prefix(state_dict):
+    """Accept checkpoints saved from DataParallel / DDP (a copy: the caller's dict is left as it is)."""
+    state_dict = copy.copy(state_dict)
+    consume_prefix_in_state_dict_if_present(state_dict, "module.")
+    return state_dict
+
+
+def state_dict_mismatch(own, state_dict):
+    """What keeps `state_dict` from loading strictly where `own` (a network's state dict) is, in
+    one line: missing / unexpected / mis-shaped keys; None when it fits. Only missing
+    `num_batches_tracked` buffers are tolerated. Reads names and shapes only (memory-mapped
+    files stay unread)."""
+    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in own]
+    misshaped = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+                 for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if keys:
+            shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+            problems.append(f"{what}: {shown}")
+    return "; ".join(problems) or None
+
+
+def in_model_layout(model, state_dict):
+    """`state_dict` with the DataParallel prefix gone and the keys in the model's layout (a stage
+    network maps the names its published checkpoints use: see network.backbone.StageNet)."""
+    state_dict = strip_module_prefix(state_dict)
+    adapt = getattr(model, "adapt_state_dict", None)
+    return adapt(state_dict) if adapt is not None else state_dict
+
+
+def load_weights_strict(model, state_dict, source="state dict"):
+    """Load with strict key/shape matching, in the model's layout; a ValueError naming every
+    missing / unexpected / mis-shaped key otherwise."""
+    state_dict = in_model_layout(model, state_dict)
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise ValueError(f"{source}: does not match {type(model).__module__}.{type(model).__name__}: {problems}")
+    model.load_state_dict(state_dict, strict=False)
 
 # the heads a published (record-less) checkpoint of each stage has, for its class count
 _CLASSIFIER = {"seam": "fc8", "seg": "cls_conv"}
@@ -114,20 +188,20 @@ def load_pretrained(model, path, allow_pickle=False):
     return "full"
 
 
-def convert(args):
-    state = convert_mxnet_to_torch(args.params)
-    save_state_dict(state, args.out)
-    print(f"wrote {args.out} ({len(state)} tensors)")
-
-
 def main(argv=None):
-    from tool.cli import ArgumentParser, add_debug_flag, run_script
-
-    parser = ArgumentParser(description="Convert the ImageNet ResNet-38 .params file to a .pth")
+    parser = argparse.ArgumentParser(description="Convert the ImageNet ResNet-38 .params file to a .pth")
     parser.add_argument("params", help="ilsvrc-cls_rna-a1_cls1000_ep-0001.params")
     parser.add_argument("out", help="output .pth (plain state dict)")
-    add_debug_flag(parser)
-    return run_script(parser, convert, argv)
+    args = parser.parse_args(argv)
+    try:
+        state = convert_mxnet_to_torch(args.params)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    fd, tmp = tempfile.mkstemp(suffix=".pth", dir=os.path.dirname(os.path.abspath(args.out)))
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, args.out)  # complete or absent
+    print(f"wrote {args.out} ({len(state)} tensors)")
 
 
 if __name__ == "__main__":

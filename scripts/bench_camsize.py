@@ -1,4 +1,4 @@
-"""Disk use of infer_seam.py's CAM and CRF files per storage dtype (tool.camfile.STORAGE).
+"""Disk use of infer_seam.py's CAM and CRF files per storage dtype (tool.engine.camfile.STORAGE).
 
     python scripts/bench_camsize.py [--images 12] [--size 448]
 
@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tool import camfile  # noqa: E402
 from tool.cam import normalize_cams  # noqa: E402
 from tool.crf import crf_with_alpha, require_densecrf  # noqa: E402
+from tool.engine import camfile  # noqa: E402
 from voc12.toy import make_sample  # noqa: E402
 
 SETS = {"voc12": (500 * 375, 1.56), "coco14": (640 * 480, 3.5)}  # pixels, classes per image

@@ -23,10 +23,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import evaluation  # noqa: E402
-from tool.fileio import save_npz  # noqa: E402
+from tool.engine.files import (
+    save_label_png,  # noqa: E402
+    save_npz,  # noqa: E402
+)
+from tool.engine.inference import BoundedPool  # noqa: E402
 from tool.metrics import confusion_counts  # noqa: E402
-from tool.procs import BoundedPool  # noqa: E402
-from tool.vis import load_label_png, save_label_png  # noqa: E402
+from tool.vis import load_label_png  # noqa: E402
 from voc12.labels import NUM_CLASSES  # noqa: E402
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from tool.trainer import SeededItems, StepBatches  # noqa: E402
+from tool.engine.training import SeededItems, StepBatches  # noqa: E402
 from voc12.data import ClsDataset, TrainClsTransform  # noqa: E402
 from voc12.toy import generate_toy_voc  # noqa: E402
 

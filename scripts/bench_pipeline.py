@@ -33,12 +33,15 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import build_network  # noqa: E402
 from tool.cam import multiscale_cam, multiscale_probs  # noqa: E402
-from tool.distributed import usable_cores  # noqa: E402
-from tool.fingerprint import fingerprint, fingerprint_line, precision  # noqa: E402
+from tool.engine.fingerprint import fingerprint, fingerprint_line, precision  # noqa: E402
+from tool.engine.runtime import (  # noqa: E402
+    autocast,
+    set_precision,
+    usable_cores,  # noqa: E402
+)
 from tool.losses import seam_losses, segmentation_loss  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
-from tool.runtime import autocast, set_precision  # noqa: E402
 
 TRAIN_AUG, VAL = 10582, 1449
 # (stage, what one unit is, units in the VOC run)
@@ -175,7 +178,7 @@ def _crf_job(seed):
 def crf_scaling(images):
     """Images/s of stage 2's CRF pool (both powers per image) with 1 .. usable-core processes."""
     from tool.crf import dcrf
-    from tool.procs import BoundedPool
+    from tool.engine.inference import BoundedPool
 
     if dcrf is None:
         raise SystemExit("error: the CRF needs pydensecrf (pip install pydensecrf2)")

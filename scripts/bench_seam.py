@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import build_network  # noqa: E402
+from tool.engine.runtime import autocast, set_precision  # noqa: E402
 from tool.losses import seam_losses  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
-from tool.runtime import autocast, set_precision  # noqa: E402
 from voc12.labels import NUM_CLASSES  # noqa: E402
 
 STAGE1_STEPS = 10576

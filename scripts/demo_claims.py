@@ -16,8 +16,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tool.fileio import atomic_path  # noqa: E402
-from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
+from tool.engine.files import atomic_path  # noqa: E402
+from tool.engine.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 from tool.metrics import confusion_counts, iou_from_confusion  # noqa: E402
 from tool.vis import load_label_png  # noqa: E402
 from voc12.labels import load_img_id_list  # noqa: E402

@@ -19,10 +19,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tool.cam import cams_to_label  # noqa: E402
-from tool.camfile import load_cam, load_crf  # noqa: E402
-from tool.cli import ArgumentParser, add_debug_flag, run_script  # noqa: E402
+from tool.engine.camfile import load_cam, load_crf  # noqa: E402
+from tool.engine.files import save_image  # noqa: E402
+from tool.engine.runtime import ArgumentParser, run_script  # noqa: E402
 from tool.metrics import confusion_counts  # noqa: E402
-from tool.vis import colorize, load_label_png, max_cam_overlay, save_grid_png  # noqa: E402
+from tool.vis import colorize, grid_image, load_label_png, max_cam_overlay  # noqa: E402
 from voc12.data import load_image  # noqa: E402
 from voc12.dataset import add_dataset_flags, dataset_from_args  # noqa: E402
 from voc12.labels import load_img_id_list  # noqa: E402
@@ -104,7 +105,7 @@ def get_parser():
     p.add_argument("--cams", nargs="+", default=["cam"], help="CAM folders of WORK_DIR, one column each")
     p.add_argument("--cam_t", type=float, default=0.26, help="background threshold without a result file")
     add_dataset_flags(p)
-    add_debug_flag(p)
+    p.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     return p
 
 
@@ -127,7 +128,7 @@ def run(args):
     rows, captions = zip(*(cells(data, n, cols, data.num_classes, with_gt) for n in names))
     titles = ["image", *(["ground truth"] if with_gt else []), *(title for title, *_ in cols)]
     out = args.out or os.path.join(args.work_dir, "run.png")
-    save_grid_png(out, rows, labels=titles, captions=captions)
+    save_image(out, grid_image(rows, labels=titles, captions=captions))
     print(f"picture: {out}")
 
 

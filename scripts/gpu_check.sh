@@ -50,7 +50,7 @@ if [ "$CRF" = 0 ]; then  # stage 3's inputs without the CRF: [(1 - max fg)^alpha
 import os, sys
 import numpy as np
 from tool.cam import with_background
-from tool.camfile import load_cam, save_crf
+from tool.engine.camfile import load_cam, save_crf
 from voc12.labels import NUM_CLASSES, load_img_id_list
 out, ids = sys.argv[1], load_img_id_list(sys.argv[2])
 for name in ids:

@@ -12,8 +12,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tool.fileio import atomic_path  # noqa: E402
-from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
+from tool.engine.files import atomic_path  # noqa: E402
+from tool.engine.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 
 STAGES = {"cam": "CAM (train, best threshold of the curve)", "rw": "random walk (train)",
           "seg": "segmentation (val, multi-scale + flip + CRF)"}

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tool.fileio import atomic_path  # noqa: E402
-from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
+from tool.engine.files import atomic_path  # noqa: E402
+from tool.engine.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 
 # (row, result files (best of them is reported), split, published figure on VOC, on COCO): the
 # SEAM paper's CAM and random-walk figures and the published README's 64.5; no published source

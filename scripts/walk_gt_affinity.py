@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evaluation  # noqa: E402
 from tool.affinity import effective_radius, ground_truth_affinity, label_on_grid  # noqa: E402
-from tool.camfile import load_cam  # noqa: E402
+from tool.engine.camfile import load_cam  # noqa: E402
 from tool.metrics import confusion_counts, iou_from_confusion  # noqa: E402
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
 from voc12.dataset import add_dataset_flags, dataset_from_args  # noqa: E402

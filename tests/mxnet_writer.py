@@ -4,7 +4,7 @@ import struct
 
 import numpy as np
 
-from tool.mxnet_params import DTYPES, LIST_MAGIC, V1_MAGIC, V2_MAGIC
+from network.mxnet_params import DTYPES, LIST_MAGIC, V1_MAGIC, V2_MAGIC
 
 
 def write_ndarray_file(path, arrays, layout="v2"):

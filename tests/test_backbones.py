@@ -19,7 +19,7 @@ from network.backbone import Backbone
 from network.resnet import ResNet50
 from network.resnet38d import ResNet38d
 from network.weights import load_pretrained, network_for_checkpoint
-from tool.checkpoint import load_state_dict_file, save_state_dict
+from tool.engine.checkpoint import load_state_dict_file, save_state_dict
 from voc12.toy import generate_toy_voc
 
 

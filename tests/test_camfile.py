@@ -1,9 +1,9 @@
-"""tool.camfile: the CAM and CRF-map files every stage and evaluation.py share."""
+"""tool.engine.camfile: the CAM and CRF-map files every stage and evaluation.py share."""
 import numpy as np
 import pytest
 
-from tool import camfile
-from tool.fileio import save_npz
+from tool.engine import camfile
+from tool.engine.files import save_npz
 
 
 def test_load_crf_and_cam(tmp_path):

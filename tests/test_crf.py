@@ -5,7 +5,7 @@ import torch
 import tool.crf as crf_mod
 from tool.cam import with_background
 from tool.crf import crf_inference, crf_with_alpha, unary_from_probs
-from tool.procs import BoundedPool
+from tool.engine.inference import BoundedPool
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 crf_utils = pytest.importorskip("pydensecrf.utils")

@@ -9,8 +9,8 @@ import train_seam
 from network import resnet38_aff, resnet38_seam
 from tool.affinity import effective_radius
 from tool.cam import normalize_cams
+from tool.engine.runtime import set_precision
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label
-from tool.runtime import set_precision
 from voc12.toy import generate_toy_voc
 
 

@@ -15,7 +15,7 @@ import infer_seg
 import train_aff
 import train_seam
 import train_seg
-from tool import camfile
+from tool.engine import camfile
 from tool.vis import load_label_png
 from voc12.data import ClsDataset
 from voc12.dataset import labels_from_mask, open_dataset, read_class_names
@@ -266,7 +266,7 @@ def test_every_stage_runs_on_the_data_set(kind, coco, folder, tmp_path, capsys):
 
 def test_a_checkpoint_of_another_class_count_is_one_line(folder, tmp_path):
     from network import resnet38_seam
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "voc.pth")
     with pytest.raises(SystemExit) as e:

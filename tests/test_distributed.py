@@ -155,7 +155,7 @@ def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp
 
 def test_inference_under_torchrun_shards_the_list_and_writes_what_one_process_writes(toy, tmp_path):
     from network import resnet38_seg
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     torch.manual_seed(0)
     save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")

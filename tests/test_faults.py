@@ -232,7 +232,7 @@ def test_a_truncated_image_is_one_line_naming_it_when_it_is_decoded(own_toy, tmp
 
 def test_inference_checks_its_list_and_can_skip(own_toy, tmp_path, capsys):
     from network import resnet38_seg
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     torch.manual_seed(0)
     save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
@@ -278,7 +278,7 @@ import functools, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from torch.utils.data import DataLoader
-from tool.procs import BoundedPool, die_with_parent
+from tool.engine.inference import BoundedPool, die_with_parent
 
 def nap(marker):  # a minute-long job that says when it has started
     open(marker, "w").close()
@@ -368,7 +368,7 @@ def test_an_unwritable_session_folder_stops_training_before_the_work(toy, tmp_pa
 
 def test_inference_checks_its_output_folder_first(toy, tmp_path):
     from network import resnet38_seg
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
     (tmp_path / "a_file").write_text("x")
@@ -511,7 +511,7 @@ def test_inputs_that_stop_in_one_line(toy, tmp_path):
 @pytest.mark.parametrize("weights", ["random bytes", "truncated", "another stage's"])
 def test_bad_weights_files_stop_in_one_line(toy, tmp_path, weights):
     from network import resnet38_aff
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     path = tmp_path / "w.pth"
     if weights == "random bytes":
@@ -537,7 +537,7 @@ def test_debug_shows_the_error_behind_the_line(own_toy, tmp_path):
 
 def test_inference_removes_the_temporaries_a_killed_run_left(own_toy, tmp_path):
     from network import resnet38_seg
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
     out = tmp_path / "seg"
@@ -580,8 +580,8 @@ def test_a_dataparallel_checkpoint_loads_and_bad_predictions_are_one_line(own_to
 def test_a_bad_cam_file_is_one_line_naming_it(own_toy, tmp_path, cam):
     import infer_aff
     from network import resnet38_aff
-    from tool.checkpoint import save_state_dict
-    from tool.fileio import save_npz
+    from tool.engine.checkpoint import save_state_dict
+    from tool.engine.files import save_npz
 
     save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), tmp_path / "aff.pth")
     name = first_ids(own_toy, 1)[0]
@@ -641,7 +641,7 @@ def test_stage_scripts_stop_without_imagenet_params(toy, tmp_path):
 def test_a_second_run_of_a_session_stops_naming_the_holder(toy, tmp_path, capsys):
     import socket
 
-    from tool.lock import _start_time
+    from tool.engine.training import _start_time
 
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -679,7 +679,7 @@ def cut(path):
 
 
 def crf_maps(root, names, folder):
-    from tool.camfile import save_crf
+    from tool.engine.camfile import save_crf
 
     rng = np.random.default_rng(0)
     for alpha in ("la", "ha"):
@@ -705,7 +705,7 @@ def test_a_damaged_crf_map_is_one_line_or_skipped(own_toy, tmp_path):
     train_aff.main([*argv, "--skip_bad_images"])
     log = next((tmp_path / "out" / "tblog").glob("*.log")).read_text()
     assert f"skipped {bad}: damaged map file" in log and "3 images, 1 steps" in log
-    from tool.camfile import load_crf  # and where a file is read: the same one line
+    from tool.engine.camfile import load_crf  # and where a file is read: the same one line
 
     with pytest.raises(ValueError, match=f"^{bad}: damaged map file"):
         load_crf(bad)
@@ -714,8 +714,8 @@ def test_a_damaged_crf_map_is_one_line_or_skipped(own_toy, tmp_path):
 def test_a_damaged_cam_is_one_line_or_skipped_in_the_walk(own_toy, tmp_path, capsys):
     import infer_aff
     from network import resnet38_aff
-    from tool.camfile import save_cam
-    from tool.checkpoint import save_state_dict
+    from tool.engine.camfile import save_cam
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), tmp_path / "aff.pth")
     ids = first_ids(own_toy, 3)
@@ -796,7 +796,7 @@ def test_nonsense_numbers_stop_where_they_are_parsed(tmp_path, capsys, monkeypat
 
 def test_an_error_behind_a_progress_bar_stands_on_its_own_line(own_toy, tmp_path):
     from network import resnet38_seg
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seg.Net(width=0.0625).state_dict(), tmp_path / "seg.pth")
     ids = first_ids(own_toy, 6)
@@ -830,8 +830,8 @@ tool.cam.flip_scale_sum = counted
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_path, sig):
     from network import resnet38_seam
-    from tool.camfile import load_cam, load_crf
-    from tool.checkpoint import save_state_dict
+    from tool.engine.camfile import load_cam, load_crf
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "seam.pth")
     hook = tmp_path / "hook"
@@ -873,7 +873,7 @@ def test_stage_2_stops_before_the_work_when_the_disk_is_short(toy, tmp_path, mon
     import infer_seam
     from network import resnet38_seam
     from tool import fileio
-    from tool.checkpoint import save_state_dict
+    from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "seam.pth")
     argv = ["--weights", str(tmp_path / "seam.pth"), "--voc12_root", str(toy), "--infer_list", str(toy / "train.txt"),
@@ -883,7 +883,7 @@ def test_stage_2_stops_before_the_work_when_the_disk_is_short(toy, tmp_path, mon
     monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
     msg = one_line_exit(infer_seam.main, argv)
     # per image its classes x its size: the CAMs, and each CRF power with background, in float32
-    from tool.fileio import size_text
+    from tool.engine.files import size_text
     from voc12.dataset import open_dataset
 
     ids = (toy / "train.txt").read_text().split()

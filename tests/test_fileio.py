@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tool.fileio import atomic_path, remove_temporaries
+from tool.engine.files import atomic_path, remove_temporaries
 
 
 def test_a_failed_write_leaves_no_file_and_the_old_one_intact(tmp_path):

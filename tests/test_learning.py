@@ -13,8 +13,8 @@ import train_seam
 import train_seg
 from network import resnet38_aff, resnet38_seam
 from tool.affinity import affinity_labels_in_radius
-from tool.checkpoint import load_state_dict_file, load_weights_strict
-from tool.fileio import save_npz
+from tool.engine.checkpoint import load_state_dict_file, load_weights_strict
+from tool.engine.files import save_npz
 from tool.imutils import avg_pool_hw
 from tool.vis import load_label_png
 from voc12.data import EvalTransform, load_image

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-import tool.logger as logger_mod
-from tool.logger import AverageMeter, RunLogger, progress
+import tool.engine.runtime as logger_mod
+from tool.engine.runtime import AverageMeter, RunLogger, progress
 
 
 def _args():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from network import resnet38d, weights
+from network.mxnet_params import read_ndarray_file
 from tests.mxnet_writer import write_ndarray_file
-from tool.mxnet_params import read_ndarray_file
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 PARAMS = os.path.join(DATA, "ademxapp_a1_names_shrunk.params")

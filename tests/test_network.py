@@ -9,7 +9,7 @@ import torch
 from network import build_network, resnet38_aff, resnet38_seam, resnet38d, resolve_network
 from network.seam import SEAM
 from tests.reference_fill import DATA, filled_state_dict, read_key_list
-from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
+from tool.engine.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def test_reproduce_released_scores_three_checkpoints_and_says_pass_or_fail(tmp_p
     crf = tmp_path / "crf"
     for folder in ("la", "ha"):  # AffinityNet's training maps: the ground truth as CRF scores is enough here
         for name in (toy / "train_aug.txt").read_text().split():
-            from tool.camfile import save_crf
+            from tool.engine.camfile import save_crf
             from tool.vis import load_label_png
 
             gt = load_label_png(toy / "SegmentationClassAug" / f"{name}.png")

@@ -10,7 +10,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from tool.fingerprint import fingerprint, fingerprint_line  # noqa: E402
+from tool.engine.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 
 KEYS = {"commit", "dirty", "python", "torch", "torchvision", "cuda", "cudnn", "gpus", "cpu", "threads", "precision",
         "deterministic", "processes", "seed", "command"}
@@ -54,7 +54,7 @@ def test_training_logs_and_evaluation_jsons_carry_it(tmp_path):
 
 
 def test_deterministic_turns_on_pytorchs_deterministic_algorithms(monkeypatch):
-    from tool.runtime import setup_device
+    from tool.engine.runtime import setup_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:

@@ -18,7 +18,7 @@ from network.deeplab import DeepLabV1
 from network.weights import infer_width
 from tests.reference_fill import fill
 from tool.batchnorm import forward_in_bn_groups
-from tool.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
+from tool.engine.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
 from tool.imutils import Normalize
 from tool.losses import segmentation_loss
 from tool.optim import PolyOptimizer

@@ -13,8 +13,8 @@ import infer_seam
 import train_seam
 from network import resnet38_seam
 from tests.reference_fill import filled_state_dict
-from tool.camfile import load_cam, load_crf
-from tool.checkpoint import load_weights_strict, save_state_dict
+from tool.engine.camfile import load_cam, load_crf
+from tool.engine.checkpoint import load_weights_strict, save_state_dict
 from voc12.dataset import mask_path as voc12_mask
 from voc12.labels import load_cls_labels, load_img_id_list
 from voc12.toy import generate_toy_voc

@@ -10,7 +10,7 @@ import infer_seam
 import train_aff
 import train_seam
 from network import resnet38_aff
-from tool.checkpoint import load_weights_strict
+from tool.engine.checkpoint import load_weights_strict
 from tool.losses import affinity_loss
 from voc12.labels import load_img_id_list
 from voc12.toy import generate_toy_voc

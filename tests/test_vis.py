@@ -120,7 +120,7 @@ def test_figure_shows_what_a_work_folder_holds_with_each_images_iou(tmp_path, ca
     import shutil
     import sys
 
-    from tool.camfile import save_cam
+    from tool.engine.camfile import save_cam
     from voc12.toy import generate_toy_voc
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))

@@ -15,7 +15,7 @@ from tool.affinity import (
     get_indices_of_pairs,
     pair_offsets,
 )
-from tool.fileio import save_npz
+from tool.engine.files import save_npz
 from tool.imutils import avg_pool_hw
 from tool.vis import load_label_png
 from voc12 import data, labels, make_cls_labels, toy

@@ -10,7 +10,7 @@ import pytest
 
 from scripts.walk_gt_affinity import gt_affinity_labels
 from tool.affinity import get_indices_of_pairs, ground_truth_affinity, label_on_grid
-from tool.camfile import load_cam, save_cam
+from tool.engine.camfile import load_cam, save_cam
 from tool.metrics import confusion_counts, miou
 from tool.vis import load_label_png
 from voc12.toy import generate_toy_folder

@@ -4,8 +4,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tool.runtime import autocast, to_input
-
 
 def flip_scale_sum(forward, images, size, align_corners=False):
     """Sum over scales of forward(pair) at `size`, the flipped half flipped back: (C, H, W).
@@ -24,27 +22,16 @@ def flip_scale_sum(forward, images, size, align_corners=False):
     return total
 
 
-def multiscale_cam(model, images, label, size, device, amp, channels_last=False, output=1):
+def multiscale_cam(forward, images, label, size, output=1):
     """Sum over scales and flips of the label-masked foreground CAM at the image size (C - 1, H, W):
-    the model's output `output` (SEAM: 0 the fc8 CAM, 1 cam_rv, the PCM output)."""
-
-    def forward(pair):
-        with autocast(device, amp):
-            return model(to_input(pair, device, channels_last))[output][:, 1:]
-
-    return flip_scale_sum(forward, images, size) * label.view(-1, 1, 1)
+    output `output` of forward(batch) (SEAM: 0 the fc8 CAM, 1 cam_rv, the PCM output)."""
+    return flip_scale_sum(lambda pair: forward(pair)[output][:, 1:], images, size) * label.view(-1, 1, 1)
 
 
-def multiscale_probs(model, images, size, device, amp, channels_last=False):
-    """Softmax of the mean logits over scales and flips, at the image size: (C, H, W) float32 tensor.
-
-    `images`: per scale a (2, 3, h, w) batch of the image and its horizontal flip.
+def multiscale_probs(forward, images, size):
+    """Softmax of the mean logits of forward(batch) over scales and flips, at the image size:
+    (C, H, W) float32 tensor. `images`: per scale a (2, 3, h, w) batch of the image and its flip.
     """
-
-    def forward(pair):
-        with autocast(device, amp):
-            return model(to_input(pair, device, channels_last))
-
     total = flip_scale_sum(forward, images, size, align_corners=True)
     return torch.softmax(total / (2 * len(images)), dim=0)
 

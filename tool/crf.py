@@ -1,14 +1,12 @@
-"""Dense CRF refinement (as in the published SEAM code) and a bounded process pool to run it.
+"""Dense CRF refinement, as in the published SEAM code.
 
 pydensecrf is optional: importing this module always works, calling the CRF without it raises
-a one-line ImportError. The CRF is CPU-bound and single-threaded, so output_pool spreads it over
-the cores (tool.procs.BoundedPool) while the GPU works on the next images.
+a one-line ImportError. The CRF is CPU-bound and single-threaded: the inference scripts spread
+it over the cores (tool.engine.inference.output_pool) while the GPU works on the next images.
 """
 import numpy as np
 
 from tool.cam import with_background
-from tool.distributed import usable_cores
-from tool.procs import BoundedPool
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -74,17 +72,3 @@ def crf_with_alpha(img, cams_kxhxw_fg, alpha, t=10):
         raise ValueError(f"crf_with_alpha: CAMs must be (K, H, W), got shape {cams.shape}")
     scores = with_background(cams, alpha)
     return crf_inference(img, scores, t=t)
-
-
-def default_crf_workers(loader_workers=0):
-    """CRF processes: the cores this process may use, less the data loader's workers; at least 1."""
-    return max(1, usable_cores() - loader_workers)
-
-
-def output_pool(crf, crf_workers=None, loader_workers=0):
-    """The pool an inference script hands its per-image outputs to: CRF processes when `crf`
-    (`crf_workers`, default the cores less the loader's; spawned, as CUDA may be running), else
-    one thread that writes files."""
-    if not crf:
-        return BoundedPool(1, threads=True)
-    return BoundedPool(default_crf_workers(loader_workers) if crf_workers is None else crf_workers, "spawn")

@@ -1,7 +1,7 @@
 """Image augmentations of the published SEAM code, on PIL images and HWC numpy arrays.
 
 Randomness: every random helper draws from Python's global `random` module, which the training
-loop seeds per item (tool.trainer.SeededItems) and PyTorch's DataLoader per worker.
+loop seeds per item (tool.engine.training.SeededItems) and PyTorch's DataLoader per worker.
 """
 import random
 

@@ -90,7 +90,7 @@ def affinity_loss(aff, bg_pos, fg_pos, neg, counts=None):
     """AffinityNet loss: bg/4 + fg/4 + neg/2, each a mean over its pairs (N, offsets, P).
 
     `counts`: the three pair counts to divide by (default: this batch's); a torchrun rank passes
-    its share of the global batch's counts (tool.distributed.global_share), so that DDP's mean
+    its share of the global batch's counts (tool.engine.runtime.global_share), so that DDP's mean
     of the ranks' gradients is the one-process gradient.
     """
     if counts is None:

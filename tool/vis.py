@@ -1,10 +1,10 @@
-"""VOC colour palette, label-map PNG I/O and visualisation helpers."""
+"""VOC colour palette, label-map PNG reading and drawing (CAM overlays, image grids); the
+writers are tool.engine.files.save_label_png / save_image."""
 import os
 
+import cv2
 import numpy as np
 from PIL import Image
-
-from tool.fileio import atomic_path
 
 
 def voc_palette(n=256):
@@ -21,15 +21,14 @@ def voc_palette(n=256):
     return palette
 
 
-def save_label_png(path, label):
-    """Write an (H, W) label map (class ids, 255 = ignore) as a VOC-palette PNG, atomically."""
+def label_image(label, path="label map"):
+    """An (H, W) label map (class ids, 255 = ignore) as a VOC-palette PIL image."""
     label = np.asarray(label)
     if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
         raise ValueError(f"{path}: label map must be 2-D with values in 0..255")
     img = Image.fromarray(label.astype(np.uint8), mode="P")
     img.putpalette(voc_palette().reshape(-1).tolist())
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    return img
 
 
 def load_label_png(path):
@@ -63,14 +62,9 @@ def colorize(label):
 
 
 def jet(values):
-    """[0, 1] array -> (..., 3) uint8 RGB with the classic jet colour map (blue = 0, red = 1).
-
-    Piecewise-linear, within a few levels of cv2.COLORMAP_JET; plain numpy keeps OpenCV optional.
-    """
-    x = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
-    centres = np.array([3.0, 2.0, 1.0], np.float32)  # red, green, blue peak at 3/4, 1/2, 1/4
-    rgb = np.clip(1.5 - np.abs(4.0 * x - centres), 0.0, 1.0)
-    return np.round(rgb * 255).astype(np.uint8)
+    """[0, 1] array -> (..., 3) uint8 RGB with OpenCV's jet colour map (blue = 0, red = 1)."""
+    levels = np.round(np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_JET)[:, 0, ::-1].reshape(*levels.shape, 3)
 
 
 def cam_overlay(img_uint8_hwc, cam_hw, alpha=0.5):
@@ -100,7 +94,7 @@ def _as_rgb_cell(image, cell_hw):
     """uint8 HWC (or HW greyscale) -> PIL RGB image resized to cell (h, w)."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ValueError(f"save_grid_png: cells must be uint8 (H, W, 3) or (H, W), "
+        raise ValueError(f"grid_image: cells must be uint8 (H, W, 3) or (H, W), "
                          f"got {arr.shape} {arr.dtype}")
     cell = Image.fromarray(arr).convert("RGB")
     if cell.size != (cell_hw[1], cell_hw[0]):
@@ -112,8 +106,8 @@ GRID_GAP = 2  # pixels between cells
 GRID_TITLE_HEIGHT = 16  # header strip per line of the column titles
 
 
-def save_grid_png(path, rows_of_images, labels=None, cell_hw=None, captions=None):
-    """Write rows of uint8 images as one PNG grid, atomically.
+def grid_image(rows_of_images, labels=None, cell_hw=None, captions=None):
+    """Rows of uint8 images as one PIL image grid.
 
     Every cell is resized to `cell_hw` (default: the first image's (H, W)); short rows are
     padded with white. `labels` are column titles drawn in a header strip. The PNG is
@@ -125,10 +119,10 @@ def save_grid_png(path, rows_of_images, labels=None, cell_hw=None, captions=None
 
     rows = [list(row) for row in rows_of_images]
     if not rows or not any(rows):
-        raise ValueError(f"{path}: save_grid_png needs at least one image")
+        raise ValueError("grid_image needs at least one image")
     n_cols = max(len(row) for row in rows)
     if labels is not None and len(labels) > n_cols:
-        raise ValueError(f"{path}: {len(labels)} column titles for {n_cols} columns")
+        raise ValueError(f"grid_image: {len(labels)} column titles for {n_cols} columns")
     cell_h, cell_w = cell_hw if cell_hw is not None else np.asarray(next(r for r in rows if r)[0]).shape[:2]
     title_h = GRID_TITLE_HEIGHT * max(str(t).count("\n") + 1 for t in labels) if labels else 0
     width = n_cols * cell_w + (n_cols - 1) * GRID_GAP
@@ -146,8 +140,7 @@ def save_grid_png(path, rows_of_images, labels=None, cell_hw=None, captions=None
                 box = draw.textbbox((xy[0] + 2, xy[1] + 1), str(text))
                 draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(255, 255, 255))
                 draw.text((xy[0] + 2, xy[1] + 1), str(text), fill=(0, 0, 0))
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+    return canvas
 
 
 def denormalize(img_chw, mean, std):

@@ -2,7 +2,7 @@
 folder). Each takes a DataSet or, as the published code, a VOC2012 folder path.
 
 Randomness: the training transforms draw from Python's global `random` (resize, flip, crop,
-scale) and torch's global RNG (colour jitter); the training loop (tool.trainer.SeededItems)
+scale) and torch's global RNG (colour jitter); the training loop (tool.engine.training.SeededItems)
 seeds them per item from (seed, epoch, index), so runs and resumes are reproducible.
 
 Items:
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
-from tool.camfile import CRF_ARRAYS, load_crf, map_file_problem
+from tool.engine.camfile import CRF_ARRAYS, load_crf, map_file_problem
 from tool.vis import label_png_problem, load_label_png
 from voc12.dataset import DataSet, as_dataset
 from voc12.labels import load_img_id_list

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tool.engine.runtime import group
 from tool.vis import load_label_png
 from voc12.labels import CLASS_NAMES, load_cls_labels
 
@@ -35,7 +36,7 @@ class DataSet:
     class_names: tuple  # [0] is background
     list_dirs: tuple  # folders searched for <split>.txt
     cls_labels: str = None  # label file; None: derived from Annotations/ or the masks
-    # how infer_seam stores CAM and CRF maps (tool.camfile): VOC float32 (exact, as published),
+    # how infer_seam stores CAM and CRF maps (tool.engine.camfile): VOC float32 (exact, as published),
     # COCO uint8 (122k images: ~0.3 GB per 1,000, scripts/bench_camsize.py), folders float16
     cam_storage: str = "float16"
 
@@ -158,13 +159,14 @@ NUM_CLASSES_HELP = "default: the data set's class count, background included (21
 
 
 def add_dataset_flags(parser, labels=False, root_required=True):
-    parser.add_argument("--dataset", default="voc12", choices=KINDS, help="data set kind (voc12/dataset.py)")
-    parser.add_argument("--data_root", "--voc12_root", dest="data_root", required=root_required,
-                        help="the data set's folder (VOC2012 for --dataset voc12)")
+    data = group(parser, "data")
+    data.add_argument("--dataset", default="voc12", choices=KINDS, help="data set kind (voc12/dataset.py)")
+    data.add_argument("--data_root", "--voc12_root", dest="data_root", required=root_required,
+                      help="the data set's folder (VOC2012 for --dataset voc12)")
     if labels:
-        parser.add_argument("--cls_labels", default=None,
-                            help="image-level labels (plain text); default: the data set's (voc12/cls_labels.txt "
-                                 "for VOC)")
+        data.add_argument("--cls_labels", default=None,
+                          help="image-level labels (plain text); default: the data set's (voc12/cls_labels.txt "
+                               "for VOC)")
 
 
 def dataset_from_args(args):

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from tool.fileio import atomic_path
+from tool.engine.files import atomic_path
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",

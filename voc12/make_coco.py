@@ -21,10 +21,9 @@ import sys
 
 import numpy as np
 
-from tool.fileio import atomic_path
-from tool.logger import progress
-from tool.procs import BoundedPool
-from tool.vis import save_label_png
+from tool.engine.files import atomic_path, save_label_png
+from tool.engine.inference import helper_pool
+from tool.engine.runtime import progress
 from voc12.labels import load_cls_labels, write_cls_labels
 
 LIST_NAMES = {"train2014": "train", "val2014": "val"}
@@ -85,7 +84,7 @@ def build_split(coco_root, split, workers=1, overwrite=False):
         if overwrite or not os.path.isfile(path):
             tasks.append((image_id, path, class_of))
     if workers > 1 and len(tasks) > 1:
-        with BoundedPool(workers, "fork") as pool:
+        with helper_pool(workers, "fork") as pool:
             done = pool.map(_write_mask, tasks, chunksize=64)  # forks the workers before the bar's thread starts
             with progress(len(tasks), desc=split) as bar:
                 for _ in done:

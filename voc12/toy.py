@@ -26,8 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tool.fileio import atomic_path
-from tool.vis import save_label_png
+from tool.engine.files import atomic_path, save_label_png
 from voc12.labels import CAT_NAMES, write_cls_labels
 from voc12.make_cls_labels import cls_labels_from_annotations
 

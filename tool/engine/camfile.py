@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from tool.fileio import save_npz
+from tool.engine.files import save_npz
 
 STORAGE = ("float32", "float16", "uint8")
 STORAGE_ERROR = {"float32": 0.0, "float16": 2.0**-12, "uint8": 1 / 510}  # worst case on [0, 1]

@@ -1,10 +1,15 @@
-"""Atomic file writes: outputs are either complete or absent, never half-written."""
+"""Writing outputs: atomically (complete or absent, never half-written), into folders checked
+before the work, with one-line errors naming the path."""
 import contextlib
 import errno
 import os
 import re
 import shutil
 import tempfile
+
+import numpy as np
+
+from tool.vis import label_image
 
 
 class WriteError(OSError):
@@ -103,26 +108,12 @@ def remove_temporaries(folder, of=None, before=None):
     return stale
 
 
-def _read_umask():
-    try:  # Linux says it without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0)  # elsewhere: set and put back, once, at import (before any thread)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _read_umask()
+UMASK = os.umask(0)  # read once, at import (before any thread), and put back
+os.umask(UMASK)
 
 
 def save_npz(path, **arrays):
     """np.savez_compressed, atomically; arrays only (loadable with allow_pickle=False)."""
-    import numpy as np
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -175,3 +166,14 @@ def check_free_space(needs, what="this run", override=None):
             raise WriteError(f"{folders[0]}: {what} writes up to {size_text(need)} on this file system "
                              f"({', '.join(folders)}), {size_text(free)} are free"
                              + (f" ({override} to go on)" if override else ""))
+
+
+def save_image(path, img):
+    """A PIL image as a PNG, atomically."""
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def save_label_png(path, label):
+    """An (H, W) label map (class ids, 255 = ignore) as a VOC-palette PNG, atomically."""
+    save_image(path, label_image(label, path))

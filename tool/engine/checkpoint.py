@@ -1,5 +1,6 @@
-"""Checkpoint I/O: atomic saves, strict pickle-free loading, resumable training state."""
-import copy
+"""Checkpoint I/O: atomic saves (on a background thread while training goes on), an inference
+script's network, and the resumable training state (RNG states included). Reading a weights
+file strictly and pickle-free is network.weights'."""
 import os
 import random
 import threading
@@ -7,10 +8,10 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from tool.fileio import atomic_path, keep_as
-from tool.runtime import channels_last_enabled, to_device
+from network.weights import load_state_dict_file, load_weights_strict, reason
+from tool.engine.files import atomic_path, keep_as
+from tool.engine.runtime import channels_last_enabled, to_device
 
 
 def to_cpu(obj):
@@ -73,76 +74,6 @@ class BackgroundSaver:
             raise error
 
 
-def _reason(e):
-    """An exception in one line: torch's weights-only refusals are paragraphs with the cause inside."""
-    text = str(e)
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-
-
-def load_state_dict_file(path, allow_pickle=False):
-    """Load a `.pth` without unpickling arbitrary objects (opt-in `allow_pickle` for legacy files)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: weights file not found") from None
-    except Exception as e:  # pickle-level errors from weights_only
-        raise ValueError(f"{path}: cannot load as a weights-only checkpoint ({_reason(e)})") from None
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]  # a resumable checkpoint of ours
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return obj
-
-
-def strip_module_prefix(state_dict):
-    """Accept checkpoints saved from DataParallel / DDP (a copy: the caller's dict is left as it is)."""
-    state_dict = copy.copy(state_dict)
-    consume_prefix_in_state_dict_if_present(state_dict, "module.")
-    return state_dict
-
-
-def state_dict_mismatch(own, state_dict):
-    """What keeps `state_dict` from loading strictly where `own` (a network's state dict) is, in
-    one line: missing / unexpected / mis-shaped keys; None when it fits. Only missing
-    `num_batches_tracked` buffers are tolerated. Reads names and shapes only (memory-mapped
-    files stay unread)."""
-    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state_dict if k not in own]
-    misshaped = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if keys:
-            shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-            problems.append(f"{what}: {shown}")
-    return "; ".join(problems) or None
-
-
-def in_model_layout(model, state_dict):
-    """`state_dict` with the DataParallel prefix gone and the keys in the model's layout (a stage
-    network maps the names its published checkpoints use: see network.backbone.StageNet)."""
-    state_dict = strip_module_prefix(state_dict)
-    adapt = getattr(model, "adapt_state_dict", None)
-    return adapt(state_dict) if adapt is not None else state_dict
-
-
-def load_weights_strict(model, state_dict, source="state dict"):
-    """Load with strict key/shape matching (`state_dict_mismatch`), in the model's layout.
-    Raises ValueError with one line naming every missing / unexpected / mis-shaped key.
-    """
-    state_dict = in_model_layout(model, state_dict)
-    problems = state_dict_mismatch(model.state_dict(), state_dict)
-    if problems:
-        raise ValueError(f"{source}: does not match {type(model).__module__}.{type(model).__name__}: {problems}")
-    model.load_state_dict(state_dict, strict=False)
-
-
 def load_model(path, build, device, channels_last="auto", allow_pickle=False):
     """An inference script's network: `build(state_dict)` makes it (the network the file records),
     the weights at `path` load strictly, then eval mode on `device`, channels-last as the
@@ -193,4 +124,4 @@ def load_training_state(path, mmap=False):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint to resume from not found") from None
     except Exception as e:
-        raise ValueError(f"{path}: not a resumable checkpoint of this project ({_reason(e)})") from None
+        raise ValueError(f"{path}: not a resumable checkpoint of this project ({reason(e)})") from None

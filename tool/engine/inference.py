@@ -1,0 +1,174 @@
+"""What the inference scripts share: their flags, output folders checked first, the loader, the
+GPU-to-host overlap, a bounded pool for the per-image outputs (CRF, files), and a stop on
+SIGINT / SIGTERM that leaves every written file whole.
+
+Helper processes end with the process that started them, a kill -9 included
+(tool.engine.runtime.die_with_parent): no orphans holding memory after a killed run.
+"""
+import concurrent.futures as cf
+import functools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from tool.engine.files import remove_temporaries, require_writable
+from tool.engine.runtime import add_run_flags, die_with_parent, group, non_negative_int, usable_cores
+
+
+def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help):
+    """Flags every inference script has (the data set's come from voc12.dataset)."""
+    weights = group(parser, "network and weights")
+    weights.add_argument("--weights", required=True, help=weights_help)
+    weights.add_argument("--network", default=network,
+                         help="the stage's network, as the published command lines give it; the network built "
+                              "(backbone, width, classes) is the one the checkpoint records")
+    group(parser, "data").add_argument("--infer_list", default=None, help=infer_list_help)
+    speed = group(parser, "speed")
+    speed.add_argument("--num_workers", type=non_negative_int, default=8, help="data loader workers")
+    speed.add_argument("--crf_workers", type=non_negative_int, default=None,
+                       help="CRF processes (default: the cores this process may use, less the loader workers)")
+    group(parser, "outputs").add_argument("--overwrite", action="store_true",
+                                          help="recompute images whose outputs exist")
+    add_run_flags(parser, amp_help, compile_flag=False)
+
+
+def prepare_outputs(folders, grace_s=60):
+    """Before the work: the output folders can be written (one line if not), and the write
+    temporaries a killed run left there go (older than `grace_s`, so not those another torchrun
+    rank is writing now)."""
+    require_writable(folders)
+    for folder in folders:
+        for path in remove_temporaries(folder, before=time.time() - grace_s):
+            print(f"removed {path}, left by an interrupted write")
+
+
+def inference_loader(dataset, num_workers, device):
+    """One item at a time, pinned for the GPU, workers that end with this process."""
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
+                      worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+
+
+def lagged_to_host(items, device):
+    """(meta, device tensor) pairs -> (meta, CPU tensor) pairs, one item late: each copy to the
+    host starts asynchronously and is collected after the next item's GPU work is queued, so
+    the GPU computes image i+1 while the host post-processes and writes image i."""
+    pending = None
+    for meta, tensor in items:
+        done = None
+        if device.type == "cuda":
+            tensor = tensor.to("cpu", non_blocking=True)  # pinned, asynchronous
+            done = torch.cuda.Event()
+            done.record()
+        if pending is not None:
+            yield _collect(*pending)
+        pending = (meta, tensor, done)
+    if pending is not None:
+        yield _collect(*pending)
+
+
+def _collect(meta, host, done):
+    if done is not None:
+        done.synchronize()
+    return meta, host
+
+
+def helper_pool(workers, start_method=None):
+    """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it
+    ("spawn" is safe after CUDA started; None is the platform's default)."""
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+class OutputPool:
+    """Where an inference script hands each image's outputs: `workers` helper processes (the
+    CRF), threads with `threads=True` (file writes release the GIL), or inline with 0.
+
+    `submit` blocks while 2 jobs per worker are pending, so memory stays bounded when a fast
+    producer (the GPU) feeds slow consumers (the CRF). A job that raised raises at the next
+    `submit` or on leaving the block; running jobs always finish (no helper is killed while it
+    writes), waiting ones are dropped after an error.
+    """
+
+    def __init__(self, workers, start_method="spawn", threads=False):
+        self.limit, self.pending = 2 * max(1, workers), set()
+        self.executor = None
+        if workers:
+            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, start_method)
+
+    def submit(self, fn, *args):
+        if self.executor is None:
+            fn(*args)
+            return
+        self._reap()
+        while len(self.pending) >= self.limit:
+            cf.wait(self.pending, return_when=cf.FIRST_COMPLETED)
+            self._reap()
+        self.pending.add(self.executor.submit(fn, *args))
+
+    def _reap(self):
+        done = {f for f in self.pending if f.done()}
+        self.pending -= done
+        for future in done:
+            future.result()  # a failed job's exception
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if self.executor is None:
+            return False
+        try:
+            if exc_type is None:
+                cf.wait(self.pending)
+                self._reap()
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        return False
+
+
+def output_pool(crf, crf_workers=None, loader_workers=0):
+    """CRF processes when `crf` (default: the usable cores less the loader's workers), else one
+    thread that writes files."""
+    if not crf:
+        return OutputPool(1, threads=True)
+    return OutputPool(max(1, usable_cores() - loader_workers) if crf_workers is None else crf_workers)
+
+
+class Interruption:
+    """SIGINT / SIGTERM during an inference loop: the loop checks `requested` after each image
+    and stops; what was handed to the writers is finished (every file atomic, none partial), the
+    rest is left for the same command run again. A second signal acts as it would have."""
+
+    def __init__(self):
+        self.signal, self._previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.signal = signum
+        self.__exit__()
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+    @property
+    def requested(self):
+        return self.signal is not None
+
+    def stop(self, written, total, folder):
+        """After the writers are done: the one-line exit of an interrupted run (nothing if none)."""
+        if self.signal is not None:
+            raise SystemExit(f"interrupted by {signal.Signals(self.signal).name}: {written} of {total} images "
+                             f"written to {folder}; run the same command to continue")
