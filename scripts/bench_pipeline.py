@@ -34,11 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import build_network  # noqa: E402
 from tool.cam import multiscale_cam, multiscale_probs  # noqa: E402
 from tool.engine.fingerprint import fingerprint, fingerprint_line, precision  # noqa: E402
-from tool.engine.runtime import (  # noqa: E402
-    autocast,
-    set_precision,
-    usable_cores,  # noqa: E402
-)
+from tool.engine.runtime import autocast, model_forward, set_precision, usable_cores  # noqa: E402
 from tool.losses import seam_losses, segmentation_loss  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
@@ -132,8 +128,8 @@ def measure(args, device):
     img = torch.randn(1, 3, *size)
     passes = flip_scales(img, (0.5, 1.0, 1.5, 2.0), device)
     label = labels[0, :]
-    per_unit["2 CAMs"] = timed(lambda: multiscale_cam(seam, passes, label, size, device, args.amp).cpu(), n, warmup,
-                               device)
+    seam_forward = model_forward(seam, device, args.amp, False)
+    per_unit["2 CAMs"] = timed(lambda: multiscale_cam(seam_forward, passes, label, size).cpu(), n, warmup, device)
     per_unit["2 CRF (2 powers)"] = crf_seconds(size, 2, 10, 2)
 
     aff = build_network("aff", width=width).to(device)
@@ -159,8 +155,8 @@ def measure(args, device):
     per_unit["5 train DeepLab"] = timed(step, n, warmup, device)
     seg.eval()
     passes = flip_scales(img, (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), device)
-    per_unit["5 segment val"] = timed(lambda: multiscale_probs(seg, passes, size, device, args.amp).cpu(), n, warmup,
-                                      device)
+    seg_forward = model_forward(seg, device, args.amp, False)
+    per_unit["5 segment val"] = timed(lambda: multiscale_probs(seg_forward, passes, size).cpu(), n, warmup, device)
     per_unit["5 CRF of val"] = crf_seconds(size, 21, 1, 1)
     return per_unit
 
@@ -178,18 +174,17 @@ def _crf_job(seed):
 def crf_scaling(images):
     """Images/s of stage 2's CRF pool (both powers per image) with 1 .. usable-core processes."""
     from tool.crf import dcrf
-    from tool.engine.inference import BoundedPool
+    from tool.engine.inference import helper_pool
 
     if dcrf is None:
         raise SystemExit("error: the CRF needs pydensecrf (pip install pydensecrf2)")
     base = None
     for workers in range(1, usable_cores() + 1):
-        with BoundedPool(workers, "spawn") as pool:
+        with helper_pool(workers, "spawn") as pool:
             pool.submit(_crf_job, 0).result()  # the processes are up before the clock starts
             t0 = time.perf_counter()
-            for i in range(images):
-                pool.submit(_crf_job, i)
-            pool.join()
+            for _ in pool.map(_crf_job, range(images)):
+                pass
             rate = images / (time.perf_counter() - t0)
         base = base or rate
         print(json.dumps({"bench": "crf_pool", "processes": workers, "images": images, "images_per_s": round(rate, 3),
@@ -234,7 +229,8 @@ def main(argv=None):
     device = torch.device(args.device)
     if args.crf_scaling:
         return crf_scaling(args.crf_scaling)
-    set_precision(device, args.amp, fixed_shapes=True)
+    if device.type == "cuda":
+        set_precision(args.amp, fixed_shapes=True)
     torch.manual_seed(0)
     crf_cores = args.crf_cores or max(1, usable_cores() - 1)
     rows, total = project(measure(args, device), crf_cores)

@@ -40,7 +40,8 @@ CONFIGS = {  # name: (amp, channels_last, compile, fused SGD, precision flags)
 
 def apply_precision(device, amp, flags, fixed_shapes):
     if flags == "ours":
-        set_precision(device, amp, fixed_shapes)
+        if device.type == "cuda":
+            set_precision(amp, fixed_shapes)
     elif device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = False

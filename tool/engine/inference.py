@@ -77,11 +77,24 @@ def _collect(meta, host, done):
     return meta, host
 
 
+class HelperPool(cf.ProcessPoolExecutor):
+    """Helpers start (inside `submit`) with Ctrl-C blocked, and die_with_parent ignores it before
+    unblocking: one pressed while a spawned interpreter starts up (seconds) would otherwise kill
+    it half-started and break the pool."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def helper_pool(workers, start_method=None):
     """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it
     ("spawn" is safe after CUDA started; None is the platform's default)."""
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method),
-                                  initializer=die_with_parent, initargs=(os.getpid(),))
+    return HelperPool(workers, mp_context=multiprocessing.get_context(start_method), initializer=die_with_parent,
+                      initargs=(os.getpid(),))
 
 
 class OutputPool:

@@ -184,7 +184,8 @@ def die_with_parent(parent_pid, *_ignored):
     """Initialiser of a helper process (loader worker, CRF pool): it ignores Ctrl-C (the main
     process decides what stops), and Linux kills it when its parent ends, a kill -9 included.
     Extra arguments (a loader's worker id) are ignored, so it serves as worker_init_fn."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a pending one (tool.engine.inference.HelperPool) drops
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):  # another libc: no orphan guard
