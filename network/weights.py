@@ -33,9 +33,9 @@ def load_state_dict_file(path, allow_pickle=False):
 
 
 def reason(e, limit=100):
-    """An exception in a few words: torch's weights-only refusals are paragraphs with the cause inside."""
+    """An exception in a few words: its first sentence (torch's refusals are paragraphs with the cause inside)."""
     text = str(e).split("WeightsUnpickler error:", 1)[-1]
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "").split(". ")[0]
     line = line if len(line) <= limit else line[: limit - 3] + "..."
     return f"{type(e).__name__}: {line}" if line else type(e).__name__
 

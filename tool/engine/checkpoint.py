@@ -3,8 +3,8 @@ script's network, and the resumable training state (RNG states included). Readin
 file strictly and pickle-free is network.weights'."""
 import os
 import random
-import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -46,32 +46,25 @@ class BackgroundSaver:
     """
 
     def __init__(self):
-        self._thread = None
-        self._error = None
+        self._executor, self._writing = ThreadPoolExecutor(1), None
 
     def save(self, state, path, previous=None):
         """`previous`: first keep the file now at `path` under this name (a hard link, no copy)."""
         snapshot = to_cpu(state)
         self.wait()
-        self._thread = threading.Thread(target=self._write, args=(snapshot, path, previous), daemon=True)
-        self._thread.start()
-
-    def _write(self, state, path, previous):
-        try:
-            if previous and os.path.exists(path):
-                keep_as(path, previous)
-            with atomic_path(path) as tmp:
-                torch.save(state, tmp)
-        except BaseException as e:  # reported by wait() on the training thread
-            self._error = e
+        self._writing = self._executor.submit(_write, snapshot, path, previous)
 
     def wait(self):
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+
+def _write(state, path, previous):
+    if previous and os.path.exists(path):
+        keep_as(path, previous)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_model(path, build, device, channels_last="auto", allow_pickle=False):
