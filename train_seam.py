@@ -1,12 +1,13 @@
 """Stage 1: train SEAM (ResNet-38 + PCM) with classification, ER and ECR losses on an image
-batch and its 0.3x copy. Writes `<session_name>.pth` (the published checkpoint format)."""
+batch and its transformed copy (published: 0.3x). Writes `<session_name>.pth` (the published
+checkpoint format)."""
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from network import build_network
+from network.seam import PCM_FEATURES
 from network.weights import load_pretrained
 from tool.cam import multiscale_cam, normalize_cams
 from tool.engine.files import require_files
@@ -27,6 +28,7 @@ from tool.imutils import IMAGENET_MEAN, IMAGENET_STD, PUBLISHED_COLOR_JITTER
 from tool.losses import seam_losses
 from tool.metrics import cam_threshold_confusions, iou_from_confusion
 from tool.optim import PolyOptimizer
+from tool.transforms import TRANSFORMS, parse_transform, step_generator
 from tool.vis import denormalize, load_label_png, max_cam_overlay
 from voc12.data import ClsDataset, ClsDatasetMSF, TrainClsTransform
 from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args, split_list
@@ -48,12 +50,28 @@ def get_parser():
     method.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
     method.add_argument("--resize_long", type=count, nargs=2, default=(448, 768), metavar=("MIN", "MAX"),
                         help="random resize of the long side into [MIN, MAX] before the crop")
-    method.add_argument("--scale_factor", type=positive, default=0.3, help="size of the second branch")
+    method.add_argument("--transform", default=None,
+                        help=f"the equivariant transformation A of the second branch, one of {', '.join(TRANSFORMS)} "
+                             "with its value (rescale:0.3, flip, rotate:15 degrees, translate:0.1 of the side), a "
+                             "range drawn per step (rotate:-15..15), or several composed with + (rescale:0.5+flip); "
+                             "default: rescale:<--scale_factor>")
+    method.add_argument("--scale_factor", type=positive, default=0.3,
+                        help="size of the second branch: the published spelling of --transform rescale:F")
     method.add_argument("--color_jitter", type=non_negative, nargs=4, default=PUBLISHED_COLOR_JITTER,
                         metavar=("BRIGHTNESS", "CONTRAST", "SATURATION", "HUE"), help="ColorJitter strengths")
     method.add_argument("--no_er", action="store_true", help="ablation: no equivariant regularisation")
-    method.add_argument("--no_ecr", action="store_true", help="ablation: no equivariant cross regularisation")
+    method.add_argument("--no_ecr", action="store_true",
+                        help="ablation: no equivariant cross regularisation (PCM then learns from its min-pool "
+                             "term alone)")
     method.add_argument("--no_pcm", action="store_true", help="ablation: plain fc8 CAM, no PCM (and no min-pool term)")
+    method.add_argument("--single_branch", action="store_true",
+                        help="ablation: the plain-CAM baseline: one image, no second branch, classification loss "
+                             "only (no ER, ECR or PCM)")
+    method.add_argument("--ecr_top_ratio", type=positive, default=0.2,
+                        help="ECR averages the largest this fraction of its per-pixel differences (at most 1)")
+    method.add_argument("--pcm_features", default=PCM_FEATURES,
+                        help="what PCM's embedding sees: some of image, conv4, conv5 (comma-separated; the "
+                             "checkpoint records it)")
     for term, what in LOSS_TERMS.items():
         method.add_argument(f"--{term}_weight", type=non_negative, default=1.0,
                             help=f"weight of the {what} in the loss")
@@ -65,27 +83,34 @@ def get_parser():
 
 
 class TwoBranch(nn.Module):
-    """Both SEAM branches in one call, the image and its `scale_factor` copy, so that DDP and
-    torch.compile see one forward per step: (cam1, cam_rv1, cam2, cam_rv2)."""
+    """Both SEAM branches in one call, the image and its copy A(I) under the step's `transform`
+    (tool.transforms; None: one branch), so that DDP and torch.compile see one forward per step:
+    (cam1, cam_rv1, cam2, cam_rv2), the last two None for one branch."""
 
-    def __init__(self, net, scale_factor):
+    def __init__(self, net):
         super().__init__()
-        self.net, self.scale_factor = net, scale_factor
+        self.net = net
 
-    def forward(self, img):  # N, 3, H, W
-        img2 = F.interpolate(img, scale_factor=self.scale_factor, mode="bilinear", align_corners=True)
-        return (*self.net(img), *self.net(img2))
+    def forward(self, img, transform):  # N, 3, H, W
+        return (*self.net(img), *(self.net(transform.image(img)) if transform is not None else (None, None)))
 
 
 def run(args):
+    if args.single_branch and args.transform:
+        raise ValueError("--single_branch has no second branch to transform: leave out --transform")
+    if args.ecr_top_ratio > 1:
+        raise ValueError(f"--ecr_top_ratio {args.ecr_top_ratio}: a fraction, at most 1")
+    transform = parse_transform(args.transform or f"rescale:{args.scale_factor}")
+    use_pcm = not (args.no_pcm or args.single_branch)
     device = setup_device(args.device, args.amp, fixed_shapes=True, deterministic=args.deterministic)
     torch.manual_seed(args.seed)
     data = dataset_from_args(args)
     model = build_network(args.network, stage="seam", backbone=args.backbone, width=args.width,
-                          frozen=not args.unfreeze, num_classes=data.num_classes, use_pcm=not args.no_pcm)
-    transform = TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter))
+                          frozen=not args.unfreeze, num_classes=data.num_classes, use_pcm=use_pcm,
+                          pcm_features=args.pcm_features)
+    augment = TrainClsTransform(args.crop_size, tuple(args.resize_long), tuple(args.color_jitter))
     args.train_list = split_list(args.train_list, data, "train_aug")
-    dataset = ClsDataset(args.train_list, data, args.cls_labels, transform=transform)
+    dataset = ClsDataset(args.train_list, data, args.cls_labels, transform=augment)
     skipped = dataset.check_images(args.skip_bad_images)  # every input checked before anything is written
     val_data = None
     if args.val_list:
@@ -98,14 +123,17 @@ def run(args):
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   fused=device.type == "cuda")
         run.resume(optimizer)
-        forward = run.wrap(TwoBranch(model, args.scale_factor))
+        forward = run.wrap(TwoBranch(model))
         for _, img, label in run.batches():
             img, label = to_input(img, device, run.channels_last), label.to(device, non_blocking=True)
+            # this step's A: a range's value from a generator of (seed, step), the same on every process
+            step_transform = None if args.single_branch else transform.draw(step_generator(args.seed, run.step))
             with autocast(device, args.amp):
-                cam1, cam_rv1, cam2, cam_rv2 = forward(img)
+                cams = forward(img, step_transform)
+            cam1, cam_rv1, cam2, cam_rv2 = (c if c is None else c.float() for c in cams)
             terms = seam_losses(
-                cam1.float(), cam_rv1.float(), cam2.float(), cam_rv2.float(), label,
-                use_er=not args.no_er, use_ecr=not args.no_ecr, use_min_pool=not args.no_pcm, weights=loss_weights,
+                cam1, cam_rv1, cam2, cam_rv2, label, use_er=not args.no_er, use_ecr=not args.no_ecr,
+                use_min_pool=use_pcm, top_ratio=args.ecr_top_ratio, weights=loss_weights, transform=step_transform,
             )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()

@@ -10,8 +10,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 SOURCES = [*glob.glob(os.path.join(ROOT, "*.py")), *glob.glob(os.path.join(ROOT, "scripts", "*")),
-           *glob.glob(os.path.join(ROOT, "tool", "**", "*.py"), recursive=True), *glob.glob(os.path.join(ROOT, "network", "*.py")),
-           *glob.glob(os.path.join(ROOT, "voc12", "*.py")), *glob.glob(os.path.join(ROOT, "tests", "*.py"))]
+           *glob.glob(os.path.join(ROOT, "tool", "**", "*.py"), recursive=True),
+           *glob.glob(os.path.join(ROOT, "network", "*.py")), *glob.glob(os.path.join(ROOT, "voc12", "*.py")),
+           *glob.glob(os.path.join(ROOT, "tests", "*.py"))]
 
 
 # flags of other tools the pages show (torchrun, pip, ruff)

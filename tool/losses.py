@@ -39,17 +39,26 @@ def min_pool_loss(cam_rv, labels):
     return F.relu(smallest).sum() / (k * n)
 
 
-def er_loss(cam1_norm, cam2_norm):
-    """Equivariant regularisation: mean |cam1 - cam2| over the foreground channels (same size)."""
-    return torch.mean(torch.abs(cam1_norm[:, 1:] - cam2_norm[:, 1:]))
+def er_loss(cam1_norm, cam2_norm, valid=None):
+    """Equivariant regularisation: mean |cam1 - cam2| over the foreground channels (same size),
+    and over the `valid` pixels ((1, 1, h, w) bool; None: all)."""
+    diff = torch.abs(cam1_norm[:, 1:] - cam2_norm[:, 1:])
+    if valid is None:
+        return torch.mean(diff)
+    return (diff * valid).sum() / (valid.sum() * diff.shape[0] * diff.shape[1])
 
 
-def ecr_term(cam_target, cam_rv_norm, top_ratio=0.2):
-    """Mean of the top `top_ratio` of |onehot(target) - cam_rv| per image, over all C channels."""
+def ecr_term(cam_target, cam_rv_norm, top_ratio=0.2, valid=None):
+    """Mean of the top `top_ratio` of |onehot(target) - cam_rv| per image, over all C channels
+    (and the `valid` pixels only: k is taken of them)."""
     n, c, h, w = cam_rv_norm.shape
-    diff = torch.abs(max_onehot(with_background(cam_target[:, 1:], dim=1)).detach() - cam_rv_norm).reshape(n, -1)
-    k = int(c * h * w * top_ratio)
-    return torch.mean(torch.topk(diff, k=k, dim=-1)[0])
+    diff = torch.abs(max_onehot(with_background(cam_target[:, 1:], dim=1)).detach() - cam_rv_norm)
+    pixels = h * w
+    if valid is not None:
+        diff = diff.masked_fill(~valid, -1.0)  # below every kept difference (>= 0): never in the top k
+        pixels = int(valid.sum())
+    k = max(1, int(c * pixels * top_ratio))
+    return torch.mean(torch.topk(diff.reshape(n, -1), k=k, dim=-1)[0])
 
 
 def weighted_sum(terms, weights=None):
@@ -60,28 +69,43 @@ def weighted_sum(terms, weights=None):
 
 
 def seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels, use_er=True, use_ecr=True, use_min_pool=True, top_ratio=0.2,
-                weights=None):
-    """All SEAM loss terms for a batch and its downscaled copy.
+                weights=None, transform=None):
+    """All SEAM loss terms for a batch and its transformed copy.
 
-    cam1/cam_rv1: outputs on the images (N, C, H, W); cam2/cam_rv2: on the downscaled copy
-    (N, C, h, w); labels (N, C-1) multi-hot. Returns a dict of the raw (unweighted) scalar terms
-    and `loss`, their sum weighted by `weights` (name -> factor; 1.0 each as published).
-    ER and ECR compare branch 1 resized to branch 2's size, after max-norm and label masking
-    (background label always 1).
+    cam1/cam_rv1: outputs on the images (N, C, H, W); cam2/cam_rv2: on the copy A(I) (N, C, h, w);
+    labels (N, C-1) multi-hot. Returns a dict of the raw (unweighted) scalar terms and `loss`,
+    their sum weighted by `weights` (name -> factor; 1.0 each as published).
+    ER and ECR compare branch 1 carried into branch 2's frame by `transform` (tool.transforms,
+    fixed for the step; None: the published resize to branch 2's size) with branch 2, after
+    max-norm and label masking (background label always 1), over the pixels it says are valid.
+    cam2 None: one branch (the plain-CAM baseline), its classification and min-pool terms.
     """
+    if cam2 is None:
+        terms = {"cls": classification_loss(cam1, labels)}
+        if use_min_pool:
+            terms["min_pool"] = min_pool_loss(cam_rv1, labels)
+        terms["loss"] = weighted_sum(terms, weights)
+        return terms
     size = cam2.shape[2:]
     mask = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)[:, :, None, None]
+    valid = None if transform is None else transform.valid(size, cam2.device)
+
+    def to_branch2(maps):  # A(F(I)): branch 1's maps in branch 2's frame
+        if transform is None:
+            return F.interpolate(maps, size, mode="bilinear", align_corners=True)
+        return transform.maps(maps, size)
+
     terms = {"cls": (classification_loss(cam1, labels) + classification_loss(cam2, labels)) / 2}
     if use_min_pool:
         terms["min_pool"] = (min_pool_loss(cam_rv1, labels) + min_pool_loss(cam_rv2, labels)) / 2
-    cam1_n = F.interpolate(max_norm(cam1), size, mode="bilinear", align_corners=True) * mask
+    cam1_n = to_branch2(max_norm(cam1)) * mask
     cam2_n = max_norm(cam2) * mask
     if use_er:
-        terms["er"] = er_loss(cam1_n, cam2_n)
+        terms["er"] = er_loss(cam1_n, cam2_n, valid)
     if use_ecr:
-        cam_rv1_n = F.interpolate(max_norm(cam_rv1), size, mode="bilinear", align_corners=True) * mask
+        cam_rv1_n = to_branch2(max_norm(cam_rv1)) * mask
         cam_rv2_n = max_norm(cam_rv2) * mask
-        terms["ecr"] = ecr_term(cam2_n, cam_rv1_n, top_ratio) + ecr_term(cam1_n, cam_rv2_n, top_ratio)
+        terms["ecr"] = ecr_term(cam2_n, cam_rv1_n, top_ratio, valid) + ecr_term(cam1_n, cam_rv2_n, top_ratio, valid)
     terms["loss"] = weighted_sum(terms, weights)
     return terms
 
