@@ -62,8 +62,9 @@ class Transformation:
         """(1, 1, *size) bool: output pixels whose source lies inside the frame; None when all do."""
         if not self.moves_pixels_out:
             return None
-        grid = self.grid(size, device)
-        return (grid.abs() <= 1).all(dim=-1)[:, None]
+        # inside the outermost pixel centres: no zero padding enters the bilinear sample
+        limit = torch.tensor([1 - 1 / size[1], 1 - 1 / size[0]], device=device) + 1e-6
+        return (self.grid(size, device).abs() <= limit).all(dim=-1)[:, None]
 
     def __repr__(self):
         value = self.value
