@@ -126,8 +126,8 @@ def run(args):
             with autocast(device, args.amp):
                 logits = forward(img)
             # label values were checked by the data workers: no GPU sync here
-            count = global_share((label != 255).sum())
-            terms = {"loss": segmentation_loss(logits.float(), label, check_labels=False, count=count)}
+            labelled = global_share((label != 255).sum())
+            terms = {"loss": segmentation_loss(logits.float(), label, check_labels=False, count=labelled)}
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

@@ -199,8 +199,17 @@ def main(argv=None):
         raise SystemExit(f"error: {e}") from None
     fd, tmp = tempfile.mkstemp(suffix=".pth", dir=os.path.dirname(os.path.abspath(args.out)))
     os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, args.out)  # complete or absent
+    try:  # complete or absent
+        torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the group
+        os.replace(tmp, args.out)
+    except (OSError, RuntimeError) as e:
+        raise SystemExit(f"error: {args.out}: cannot write ({reason(e)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     print(f"wrote {args.out} ({len(state)} tensors)")
 
 

@@ -2,7 +2,6 @@
 writers are tool.engine.files.save_label_png / save_image."""
 import os
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -63,6 +62,8 @@ def colorize(label):
 
 def jet(values):
     """[0, 1] array -> (..., 3) uint8 RGB with OpenCV's jet colour map (blue = 0, red = 1)."""
+    import cv2  # here: a stage script runs without OpenCV's libraries (libGL)
+
     levels = np.round(np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
     return cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_JET)[:, 0, ::-1].reshape(*levels.shape, 3)
 

@@ -55,9 +55,11 @@ class BackgroundSaver:
         self._writing = self._executor.submit(_write, snapshot, path, previous)
 
     def wait(self):
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.result()
+        if self._writing is not None:
+            error = self._writing.exception()  # a Ctrl-C while waiting leaves the write pending
+            self._writing = None
+            if error is not None:
+                raise error
 
 
 def _write(state, path, previous):

@@ -89,6 +89,10 @@ class HelperPool(cf.ProcessPoolExecutor):
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
+    def __exit__(self, exc_type, *exc):
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)  # fail fast: the waiting jobs go
+        return False
+
 
 def helper_pool(workers, start_method=None):
     """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it

@@ -10,6 +10,7 @@ The argparse types check numbers where they are parsed (exit status 2, before an
 Without torchrun (no WORLD_SIZE in the environment) this process is rank 0 of 1.
 """
 import argparse
+import atexit
 import contextlib
 import ctypes
 import math
@@ -33,21 +34,27 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """The description as written, every flag with its default."""
 
 
+# the --help groups, in the order a researcher scans them (one without flags is not shown)
+GROUPS = ("data", "network and weights", "method", "optimisation", "speed", "outputs", "faults")
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with every flag's default in --help and the error on one line (`error: ...`,
-    exit status 2), not behind the usage."""
+    """argparse with every flag's default in --help, the flags in GROUPS, and the error on one
+    line (`error: ...`, exit status 2), not behind the usage."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        for title in GROUPS:
+            self.add_argument_group(title)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def group(parser, title):
-    """The --help group `title` of `parser`, made on first use: each flag is defined in its group
-    (data, network and weights, method, optimisation, speed, outputs, faults)."""
+    """The --help group `title` of `parser` (one of GROUPS for ours; made on first use for any
+    other parser), so that each flag is defined in its group."""
     return next((g for g in parser._action_groups if g.title == title), None) or parser.add_argument_group(title)
 
 
@@ -211,6 +218,7 @@ def setup_device(name=None, amp="auto", fixed_shapes=False, deterministic=False)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            atexit.register(dist.destroy_process_group)  # NCCL warns of leaked resources without it
     if device.type == "cuda":
         set_precision(amp, fixed_shapes)
     if deterministic:

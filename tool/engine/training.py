@@ -272,21 +272,44 @@ class AverageMeter:
 
 
 @contextlib.contextmanager
-def session_lock(path):
-    """One writer per session: an exclusive flock on `path`, which the kernel releases when the
-    holder ends, however it ends (a kill -9 included). The file stays, naming its last holder."""
+def session_lock(path, warn=print):
+    """One writer per session: an exclusive flock on `path` (naming its holder), which the kernel
+    releases when the holder ends, however it ends (a kill -9 included); removed at the end. On
+    a file system without flock (some Lustre, FUSE or CIFS mounts) the run goes on unlocked,
+    after a warning; NFS mounted with local locks locks each host on its own."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+") as f:
+    while True:
+        try:
+            f = open(path, "a+")
+        except OSError as e:
+            raise ValueError(f"{path}: cannot open the session lock ({e.strerror})") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another run"
+            f.close()
             raise ValueError(f"{path}: the session is being written by {holder}; wait for that run to end") from None
+        except OSError as e:
+            warn(f"warning: {path}: this file system cannot lock ({e.strerror}): nothing stops a second run of "
+                 "this session")
+            with f:
+                yield
+            return
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break  # not a file its last holder removed while this run opened it
+        except FileNotFoundError:
+            pass
+        f.close()
+    with f:
         f.truncate(0)
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
-        yield
+        try:
+            yield
+        finally:
+            os.remove(path)  # still held: a run that opens it now finds it gone and tries again
 
 
 # ---------------------------------------------------------------- the session
@@ -362,15 +385,19 @@ class TrainingRun:
                 raise ValueError(f"{self.source}: not a checkpoint of this network ({problems})")
 
     def __enter__(self):
+        try:
+            return self._enter()
+        except BaseException:
+            self._stack.close()  # the lock, the log
+            raise
+
+    def _enter(self):
         stack, args = self._stack, self.args
         if self.is_main:
-            stack.enter_context(session_lock(args.session_name + ".lock"))
+            stack.enter_context(session_lock(args.session_name + ".lock", warn=print))
         self.logger = stack.enter_context(RunLogger(self.log_dir, args.session_name.replace("/", "_"), vars(args),
                                                     enabled=self.is_main))
         stack.callback(self.saver.wait)  # a checkpoint being written is complete before anything else happens
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                stack.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
         environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
         self.logger.record("environment: " + json.dumps(environment))
         self.logger.info(f"environment: {fingerprint_line(environment)}")
@@ -434,6 +461,12 @@ class TrainingRun:
             self.logger.info(f"skipped {line}")
         procs = f", {self.world_size} processes" if self.world_size > 1 else ""
         self.logger.info(f"{len(self.dataset)} images, {self.max_step} steps, device {self.device}{procs}")
+        # SIGINT / SIGTERM from here on end the step and checkpoint (before: they stop at once);
+        # the handlers go back once the last checkpoint being written is complete.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._stack.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
+        self._stack.callback(self.saver.wait)
         args = self.args
         plan = StepBatches(len(self.dataset), args.batch_size, args.seed, self.step, self.max_step, self.rank,
                            self.world_size)
