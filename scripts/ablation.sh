@@ -16,8 +16,9 @@
 #   flip, rotate, translate, rescale_0.5, rescale_0.7, rescale_0.5+flip: the full method under
 #                  another equivariant transformation (train_seam.py --transform)
 # Other settings: SEEDS (default "0 1"), WORK_DIR (default work_ablation), PARALLEL cells at a
-# time (default 2 on the CPU, one thread each; on VOC one per entry of GPUS). Anything after the
-# arguments goes to every train_seam.py.
+# time (default 2 on the CPU, one thread each; on VOC one per entry of GPUS), PRETRAIN (synthetic
+# set: the cells' start instead of training one, e.g. work_demo/pretrain.pth; none: random).
+# Arguments go to every train_seam.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ -z "${SEAM_PYTHON:-}" ]; then source "$here/env.sh"; export SEAM_PYTHON="$PY"; fi
@@ -56,12 +57,13 @@ if [ "$DATA" = toy ]; then
   common=("${data[@]}" --train_list "$train_list" --device "${DEMO_DEVICE:-cpu}" --width "$WIDTH"
           --batch_size "$BATCH" --num_workers 0 --unfreeze --no_dropout --momentum 0.9 --log_interval 50
           --crop_size "$SIZE" --resize_long "$SIZE" $((SIZE * 5 / 3)))
-  if [ ! -f "$WORK_DIR/pretrain.pth" ]; then
+  start_weights="${PRETRAIN:-$WORK_DIR/pretrain.pth}"  # PRETRAIN: another stand-in (the demo's), or none
+  if [ -z "${PRETRAIN:-}" ] && [ ! -f "$start_weights" ]; then
     echo "== stage 0: a plain CAM classifier on the image labels, the cells' common start"
     "$PY" "$SEAM_ROOT/train_seam.py" "${common[@]}" --single_branch --session_name "$WORK_DIR/pretrain" --weights none \
       --max_epoches "${DEMO_PRE_EPOCHS:-10}" --lr 0.01 --seed 0
   fi
-  train=("${common[@]}" --weights "$WORK_DIR/pretrain.pth" --max_epoches "${DEMO_CAM_EPOCHS:-4}" --lr 0.001)
+  train=("${common[@]}" --weights "$start_weights" --max_epoches "${DEMO_CAM_EPOCHS:-4}" --lr 0.001)
   infer=("${data[@]}" --device "${DEMO_DEVICE:-cpu}" --num_workers 0)
   PARALLEL="${PARALLEL:-2}"
   export OMP_NUM_THREADS=1

@@ -75,3 +75,22 @@ def test_the_runner_checks_its_settings_before_any_work(tmp_path, env, says):
                           env={**os.environ, "WORK_DIR": str(tmp_path / "w"), "SEAM_PYTHON": sys.executable, **env},
                           cwd=tmp_path)
     assert done.returncode == 2 and says in done.stderr and not (tmp_path / "w" / "toy").exists()
+
+
+def test_the_runner_on_a_tiny_grid_writes_each_cell_then_the_table_and_plot(tmp_path):
+    work = tmp_path / "w"
+    env = {**os.environ, "WORK_DIR": str(work), "SEAM_PYTHON": sys.executable, "SETTINGS": "seam", "SEEDS": "0 1",
+           "PRETRAIN": "none", "DEMO_N_TRAIN_AUG": "4", "DEMO_N_TRAIN": "2", "DEMO_N_VAL": "1", "DEMO_SIZE": "32",
+           "DEMO_WIDTH": "0.03125", "DEMO_CAM_EPOCHS": "1", "DEMO_BATCH": "2", "DEMO_CLASSES": "2"}
+    script = os.path.join(ROOT, "scripts", "ablation.sh")
+    done = subprocess.run(["bash", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = {seed: json.loads((work / "seam" / f"seed_{seed}" / "cam.json").read_text())["miou"] for seed in (0, 1)}
+    row = next(line for line in (work / "ablation.md").read_text().splitlines() if line.startswith("| seam "))
+    assert f"0: {cells[0]:.2f}, 1: {cells[1]:.2f}" in row
+    assert f"{np.mean(list(cells.values())):.2f} +- {np.std(list(cells.values())):.2f}" in row
+    assert json.loads((work / "ablation.json").read_text())["rows"][0]["per_seed"] == {"0": round(cells[0], 2),
+                                                                                      "1": round(cells[1], 2)}
+    assert Image.open(work / "ablation.png").size[0] > 0
+    again = subprocess.run(["bash", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and again.stdout.count("done before") == 2  # a finished cell is not run again
