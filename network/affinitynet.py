@@ -43,6 +43,8 @@ class AffinityNet(StageNet):
     def pair_indices(self, grid_hw, device):
         key = (tuple(grid_hw), str(device))
         if key not in self._pairs:
+            if len(self._pairs) >= 8:  # COCO has many grid sizes: keep the last few on the device
+                self._pairs.pop(next(iter(self._pairs)))
             ind_from, ind_to = get_indices_of_pairs(effective_radius(self.radius, grid_hw), grid_hw)
             self._pairs[key] = (torch.from_numpy(ind_from).to(device), torch.from_numpy(ind_to).to(device))
         return self._pairs[key]

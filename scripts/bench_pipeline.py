@@ -34,7 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from network import build_network  # noqa: E402
 from tool.cam import multiscale_cam, multiscale_probs  # noqa: E402
 from tool.engine.fingerprint import fingerprint, fingerprint_line, precision  # noqa: E402
-from tool.engine.runtime import autocast, model_forward, set_precision, usable_cores  # noqa: E402
+from tool.engine.runtime import (  # noqa: E402
+    autocast,
+    channels_last_enabled,
+    model_forward,
+    set_precision,
+    to_device,
+    to_input,
+    usable_cores,
+)
 from tool.losses import seam_losses, segmentation_loss  # noqa: E402
 from tool.optim import PolyOptimizer  # noqa: E402
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label  # noqa: E402
@@ -70,9 +78,9 @@ def timed(fn, n, warmup, device):
     return (time.perf_counter() - t0) / n
 
 
-def train_step(model, forward, loss_fn, batch, crop, device, amp):
+def train_step(model, forward, loss_fn, batch, crop, device, amp, channels_last):
     opt = PolyOptimizer(model.get_parameter_groups(), 0.01, 5e-4, max_step=10**6, fused=device.type == "cuda")
-    x = torch.randn(batch, 3, crop, crop, device=device)
+    x = to_input(torch.randn(batch, 3, crop, crop), device, channels_last)
     model.train()
 
     def step():
@@ -86,12 +94,12 @@ def train_step(model, forward, loss_fn, batch, crop, device, amp):
     return step
 
 
-def flip_scales(img, scales, device):
+def flip_scales(img, scales):
     h, w = img.shape[2:]
     out = []
     for s in scales:
         x = F.interpolate(img, (round(h * s), round(w * s)), mode="bilinear", align_corners=False)
-        out.append(torch.cat([x, x.flip(-1)]).to(device))
+        out.append(torch.cat([x, x.flip(-1)]))  # to the device (and memory format) in model_forward
     return out
 
 
@@ -118,26 +126,30 @@ def measure(args, device):
     labels[:, 0] = 1
     per_unit = {}
 
+    from tool.transforms import Rescale
     from train_seam import TwoBranch
 
-    seam = build_network("seam", width=width).to(device)
-    step = train_step(seam, TwoBranch(seam, 0.3), lambda out: seam_losses(*(o.float() for o in out), labels)["loss"],
-                      8, crop, device, args.amp)
+    channels_last = channels_last_enabled(device, "auto")  # the memory format the stage scripts run in
+    seam = to_device(build_network("seam", width=width), device, channels_last)
+    two = TwoBranch(seam)
+    step = train_step(seam, lambda x: two(x, Rescale(0.3)),
+                      lambda out: seam_losses(*(o.float() for o in out), labels)["loss"], 8, crop, device, args.amp,
+                      channels_last)
     per_unit["1 train SEAM"] = timed(step, n, warmup, device)
     seam.eval()
     img = torch.randn(1, 3, *size)
-    passes = flip_scales(img, (0.5, 1.0, 1.5, 2.0), device)
+    passes = flip_scales(img, (0.5, 1.0, 1.5, 2.0))
     label = labels[0, :]
-    seam_forward = model_forward(seam, device, args.amp, False)
+    seam_forward = model_forward(seam, device, args.amp, channels_last)
     per_unit["2 CAMs"] = timed(lambda: multiscale_cam(seam_forward, passes, label, size).cpu(), n, warmup, device)
     per_unit["2 CRF (2 powers)"] = crf_seconds(size, 2, 10, 2)
 
-    aff = build_network("aff", width=width).to(device)
-    step = train_step(aff, aff, lambda out: out.float().mean(), 8, crop, device, args.amp)
+    aff = to_device(build_network("aff", width=width), device, channels_last)
+    step = train_step(aff, aff, lambda out: out.float().mean(), 8, crop, device, args.amp, channels_last)
     per_unit["3 train AffinityNet"] = timed(step, n, warmup, device)
     aff.eval()
     ph, pw = 8 * -(-size[0] // 8), 8 * -(-size[1] // 8)
-    x = torch.randn(1, 3, ph, pw, device=device)
+    x = to_input(torch.randn(1, 3, ph, pw), device, channels_last)
     cams = np.random.default_rng(0).random((2, *size)).astype(np.float32)
 
     def walk():
@@ -148,14 +160,14 @@ def measure(args, device):
 
     per_unit["4 walk"] = timed(walk, n, warmup, device)
 
-    seg = build_network("seg", width=width, frozen=False).to(device)
+    seg = to_device(build_network("seg", width=width, frozen=False), device, channels_last)
     target = torch.randint(0, 21, (10, crop, crop), device=device)
     step = train_step(seg, seg, lambda out: segmentation_loss(out.float(), target, check_labels=False), 10, crop,
-                      device, args.amp)
+                      device, args.amp, channels_last)
     per_unit["5 train DeepLab"] = timed(step, n, warmup, device)
     seg.eval()
-    passes = flip_scales(img, (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), device)
-    seg_forward = model_forward(seg, device, args.amp, False)
+    passes = flip_scales(img, (0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+    seg_forward = model_forward(seg, device, args.amp, channels_last)
     per_unit["5 segment val"] = timed(lambda: multiscale_probs(seg_forward, passes, size).cpu(), n, warmup, device)
     per_unit["5 CRF of val"] = crf_seconds(size, 21, 1, 1)
     return per_unit

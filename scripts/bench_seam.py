@@ -64,10 +64,15 @@ def train_step(forward, opt, x, labels, device, amp):
 
 def bench_train(model, device, amp, batch, crop, steps, warmup, compile_model=False, fused=False):
     """images/s of the stage-1 step (both branches, every loss, backward, SGD) on fixed data."""
+    from tool.transforms import Rescale
     from train_seam import TwoBranch
 
     opt = PolyOptimizer(model.get_parameter_groups(), 0.01, 5e-4, max_step=10**6, fused=fused)
-    forward = TwoBranch(model, 0.3)
+    two, published = TwoBranch(model), Rescale(0.3)
+
+    def forward(x):
+        return two(x, published)
+
     if compile_model:
         forward = torch.compile(forward)
     x = torch.randn(batch, 3, crop, crop, device=device)
@@ -93,6 +98,7 @@ def train_flops(backbone, width, frozen, device, batch, crop):
     """FLOPs of one stage-1 training step (forward and backward), counted on the device."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from tool.transforms import Rescale
     from train_seam import TwoBranch
 
     model = seam_net(backbone, width, frozen).to(device).train()
@@ -100,7 +106,7 @@ def train_flops(backbone, width, frozen, device, batch, crop):
     labels = torch.zeros(batch, NUM_CLASSES - 1, device=device)
     labels[:, 0] = 1
     with FlopCounterMode(display=False) as counter:
-        cam1, rv1, cam2, rv2 = TwoBranch(model, 0.3)(x)
+        cam1, rv1, cam2, rv2 = TwoBranch(model)(x, Rescale(0.3))
         seam_losses(cam1, rv1, cam2, rv2, labels)["loss"].backward()
     return counter.get_total_flops()
 

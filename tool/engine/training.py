@@ -536,6 +536,9 @@ class TrainingRun:
         if not self.is_main:
             return
         states = random.getstate(), np.random.get_state()
+        # Each held-out image has its own size: no cuDNN autotuning per shape, and the algorithms
+        # infer_seam.py / infer_seg.py run with (they never autotune), so the scores agree.
+        autotune, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.model.eval()
             try:
@@ -544,6 +547,7 @@ class TrainingRun:
                 self.model.train()
                 random.setstate(states[0])
                 np.random.set_state(states[1])
+                torch.backends.cudnn.benchmark = autotune
         self.logger.info(f"val step {self.step}: " + ", ".join(
             f"{name} mIoU {s['miou']:.2f}" + (f" (t={s['t']:.2f})" if s.get("t") is not None else "")
             for name, s in scores.items()))
