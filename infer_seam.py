@@ -184,9 +184,9 @@ def run(args):
                 keys_host = keys_host.pin_memory()
             yield (item, keys), total[keys_host.to(device, non_blocking=True)]
 
-    # every output of an image (CAM, CRF maps, PNG) is written on the pool's processes
+    # every output of an image (CAM, CRF maps, PNG) is written on the pool: CRF processes, else a thread
     with Interruption() as interruption:
-        with output_pool(True, args.crf_workers, args.num_workers) as pool:
+        with output_pool(bool(crf_alphas), args.crf_workers, args.num_workers) as pool:
             batches = progress(loader, desc="infer_seam", enabled=is_main())
             for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
                 cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting

@@ -10,7 +10,6 @@ Frozen (the ImageNet recipe): every BN on its ImageNet statistics, conv1 and lay
 """
 import os
 
-import torchvision
 from torch.hub import get_dir
 
 from network.backbone import Backbone, register_backbone, scaled
@@ -26,6 +25,8 @@ class TorchvisionResNet(Backbone):
     classifier_prefix = "fc."  # in torchvision's files, not in the trunk
 
     def __init__(self, width=1.0, frozen=True):
+        import torchvision  # here: every stage script imports this module, few build it (1 s of start-up)
+
         super().__init__(width=width, frozen=frozen)
         net = getattr(torchvision.models, self.arch)(
             weights=None, replace_stride_with_dilation=[False, True, True], width_per_group=scaled(64, width))
@@ -54,6 +55,8 @@ class TorchvisionResNet(Backbone):
         if self.width != 1.0:
             raise ValueError(f"--weights imagenet: torchvision's {self.arch} weights are for --width 1.0, "
                              f"not {self.width}")
+        import torchvision
+
         weights = torchvision.models.get_model_weights(self.arch)[self.imagenet_weights]
         cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
         try:

@@ -142,7 +142,7 @@ TRAIN_LIST="$pseudo" bash "$here/train_seg.sh" "${common[@]}" --crop_size "$crop
 lap "stage 5: train DeepLab"
 head -n 4 "$toy/train.txt" > "$WORK_DIR/figure.txt"
 cat "$toy/val.txt" "$WORK_DIR/figure.txt" > "$WORK_DIR/segment.txt"  # val, and the figure's train images
-LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" "${device[@]}" --num_workers 0
+LIST="$WORK_DIR/segment.txt" bash "$here/infer_seg.sh" "${device[@]}" --num_workers 0 --crf_workers "$CRF_WORKERS"
 LIST="$toy/val.txt" bash "$here/eval_seg.sh" --num_workers 0
 lap "stage 5: segment val + eval"
 

@@ -5,7 +5,7 @@ import torch
 import tool.crf as crf_mod
 from tool.cam import with_background
 from tool.crf import crf_inference, crf_with_alpha, unary_from_probs
-from tool.engine.inference import BoundedPool
+from tool.engine.inference import OutputPool
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 crf_utils = pytest.importorskip("pydensecrf.utils")
@@ -130,28 +130,33 @@ def test_crf_with_alpha_is_crf_over_background_stack():
     np.testing.assert_array_equal(la, crf_inference(img, with_background(cams, 4)))
 
 
-def test_pool_with_workers_matches_inline():
+def _crf_to_file(path, img, probs):
+    np.save(path, crf_inference(img, probs, t=5))
+
+
+def test_pool_with_workers_matches_inline_and_reraises_a_failure(tmp_path):
+    import concurrent.futures as cf
+
     rng = np.random.default_rng(5)
     jobs = [(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8), _random_probs(3, 16, 20, seed=i))
             for i in range(5)]
-    with BoundedPool(0) as pool:
-        inline = [pool.submit(crf_inference, img, probs, t=5).result() for img, probs in jobs]
-    with BoundedPool(2, "spawn", max_pending=2) as pool:
-        futures = [pool.submit(crf_inference, img, probs, t=5) for img, probs in jobs]
-        assert len(pool._pending) <= 2
-    for a, f in zip(inline, futures):
-        np.testing.assert_array_equal(a, f.result())
-
-
-def test_pool_reraises_worker_failure():
+    with OutputPool(0) as pool:
+        for i, (img, probs) in enumerate(jobs):
+            pool.submit(_crf_to_file, tmp_path / f"inline{i}.npy", img, probs)
     bad = np.zeros((2, 3, 3), np.float32)
-    with pytest.raises(ValueError, match="uint8"):
-        with BoundedPool(1, "spawn") as pool:
+    with pytest.raises(ValueError, match="uint8"):  # a job's error, on leaving the block
+        with OutputPool(1, "spawn") as pool:  # one spawned helper for both checks
+            for i, (img, probs) in enumerate(jobs):
+                pool.submit(_crf_to_file, tmp_path / f"pool{i}.npy", img, probs)
+                assert len(pool.pending) <= 2  # bounded: 2 pending jobs per worker
+            cf.wait(pool.pending)
             pool.submit(crf_inference, bad.astype(np.float64), bad)
+    for i in range(len(jobs)):
+        np.testing.assert_array_equal(np.load(tmp_path / f"inline{i}.npy"), np.load(tmp_path / f"pool{i}.npy"))
 
 
 def test_inline_pool_raises_immediately():
-    with BoundedPool(0) as pool, pytest.raises(ValueError, match="uint8"):
+    with OutputPool(0) as pool, pytest.raises(ValueError, match="uint8"):
         pool.submit(crf_inference, np.zeros((2, 2, 3), np.float32), np.zeros((1, 2, 2)))
 
 

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-import infer_seam
 import train_seam
 from network import resnet38_aff, resnet38_seam
 from tool.affinity import effective_radius
-from tool.cam import normalize_cams
-from tool.engine.runtime import set_precision
+from tool.cam import multiscale_cam, normalize_cams
+from tool.engine.runtime import model_forward, set_precision
 from tool.randomwalk import cam_on_grid, random_walk, scores_to_label
 from voc12.toy import generate_toy_voc
 
@@ -19,14 +18,14 @@ def multiscale(model, image, device, amp, channels_last=False):
              (torch.nn.functional.interpolate(image, scale_factor=s, mode="bilinear") for s in (0.5, 1.0, 1.5))]
     label = torch.zeros(20, device=device)
     label[[2, 7, 11]] = 1
-    total = infer_seam.multiscale_cam(model, pairs, label, image.shape[2:], device, amp, channels_last)
+    total = multiscale_cam(model_forward(model, device, amp, channels_last), pairs, label, image.shape[2:])
     return normalize_cams(total.cpu().numpy())[[2, 7, 11]]
 
 
 def test_amp_off_turns_tf32_off(cuda):
-    set_precision(cuda, "off")
+    set_precision("off")
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    set_precision(cuda, "auto")
+    set_precision("auto")
     assert torch.backends.cudnn.allow_tf32
 
 
@@ -36,9 +35,9 @@ def test_cams_on_gpu_fp32_match_cpu_and_bf16_stays_close(cuda, capsys):
     image = torch.randn(1, 3, 160, 224)
     cpu = multiscale(model, image, torch.device("cpu"), "off")
     model.to(cuda)
-    set_precision(cuda, "off")
+    set_precision("off")
     fp32 = multiscale(model, image, cuda, "off")
-    set_precision(cuda, "auto")
+    set_precision("auto")
     bf16 = multiscale(model.to(memory_format=torch.channels_last), image, cuda, "auto", channels_last=True)
     fp32_err = np.abs(fp32 - cpu).max()
     bf16_err = np.abs(bf16 - fp32).mean()

@@ -225,6 +225,8 @@ def stage_chain(kind, root, out):
     evals = {}
     evals["cam"] = evaluation.main([*data, "--list", str(root / "train.txt"), "--predict_dir", str(out / "cam"),
                                     "--gt_dir", gt, "--type", "npz", "--curve", "--num_workers", "1"])
+    evals["crf"] = evaluation.main([*data, "--list", str(root / "train.txt"), "--predict_dir", str(out / "crf_24.0"),
+                                    "--gt_dir", gt, "--type", "crf", "--num_workers", "1"])
     train_aff.main([*data, *small, "--la_crf_dir", str(out / "crf_4.0"), "--ha_crf_dir", str(out / "crf_24.0"),
                     "--session_name", str(out / "aff")])
     infer_aff.main([*data, "--weights", str(out / "aff.pth"), "--cam_dir", str(out / "cam"), "--out_rw",

@@ -10,12 +10,12 @@ import sys
 import pytest
 import torch
 
-from voc12.toy import generate_toy_voc
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs a stage's main() as torchrun would, optionally stopping every rank at the same loss call
-# (a crash mid-run); the checkpoint written before it must survive.
+# (a crash mid-run); the checkpoint written before it must survive. Command lines joined by THEN
+# run one after the other in the same processes (and process group): seconds less per session
+# than starting the ranks again.
 WRAPPER = """
 import os, sys
 sys.path.insert(0, {root!r})
@@ -30,29 +30,32 @@ def counted(*a, **k):
         raise SystemExit("crash for the test")
     return real(*a, **k)
 setattr(stage, loss_name, counted)
-stage.main(sys.argv[2:])
+argv = sys.argv[2:]
+while argv:
+    n = argv.index("{then}") if "{then}" in argv else len(argv)
+    stage.main(argv[:n])
+    argv = argv[n + 1:]
 """
+THEN = "--then--"
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    generate_toy_voc(str(root), n_train_aug=16, n_train=4, n_val=2, size=64, seed=0)
-    wrapper = root / "run_stage.py"
-    wrapper.write_text(WRAPPER.format(root=ROOT))
-    return root
+def wrapper(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wrapper") / "run_stage.py"
+    path.write_text(WRAPPER.format(root=ROOT, then=THEN))
+    return path
 
 
-def launch(toy, stage, nproc, argv, crash_at=0):
+def launch(wrapper, stage, nproc, argv, crash_at=0):
     """The stage under torchrun, as users run it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
            "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           str(toy / "run_stage.py"), stage, *argv]
+           str(wrapper), stage, *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def spawn(toy, stage, nproc, argv, crash_at=0):
+def spawn(wrapper, stage, nproc, argv, crash_at=0):
     """The ranks torchrun would start, started directly with its environment (no launcher process:
     seconds less per run); returns what `launch` does, the ranks' output joined."""
     with socket.socket() as s:
@@ -63,7 +66,7 @@ def spawn(toy, stage, nproc, argv, crash_at=0):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "CRASH_AT_CALL": str(crash_at),
                "PYTHONPATH": ROOT, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
-        procs.append(subprocess.Popen([sys.executable, str(toy / "run_stage.py"), stage, *argv], env=env,
+        procs.append(subprocess.Popen([sys.executable, str(wrapper), stage, *argv], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
     code = max((p.returncode for p in procs), key=abs)
@@ -113,40 +116,41 @@ def check(result):
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, tmp_path):
+def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, wrapper, tmp_path):
     one, two, crashed = tmp_path / "one" / "seam", tmp_path / "two" / "seam", tmp_path / "crashed" / "seam"
+    straight, plain = tmp_path / "straight" / "seam", tmp_path / "plain" / "seam"
     run_here("train_seam", seam_argv(toy, one))
-    result = launch(toy, "train_seam", 2, seam_argv(toy, two))
+    # three sessions in the same two processes (torchrun's launcher: the tests below): without
+    # dropout, as one process; the plain-CAM ablation, which leaves the PCM heads unused (DDP must
+    # not wait for their gradients); with dropout, the uninterrupted run of the resume check
+    result = spawn(wrapper, "train_seam", 2, [*seam_argv(toy, two), THEN,
+                                              *seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step",
+                                                         "2"), THEN,
+                                              *seam_argv(toy, straight, dropout=True)])
     check(result)
-    assert "2 processes" in result.stdout
+    assert "2 processes" in result.stdout and plain.with_suffix(".pth").exists()
     # each rank took 2 of the 4 images of every batch; DDP averaged the gradients
     assert_close_states(weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth")))
 
     # With dropout (each rank its own masks): both ranks stop in step 4 (the 4th loss call),
     # mid-epoch; rank 0 wrote the step-3 checkpoint with every rank's RNG state; the resumed run
     # ends exactly where the uninterrupted one does.
-    straight = tmp_path / "straight" / "seam"
-    check(spawn(toy, "train_seam", 2, seam_argv(toy, straight, dropout=True)))
-    assert spawn(toy, "train_seam", 2, seam_argv(toy, crashed, dropout=True), crash_at=4).returncode != 0
+    assert spawn(wrapper, "train_seam", 2, seam_argv(toy, crashed, dropout=True), crash_at=4).returncode != 0
     assert not crashed.with_suffix(".pth").exists()
     resume = torch.load(str(crashed) + ".resume.pt", weights_only=True)
     assert resume["step"] == 3 and len(resume["rng_ranks"]) == 2
     assert not torch.equal(resume["rng_ranks"][0]["torch"], resume["rng_ranks"][1]["torch"])
-    check(spawn(toy, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt",
+    check(spawn(wrapper, "train_seam", 2, seam_argv(toy, crashed, "--resume", str(crashed) + ".resume.pt",
                                                  dropout=True)))
     assert_close_states(weights(straight.with_suffix(".pth")), weights(crashed.with_suffix(".pth")), exact=True)
 
-    # the plain-CAM ablation leaves the PCM heads unused: DDP must not wait for their gradients
-    plain = tmp_path / "plain" / "seam"
-    check(spawn(toy, "train_seam", 2, seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step", "2")))
 
-
-def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, tmp_path):
+def test_two_processes_train_stage5_bn_groups_as_the_published_two_gpus(toy, wrapper, tmp_path):
     # one process: BN statistics over two halves of each batch of 4 (--bn_groups 2, the default);
     # two processes: each rank's 2 images are one group, and the loss divides by the global count
     one, two = tmp_path / "one" / "seg", tmp_path / "two" / "seg"
     run_here("train_seg", seg_argv(toy, one))
-    check(launch(toy, "train_seg", 2, seg_argv(toy, two)))
+    check(launch(wrapper, "train_seg", 2, seg_argv(toy, two)))
     a, b = weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth"))
     assert_close_states(a, b)
     # running statistics moved (momentum 3e-4 from rank 0's group, as DataParallel kept the first replica's)
@@ -166,11 +170,14 @@ def test_inference_under_torchrun_shards_the_list_and_writes_what_one_process_wr
         argv = [os.path.join(ROOT, "infer_seg.py"), "--weights", str(tmp_path / "seg.pth"), "--voc12_root", str(toy),
                 "--infer_list", str(toy / "train_aug.txt"), "--out_seg", str(out), "--no_crf", "--num_workers", "0",
                 "--device", "cpu", "--scales", "1.0"]
-        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if nproc == 2 else []
-        result = subprocess.run([sys.executable, *launcher, *argv], env=env, capture_output=True, text=True,
-                                timeout=300)
-        check(result)
-        if nproc == 2:  # each rank took its half of the 16 images
+        if nproc == 1:  # the one-process reference, in this process
+            run_here("infer_seg", argv[1:])
+        else:
+            launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            result = subprocess.run([sys.executable, *launcher, *argv], env=env, capture_output=True, text=True,
+                                    timeout=300)
+            check(result)
+            # each rank took its half of the 16 images
             assert result.stdout.count("8 of 16 images to process") == 2, result.stdout
         outs[nproc] = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert len(outs[1]) == 16 and outs[1] == outs[2]

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import evaluation
-from tool.engine.files import save_npz
+from tool.engine.files import save_label_png, save_npz
 from tool.metrics import confusion_counts, iou_from_confusion
-from tool.vis import save_label_png
 from voc12.labels import CLASS_NAMES
 
 

@@ -1,7 +1,8 @@
 """Faults cost no work: a killed or interrupted training run continues when the same command
 runs again, SIGINT / SIGTERM checkpoint and exit in one line, --restart starts over on purpose,
-stale temporaries go, a checkpoint of another network is one line; a bad listed image stops a
-run before anything is written, naming the file (or --skip_bad_images leaves it out)."""
+stale temporaries go; a bad listed image stops a run before anything is written, naming the file
+(or --skip_bad_images leaves it out). (The in-process interruptions of each training stage:
+tests/test_resume.py; wrong or damaged checkpoints: tests/test_bad_checkpoints.py.)"""
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ from PIL import Image
 
 import infer_seg
 import train_seam
+from tests.conftest import stage_argv
 from voc12.data import image_problem, load_image
-from voc12.toy import generate_toy_voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLIM = ["--width", "0.0625", "--crop_size", "64", "--resize_long", "64", "96", "--batch_size", "4",
@@ -43,17 +44,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    generate_toy_voc(str(root), n_train_aug=16, n_train=4, n_val=2, size=64, seed=0)
-    (root / "signal_at.py").write_text(WRAPPER.format(root=ROOT))
-    return root
+def signal_at(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wrapper") / "signal_at.py"
+    path.write_text(WRAPPER.format(root=ROOT))
+    return path
 
 
 def seam_args(toy, out, *extra):
-    return ["--weights", "none", "--voc12_root", str(toy), "--train_list", str(toy / "train_aug.txt"), "--cls_labels",
-            str(toy / "cls_labels.txt"), "--session_name", str(out / "seam"), "--tblog_dir", str(out / "tb"),
-            *SLIM, *extra]
+    """Stage 1 on the shared toy set with the suite's slim settings (tests/conftest.py)."""
+    return stage_argv("train_seam", toy, out, *extra)
 
 
 def final(out):
@@ -66,12 +65,10 @@ def assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.fixture(scope="module")
-def straight(toy, tmp_path_factory):
-    """The uninterrupted run every interrupted one must end at, bit for bit."""
-    out = tmp_path_factory.mktemp("straight")
-    train_seam.main(seam_args(toy, out))
-    return final(out)
+@pytest.fixture
+def straight(straight):
+    """The uninterrupted stage-1 run every interrupted one must end at, bit for bit."""
+    return straight("train_seam")
 
 
 def crash_at_step_4(monkeypatch):
@@ -85,24 +82,6 @@ def crash_at_step_4(monkeypatch):
 
     monkeypatch.setattr(train_seam, "seam_losses", crash)
     return real
-
-
-def test_the_same_command_again_continues_a_killed_run(toy, tmp_path, monkeypatch, capsys, straight):
-    real = crash_at_step_4(monkeypatch)
-    with pytest.raises(RuntimeError):
-        train_seam.main(seam_args(toy, tmp_path))
-    monkeypatch.setattr(train_seam, "seam_losses", real)
-    stale = tmp_path / ".seam.resume.abcd1234.tmp.pt"  # what a kill during a checkpoint write leaves
-    stale.write_bytes(b"half a checkpoint")
-    other = tmp_path / ".seam2.resume.abcd1234.tmp.pt"  # another session's: not ours to remove
-    other.write_bytes(b"x")
-    capsys.readouterr()
-    train_seam.main(seam_args(toy, tmp_path))  # no --resume
-    out = capsys.readouterr().out
-    assert f"found {tmp_path / 'seam.resume.pt'}: continuing from it (--restart starts over)" in out
-    assert "resumed from" in out and "at step 3" in out
-    assert not stale.exists() and other.exists()
-    assert_same(final(tmp_path), straight)
 
 
 def test_restart_starts_over(toy, tmp_path, monkeypatch, capsys, straight):
@@ -119,12 +98,12 @@ def test_restart_starts_over(toy, tmp_path, monkeypatch, capsys, straight):
         train_seam.main(seam_args(toy, tmp_path, "--restart", "--resume", str(tmp_path / "seam.resume.pt")))
 
 
-def test_ctrl_c_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, straight):
+def test_ctrl_c_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, straight, signal_at):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "SIGNAL_AT_CALL": "5",
            "SIGNAL_NAME": "SIGINT", "PYTHONPATH": ROOT}
     # two loader workers: Ctrl-C reaches them too, and they must not take the run down first
     argv = seam_args(toy, tmp_path, "--num_workers", "2")
-    done = subprocess.run([sys.executable, str(toy / "signal_at.py"), *argv], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, str(signal_at), *argv], env=env, capture_output=True,
                           text=True, timeout=300, start_new_session=True)  # its own process group
     want = (f"interrupted by SIGINT at step 5: wrote {tmp_path / 'seam.resume.pt'}; "
             "run the same command to continue")
@@ -137,48 +116,7 @@ def test_ctrl_c_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, 
     assert_same(final(tmp_path), straight)
 
 
-def test_sigterm_writes_a_resume_checkpoint_and_exits_in_one_line(toy, tmp_path, monkeypatch, straight):
-    real, calls = train_seam.seam_losses, []
-
-    def terminated_in_step_5(*a, **k):  # as a scheduler's SIGTERM
-        calls.append(1)
-        if len(calls) == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*a, **k)
-
-    monkeypatch.setattr(train_seam, "seam_losses", terminated_in_step_5)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as e:
-        train_seam.main(seam_args(toy, tmp_path))
-    assert str(e.value) == (f"interrupted by SIGTERM at step 5: wrote {tmp_path / 'seam.resume.pt'}; "
-                            "run the same command to continue")
-    assert signal.getsignal(signal.SIGTERM) is before  # the run's handler is gone with it
-    monkeypatch.setattr(train_seam, "seam_losses", real)
-    train_seam.main(seam_args(toy, tmp_path))
-    assert_same(final(tmp_path), straight)
-
-
-def test_resuming_from_another_networks_checkpoint_is_one_line(toy, tmp_path):
-    wide = tmp_path / "wide"
-    train_seam.main(seam_args(toy, wide, "--width", "0.125", "--max_step", "1", "--keep_resume"))  # other shapes
-    with pytest.raises(SystemExit) as e:
-        train_seam.main(seam_args(toy, tmp_path, "--resume", str(wide / "seam.resume.pt")))
-    msg = str(e.value)
-    assert msg.startswith(f"error: {wide / 'seam.resume.pt'}: not a checkpoint of this network (mis-shaped: "
-                          "conv1a.weight (8, 3, 3, 3) vs (4, 3, 3, 3), ") and msg.endswith("(195 in all))")
-    assert "\n" not in msg
-    assert not (tmp_path / "tb").exists()  # found before anything was written
-
-
 # ---------------------------------------------------------------- bad images
-
-
-@pytest.fixture
-def own_toy(tmp_path):
-    """A toy set this test may damage."""
-    root = tmp_path / "voc"
-    generate_toy_voc(str(root), n_train_aug=16, n_train=4, n_val=2, size=64, seed=0)
-    return root
 
 
 def first_ids(root, n):
@@ -278,7 +216,8 @@ import functools, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from torch.utils.data import DataLoader
-from tool.engine.inference import BoundedPool, die_with_parent
+from tool.engine.inference import OutputPool, helper_pool
+from tool.engine.runtime import die_with_parent
 
 def nap(marker):  # a minute-long job that says when it has started
     open(marker, "w").close()
@@ -291,10 +230,10 @@ class Slow(torch.utils.data.Dataset):
         nap(os.path.join({marks!r}, f"loader{{i}}"))
 
 if __name__ == "__main__":
-    crf = BoundedPool(2, "spawn")
+    crf = OutputPool(2, "spawn")
     for k in range(2):
         crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
-    pool = BoundedPool(1, "fork")
+    pool = helper_pool(1, "fork")
     pool.submit(nap, os.path.join({marks!r}, "pool"))
     loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
     while len(os.listdir({marks!r})) < 5:  # every helper asleep in its job
@@ -336,7 +275,8 @@ def test_helper_processes_end_when_their_parent_is_killed(tmp_path):
     assert not left, f"{len(left)} helper processes outlived their parent"
 
 
-def test_defaults_write_under_the_runs_folder_not_the_current_one(toy, tmp_path, monkeypatch):
+def test_defaults_write_under_the_runs_folder_not_the_current_one(own_toy, tmp_path, monkeypatch):
+    toy = own_toy  # evaluation's log goes beside the predictions: into the data set here
     import evaluation
 
     cwd = tmp_path / "elsewhere"
@@ -508,27 +448,6 @@ def test_inputs_that_stop_in_one_line(toy, tmp_path):
     assert (tmp_path / "out" / "seam.pth").exists()
 
 
-@pytest.mark.parametrize("weights", ["random bytes", "truncated", "another stage's"])
-def test_bad_weights_files_stop_in_one_line(toy, tmp_path, weights):
-    from network import resnet38_aff
-    from tool.engine.checkpoint import save_state_dict
-
-    path = tmp_path / "w.pth"
-    if weights == "random bytes":
-        path.write_bytes(np.random.default_rng(0).bytes(1000))
-    else:
-        save_state_dict(resnet38_aff.Net(width=0.0625).state_dict(), path)
-        if weights == "truncated":
-            path.write_bytes(path.read_bytes()[:5000])
-    runs = [(infer_seg.main, ["--weights", str(path), "--voc12_root", str(toy), "--infer_list",
-                              str(toy / "train.txt"), "--out_seg", str(tmp_path / "seg")])]
-    if weights != "another stage's":  # training takes another stage's backbone on purpose
-        runs.append((train_seam.main, seam_args(toy, tmp_path / "t", "--weights", str(path))))
-    for fn, argv in runs:
-        assert str(path) in one_line_exit(fn, argv)
-    assert not (tmp_path / "seg").exists() and not (tmp_path / "t").exists()
-
-
 def test_debug_shows_the_error_behind_the_line(own_toy, tmp_path):
     bad = damage(own_toy, first_ids(own_toy, 16)[0], "truncated")
     with pytest.raises(ValueError, match=f"^{bad}: cannot decode the image"):  # the exception itself
@@ -638,38 +557,69 @@ def test_stage_scripts_stop_without_imagenet_params(toy, tmp_path):
     assert written(tmp_path / "work") == []
 
 
+def hold_the_lock(path):
+    """A forked child that holds the session lock as a training run does (it says so through a
+    pipe), then sleeps until it is killed: the pid of a second process, without starting Python."""
+    from tool.engine.training import session_lock
+
+    ready, said = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing but the lock, then sleep
+        try:
+            with session_lock(str(path)):
+                os.write(said, b"x")
+                time.sleep(120)
+        finally:
+            os._exit(0)
+    os.close(said)
+    assert os.read(ready, 1) == b"x"
+    os.close(ready)
+    return pid
+
+
+def lock_is_free(path):
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
 def test_a_second_run_of_a_session_stops_naming_the_holder(toy, tmp_path, capsys):
     import socket
 
-    from tool.engine.training import _start_time
-
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    lock = tmp_path / "seam.lock"
+    holder = hold_the_lock(lock)
     try:
-        lock = tmp_path / "seam.lock"
-        lock.write_text(f"{socket.gethostname()} {holder.pid} {_start_time(holder.pid)}\n")
         with pytest.raises(SystemExit) as e:
             train_seam.main(seam_args(toy, tmp_path))
-        assert str(e.value) == (f"error: {lock}: the session is being written by pid {holder.pid} on "
-                                f"{socket.gethostname()}; wait for that run to end (or remove this file if it is gone)")
+        assert str(e.value) == (f"error: {lock}: the session is being written by pid {holder} on "
+                                f"{socket.gethostname()}; wait for that run to end")
         assert written(tmp_path) == ["seam.lock"]  # nothing of the run
     finally:
-        holder.kill()
-        holder.wait()
-    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1"))  # its process is gone: taken over
-    assert f"took over {lock} from pid {holder.pid}, which is gone" in capsys.readouterr().out
-    assert not lock.exists() and (tmp_path / "seam.pth").exists()  # released at the end
+        os.kill(holder, signal.SIGKILL)  # kill -9: the kernel releases its lock
+        os.waitpid(holder, 0)
+    capsys.readouterr()
+    assert lock.read_text() == f"pid {holder} on {socket.gethostname()}\n"  # left by the killed holder
+    train_seam.main(seam_args(toy, tmp_path, "--max_step", "1"))  # its process is gone: taken, no message
+    assert "seam.lock" not in capsys.readouterr().out
+    assert not lock.exists() and (tmp_path / "seam.pth").exists()  # released (removed) at the end
 
 
 def test_the_session_lock_is_held_while_training(toy, tmp_path, monkeypatch):
     real, seen = train_seam.seam_losses, []
 
     def looking(*a, **k):
-        seen.append((tmp_path / "seam.lock").read_text().split()[1])
+        seen.append(((tmp_path / "seam.lock").read_text().split()[1], lock_is_free(tmp_path / "seam.lock")))
         return real(*a, **k)
 
     monkeypatch.setattr(train_seam, "seam_losses", looking)
     train_seam.main(seam_args(toy, tmp_path, "--max_step", "2"))
-    assert seen == [str(os.getpid())] * 2 and not (tmp_path / "seam.lock").exists()
+    assert seen == [(str(os.getpid()), False)] * 2 and not (tmp_path / "seam.lock").exists()
 
 
 def cut(path):
@@ -828,7 +778,7 @@ tool.cam.flip_scale_sum = counted
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
-def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_path, sig):
+def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_path, capsys, sig):
     from network import resnet38_seam
     from tool.engine.camfile import load_cam, load_crf
     from tool.engine.checkpoint import save_state_dict
@@ -859,10 +809,12 @@ def test_an_interrupted_inference_says_how_far_it_got_and_continues(toy, tmp_pat
     for name in cams:  # every file whole
         load_cam(str(tmp_path / "cam" / name))
         load_crf(str(tmp_path / "crf_24.0" / name))
-    if sig == "SIGTERM":  # the same command continues where it stopped
-        again = subprocess.run(argv, env={**env, "SIGNAL_AT_IMAGE": "0"},
-                               capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0 and f"{8 - len(cams)} of 8 images to process" in again.stdout
+    if sig == "SIGTERM":  # the same command continues where it stopped (here, in this process)
+        import infer_seam
+
+        capsys.readouterr()
+        infer_seam.main(argv[2:])
+        assert f"{8 - len(cams)} of 8 images to process" in capsys.readouterr().out
         assert len(written(tmp_path / "cam")) == 8
 
 
@@ -872,7 +824,7 @@ def test_stage_2_stops_before_the_work_when_the_disk_is_short(toy, tmp_path, mon
 
     import infer_seam
     from network import resnet38_seam
-    from tool import fileio
+    from tool.engine import files as fileio
     from tool.engine.checkpoint import save_state_dict
 
     save_state_dict(resnet38_seam.Net(width=0.0625).state_dict(), tmp_path / "seam.pth")
@@ -912,13 +864,3 @@ def test_a_finished_session_is_not_trained_again_by_accident(toy, tmp_path):
     assert (tmp_path / "seam.pth").read_bytes() == before
     train_seam.main(seam_args(toy, tmp_path, "--max_step", "1", "--restart"))  # on purpose
 
-
-def test_a_published_format_file_of_another_stage_is_one_line_at_inference(toy, tmp_path):
-    import infer_seam
-    from network import resnet38_aff
-
-    torch.save(dict(resnet38_aff.Net(width=0.0625).state_dict()), tmp_path / "aff.pth")  # no record, no fc8
-    msg = one_line_exit(infer_seam.main, ["--weights", str(tmp_path / "aff.pth"), "--voc12_root", str(toy),
-                                          "--cls_labels", str(toy / "cls_labels.txt"), "--infer_list",
-                                          str(toy / "train.txt"), "--out_cam", str(tmp_path / "cam")])
-    assert msg == f"error: {tmp_path / 'aff.pth'}: no fc8.weight: not a seam checkpoint"

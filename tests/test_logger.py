@@ -5,8 +5,9 @@ import os
 import pytest
 import torch
 
-import tool.engine.runtime as logger_mod
-from tool.engine.runtime import AverageMeter, RunLogger, progress
+import tool.engine.training as logger_mod
+from tool.engine.runtime import progress
+from tool.engine.training import AverageMeter, RunLogger
 
 
 def _args():

@@ -5,18 +5,25 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from network import build_network, resnet38_aff, resnet38_seam, resnet38d, resolve_network
 from network.seam import SEAM
+from network.weights import load_state_dict_file, load_weights_strict
 from tests.reference_fill import DATA, filled_state_dict, read_key_list
-from tool.engine.checkpoint import load_state_dict_file, load_weights_strict, save_state_dict
+from tool.engine.camfile import load_cam
+from tool.engine.checkpoint import save_state_dict
+from voc12.labels import load_cls_labels, load_img_id_list
 
 
 @pytest.fixture(scope="module")
 def filled_nets():
     """Each full-width network once for the module (about 105M parameters: seconds to build), in
-    eval mode; the two with goldens hold the deterministic fill of their published listing."""
-    nets = {resnet38d: resnet38d.Net().eval()}
+    eval mode; the two with goldens hold the deterministic fill of their published listing (the
+    plain backbone, which has none, is built on the meta device)."""
+    with torch.device("meta"):  # names, shapes and dtypes only: no memory, no initialisation cost
+        nets = {resnet38d: resnet38d.Net().eval()}
     for module, list_name in ((resnet38_seam, "resnet38_seam_state_dict.txt"),
                               (resnet38_aff, "resnet38_aff_state_dict.txt")):
         net = module.Net()
@@ -169,3 +176,59 @@ def test_load_pretrained_full_backbone_and_other_stage(tmp_path):
     save_state_dict(trunk, tmp_path / "broken.pth")
     with pytest.raises(ValueError, match=r"broken\.pth: .*missing: b3\.conv_branch2a\.weight"):
         load_pretrained(resnet38_aff.Net(width=1 / 16), tmp_path / "broken.pth")
+
+
+# ---------------------------------------------------------------- stage 2 of the filled network
+
+
+def reference_cam(net, img_uint8, label20, scales=(0.5, 1.0, 1.5, 2.0)):
+    """Independent transcription of the published infer_SEAM.py for one image."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    pil = Image.fromarray(img_uint8)
+    h, w = img_uint8.shape[:2]
+    cam_list = []
+    for s in scales:
+        arr = np.asarray(pil.resize((round(w * s), round(h * s)), resample=Image.BICUBIC), dtype=np.float32)
+        arr = ((arr / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)
+        for flip in (False, True):
+            x = torch.from_numpy(np.ascontiguousarray(arr[:, :, ::-1] if flip else arr))[None]
+            with torch.no_grad():
+                _, cam = net(x)
+            cam = F.interpolate(cam[:, 1:, :, :], (h, w), mode="bilinear", align_corners=False)[0]
+            cam = cam.numpy() * label20.reshape(20, 1, 1)
+            cam_list.append(np.flip(cam, axis=-1) if flip else cam)
+    sum_cam = np.sum(cam_list, axis=0)
+    sum_cam[sum_cam < 0] = 0
+    cam_max = np.max(sum_cam, (1, 2), keepdims=True)
+    cam_min = np.min(sum_cam, (1, 2), keepdims=True)
+    sum_cam[sum_cam < cam_min + 1e-5] = 0
+    norm_cam = (sum_cam - cam_min - 1e-5) / (cam_max - cam_min + 1e-5)
+    return {i: norm_cam[i] for i in range(20) if label20[i] > 1e-5}
+
+
+# Two of the published four scales (0.5, 1, 1.5, 2; pinned in tests/test_defaults.py), a down- and an
+# upsampling: the same arithmetic per scale at a third of the full-width cost.
+SCALES = (0.5, 1.5)
+
+
+def test_cam_of_filled_published_net_matches_the_published_inference(seam_net, toy, tmp_path):
+    """Stage 2 end to end (infer_seam.py on the filled checkpoint, from its file) against the
+    published inference written out; here beside the goldens, whose filled network it shares."""
+    import infer_seam
+
+    state = filled_state_dict("resnet38_seam_state_dict.txt")
+    save_state_dict(state, tmp_path / "filled.pth")
+    name = load_img_id_list(toy / "train.txt")[0]
+    (tmp_path / "one.txt").write_text(name + "\n")
+    infer_seam.main(["--weights", str(tmp_path / "filled.pth"), "--voc12_root", str(toy),
+                     "--infer_list", str(tmp_path / "one.txt"), "--cls_labels", str(toy / "cls_labels.txt"),
+                     "--num_workers", "0", "--crf_workers", "0", "--out_cam", str(tmp_path / "cam"),
+                     "--scales", *map(str, SCALES)])  # fmt: skip
+    keys, cams = load_cam(tmp_path / "cam" / f"{name}.npz")
+
+    img = np.asarray(Image.open(toy / "JPEGImages" / f"{name}.jpg").convert("RGB"))
+    want = reference_cam(seam_net, img, load_cls_labels(toy / "cls_labels.txt")[name], SCALES)  # the same fill
+    assert keys.tolist() == sorted(want)
+    for k, cam in zip(keys, cams):
+        assert np.ptp(cam) > 0.5  # a real map, not a degenerate one
+        np.testing.assert_allclose(cam, want[int(k)], rtol=1e-4, atol=1e-5)

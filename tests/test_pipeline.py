@@ -20,10 +20,19 @@ def run_script(script, env_extra, *args):
                           capture_output=True, text=True, timeout=900)
 
 
+# DEMO_TINY made smaller still: 8 images (the first 6 for stages 2-5), 4 of them train, 2 val, 48 px,
+# width 1/32 (about 50 s instead of 80 on the 2-core developer machine: most of it is the start of
+# the two dozen Python processes)
+DEMO_SMALL = {"DEMO_N_TRAIN_AUG": "8", "DEMO_N_PSEUDO": "6", "DEMO_N_TRAIN": "4", "DEMO_N_VAL": "2", "DEMO_SIZE": "48",
+              "DEMO_WIDTH": "0.03125"}
+
+
 @pytest.mark.slow
 def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     work = tmp_path / "demo"
-    done = run_script("demo.sh", {"WORK_DIR": str(work), "DEMO_TINY": "1"})
+    done = run_script("demo.sh", {"WORK_DIR": str(work), "DEMO_TINY": "1", **DEMO_SMALL})
+    n_train_aug, n_pseudo, n_train, n_val = (int(DEMO_SMALL[f"DEMO_N_{k}"]) for k in ("TRAIN_AUG", "PSEUDO", "TRAIN",
+                                                                                       "VAL"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((work / "results.json").read_text())
     rows = {r["stage"]: r for r in results["rows"]}
@@ -32,22 +41,23 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     assert set(rows) == {"baseline CAM (no ER/ECR/PCM)", "SEAM CAM", "SEAM CAM + CRF",
                          "random walk (pseudo labels)", "segmentation (DeepLab)"}
     assert all(0 <= r["miou"] <= 100 for r in rows.values())
-    assert rows["segmentation (DeepLab)"]["split"] == "val" and rows["SEAM CAM"]["images"] == 6
+    assert rows["segmentation (DeepLab)"]["split"] == "val" and rows["SEAM CAM"]["images"] == n_train
     assert "| SEAM CAM |" in (work / "results.md").read_text()
     for name in ("pretrain.pth", "baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth",
                  "demo.png", "baseline.out"):
         assert (work / name).is_file(), name
-    # stages 2-5 on the first 12 of the 16 train_aug images; the classifiers on all 16
-    pseudo = (work / "toy" / "train_aug.txt").read_text().split()[:12]
+    # stages 2-5 on the first 6 of the 8 train_aug images; the classifiers on all 8
+    assert len((work / "toy" / "train_aug.txt").read_text().split()) == n_train_aug
+    pseudo = (work / "toy" / "train_aug.txt").read_text().split()[:n_pseudo]
     assert (work / "pseudo.txt").read_text().split() == pseudo
     assert sorted(os.listdir(work / "cam")) == sorted(f"{n}.npz" for n in pseudo)
     assert sorted(os.listdir(work / "rw")) == sorted(f"{n}.png" for n in pseudo)
     # the demo's CRF powers reach infer_seam.py, eval_cam.sh and train_aff.sh through LA_ALPHA / HA_ALPHA
-    assert len(os.listdir(work / "crf_0.5")) == 12 and len(os.listdir(work / "crf_2.0")) == 12
+    assert len(os.listdir(work / "crf_0.5")) == n_pseudo and len(os.listdir(work / "crf_2.0")) == n_pseudo
     assert not (work / "crf_4.0").exists() and rows["SEAM CAM + CRF"]["source"] in ("crf_0.5", "crf_2.0")
     aff_log = next((work / "tblog").glob("*resnet38_aff.log")).read_text()
     assert f"la_crf_dir: {work / 'crf_0.5'}" in aff_log and f"ha_crf_dir: {work / 'crf_2.0'}" in aff_log
-    assert len(os.listdir(work / "seg")) == 8
+    assert len(os.listdir(work / "seg")) == n_val + min(4, n_train)  # val, and the figure's train images
     (work / "results" / "crf_4.0.json").write_text('{"miou": 99.0}')  # an older run's powers: not this table's
     table = subprocess.run([sys.executable, "scripts/results.py", str(work), "--crf_alphas", "0.5", "2"], cwd=ROOT,
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
@@ -60,7 +70,7 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
     assert (toy / "classes.txt").read_text().split() == ["ellipse", "ring", "hexagon", "L_shape", "x", "arrow"]
     assert "[demo] stage 1: train SEAM (baseline beside it)" in done.stdout
     reference = json.loads(next(line for line in done.stdout.splitlines() if '"walk_gt_affinity_miou"' in line))
-    assert reference["images"] == 6  # the train list, scored from the demo's own CAMs
+    assert reference["images"] == n_train  # the train list, scored from the demo's own CAMs
     assert 0 < reference["walk_gt_affinity_miou"] <= 100 and 0 < reference["pooled_cam_miou"] <= 100
     assert "initialised from" in (work / "baseline.out").read_text()  # the baseline starts from stage 0 too
     env = {"WORK_DIR": str(work), "DATASET": "folder", "DATA_ROOT": str(toy)}
@@ -118,13 +128,13 @@ def test_gpu_check_python_snippets_import_what_exists():
     assert len(snippets) == 2
     imports = "\n".join(line for code in snippets for line in code.splitlines()
                         if line.startswith(("import ", "from ")))
-    done = subprocess.run([sys.executable, "-c", imports], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
-    assert done.returncode == 0, done.stderr
+    exec(compile(imports, "gpu_check.sh", "exec"), {})  # an ImportError names what is missing
 
 
 def test_stage_scripts_take_another_data_set(tmp_path):
-    """DATASET/DATA_ROOT through the stage scripts: default lists and labels come from the data set."""
+    """DATASET/DATA_ROOT through the stage scripts: default lists and labels come from the data set.
+    (eval_cam.sh's CRF evaluations are left out here: the demo runs them through the scripts, and
+    tests/test_datasets.py scores CRF maps of this data set.)"""
     pytest.importorskip("pycocotools")
     from voc12.make_coco import build
     from voc12.toy import generate_toy_coco
@@ -138,7 +148,7 @@ def test_stage_scripts_take_another_data_set(tmp_path):
     for script, args in (("train_seam.sh", [*small, "--resize_long", "64", "80"]),
                          ("infer_seam.sh", ["--num_workers", "0", "--crf_workers", "0"]),
                          ("eval_cam.sh", ["--num_workers", "1"])):
-        done = run_script(script, env, *args)
+        done = run_script(script, {**env, "SKIP_CRF_EVAL": "1"}, *args)
         assert done.returncode == 0, script + done.stderr[-3000:]
     result = json.loads((work / "results" / "cam.json").read_text())
     train_ids = (coco / "train.txt").read_text().split()

@@ -46,7 +46,7 @@ def test_training_logs_and_evaluation_jsons_carry_it(tmp_path):
     assert set(logged) == KEYS and logged["seed"] == 7 and logged["precision"] == "fp32" and logged["processes"] == 1
     infer_seam.main(["--weights", str(tmp_path / "seam.pth"), "--voc12_root", str(toy), "--infer_list",
                      str(toy / "train.txt"), "--cls_labels", str(toy / "cls_labels.txt"), "--out_cam",
-                     str(tmp_path / "cam"), "--num_workers", "0"])
+                     str(tmp_path / "cam"), "--num_workers", "0", "--crf_workers", "0"])
     evaluation.main(["--list", str(toy / "train.txt"), "--predict_dir", str(tmp_path / "cam"), "--gt_dir",
                      str(toy / "SegmentationClass"), "--type", "npz", "--t", "0.3", "--logfile", "",
                      "--out_json", str(tmp_path / "cam.json"), "--num_workers", "1"])

@@ -5,15 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
+from tool.engine.files import save_image
 from tool.vis import (
     GRID_GAP,
     GRID_TITLE_HEIGHT,
     cam_overlay,
     denormalize,
+    grid_image,
     jet,
     load_label_png,
     max_cam_overlay,
-    save_grid_png,
 )
 
 MEAN = (0.485, 0.456, 0.406)
@@ -66,13 +67,13 @@ def test_max_cam_overlay_uses_per_pixel_max():
                                   cam_overlay(img, np.zeros((12, 16))))
 
 
-def test_save_grid_png_dimensions_and_pixels(tmp_path):
+def test_grid_image_dimensions_and_pixels(tmp_path):
     path = tmp_path / "out" / "grid.png"
     red = np.zeros((10, 14, 3), np.uint8)
     red[..., 0] = 255
     small_label = np.full((5, 7), 40, np.uint8)  # greyscale, resized to the cell
     rows = [[red, small_label, red], [small_label, red]]  # short second row padded white
-    save_grid_png(path, rows)
+    save_image(path, grid_image(rows))
     with Image.open(path) as im:
         grid = np.array(im)
     assert grid.shape == (2 * 10 + GRID_GAP, 3 * 14 + 2 * GRID_GAP, 3)
@@ -82,9 +83,9 @@ def test_save_grid_png_dimensions_and_pixels(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temp file left
 
 
-def test_save_grid_png_titles_and_cell_size(tmp_path):
+def test_grid_image_titles_and_cell_size(tmp_path):
     path = tmp_path / "titled.png"
-    save_grid_png(path, [[_grey(), _grey()]], labels=["image", "CAM"], cell_hw=(20, 30))
+    save_image(path, grid_image([[_grey(), _grey()]], labels=["image", "CAM"], cell_hw=(20, 30)))
     with Image.open(path) as im:
         grid = np.array(im)
     assert grid.shape == (GRID_TITLE_HEIGHT + 20, 2 * 30 + GRID_GAP, 3)
@@ -93,11 +94,11 @@ def test_save_grid_png_titles_and_cell_size(tmp_path):
     np.testing.assert_array_equal(grid[GRID_TITLE_HEIGHT + 10, 15], [128, 128, 128])
 
 
-def test_save_grid_png_rejects_bad_input(tmp_path):
+def test_grid_image_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="at least one image"):
-        save_grid_png(tmp_path / "a.png", [[]])
+        save_image(tmp_path / "a.png", grid_image([[]]))
     with pytest.raises(ValueError, match="uint8"):
-        save_grid_png(tmp_path / "b.png", [[np.zeros((4, 4, 3), np.float32)]])
+        save_image(tmp_path / "b.png", grid_image([[np.zeros((4, 4, 3), np.float32)]]))
     assert not list(tmp_path.iterdir())
 
 

@@ -90,11 +90,25 @@ def folder(tmp_path_factory):
     return root
 
 
+def walk_argv(folder, *extra):
+    return ["--dataset", "folder", "--data_root", str(folder), "--list", str(folder / "train.txt"), "--cam_dir",
+            str(folder / "cam"), "--gt_dir", str(folder / "SegmentationClass"), "--alpha", "1", "--radius", "3", *extra]
+
+
 def run_walk(folder, *extra):
-    cmd = [sys.executable, "scripts/walk_gt_affinity.py", "--dataset", "folder", "--data_root", str(folder), "--list",
-           str(folder / "train.txt"), "--cam_dir", str(folder / "cam"), "--gt_dir", str(folder / "SegmentationClass"),
-           "--alpha", "1", "--radius", "3", *extra]
+    cmd = [sys.executable, "scripts/walk_gt_affinity.py", *walk_argv(folder, *extra)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def walk_error(folder, capsys, *extra):
+    """The one-line exit of the script's main() in this process (the command line prints it on
+    stderr, status 1: test_command_line_prints_the_in_process_scores runs it as a command)."""
+    from scripts import walk_gt_affinity
+
+    with pytest.raises(SystemExit) as e:
+        walk_gt_affinity.main(walk_argv(folder, *extra))
+    assert capsys.readouterr().out == ""
+    return str(e.value)
 
 
 def test_command_line_prints_the_in_process_scores(folder):
@@ -116,20 +130,18 @@ def test_command_line_prints_the_in_process_scores(folder):
     assert 60 < result["walk_gt_affinity_miou"] < result["pooled_cam_miou"] < 100
 
 
-def test_a_missing_cam_file_is_one_line_naming_it(folder, tmp_path):
+def test_a_missing_cam_file_is_one_line_naming_it(folder, tmp_path, capsys):
     (tmp_path / "list.txt").write_text((folder / "train.txt").read_text() + "not_there\n")
-    done = run_walk(folder, "--list", str(tmp_path / "list.txt"))
-    assert done.returncode != 0 and done.stdout == ""
-    assert done.stderr.strip().count("\n") == 0 and "not_there.npz" in done.stderr
+    msg = walk_error(folder, capsys, "--list", str(tmp_path / "list.txt"))
+    assert msg.strip().count("\n") == 0 and "not_there.npz" in msg
 
 
-def test_a_broken_cam_file_is_one_line_naming_it(folder, tmp_path):
+def test_a_broken_cam_file_is_one_line_naming_it(folder, tmp_path, capsys):
     cams = tmp_path / "cam"
     cams.mkdir()
     for f in (folder / "cam").iterdir():
         (cams / f.name).write_bytes(f.read_bytes())
     broken = sorted(cams.iterdir())[2]
     broken.write_bytes(b"not a zip")
-    done = run_walk(folder, "--cam_dir", str(cams))
-    assert done.returncode != 0 and done.stdout == ""
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and str(broken) in done.stderr
+    msg = walk_error(folder, capsys, "--cam_dir", str(cams))
+    assert msg.startswith("error: ") and "\n" not in msg and str(broken) in msg
