@@ -84,7 +84,7 @@ def seam_argv(toy, out, *extra):
 
 
 def test_training_on_cuda_writes_cpu_checkpoints_and_resumes(cuda, toy, tmp_path, capsys, monkeypatch):
-    train_seam.main(seam_argv(toy, tmp_path, "--amp", "off"))
+    train_seam.main(seam_argv(toy, tmp_path, "--amp", "off", "--keep_resume"))  # a finished run removes it
     out = capsys.readouterr().out
     assert "device cuda" in out and "step 6/6" in out
     final = torch.load(tmp_path / "seam.pth", weights_only=True, map_location=None)
@@ -114,7 +114,11 @@ def test_training_on_cuda_writes_cpu_checkpoints_and_resumes(cuda, toy, tmp_path
 
 
 def test_compile_trains_without_falling_back(cuda, toy, tmp_path, capsys):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
     train_seam.main(seam_argv(toy, tmp_path, "--compile", "--max_step", "4"))
-    out = capsys.readouterr().out
-    assert "step 4/4" in out
-    assert "--compile failed" not in out, out
+    assert "step 4/4" in capsys.readouterr().out
+    # suppress_errors runs what fails to compile eagerly, silently: ask dynamo what it compiled
+    assert counters["stats"]["unique_graphs"] > 0, dict(counters)
