@@ -394,10 +394,9 @@ class TrainingRun:
     def _enter(self):
         stack, args = self._stack, self.args
         if self.is_main:
-            stack.enter_context(session_lock(args.session_name + ".lock", warn=print))
+            stack.enter_context(session_lock(args.session_name + ".lock"))
         self.logger = stack.enter_context(RunLogger(self.log_dir, args.session_name.replace("/", "_"), vars(args),
                                                     enabled=self.is_main))
-        stack.callback(self.saver.wait)  # a checkpoint being written is complete before anything else happens
         environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
         self.logger.record("environment: " + json.dumps(environment))
         self.logger.info(f"environment: {fingerprint_line(environment)}")
@@ -466,7 +465,7 @@ class TrainingRun:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._stack.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
-        self._stack.callback(self.saver.wait)
+        self._stack.callback(self.saver.wait)  # checkpoints are written only from here on: complete before all else
         args = self.args
         plan = StepBatches(len(self.dataset), args.batch_size, args.seed, self.step, self.max_step, self.rank,
                            self.world_size)
