@@ -21,6 +21,8 @@ from tool.engine.runtime import (
     positive,
     run_script,
     setup_device,
+    shard,
+    sum_over_ranks,
     to_input,
 )
 from tool.engine.training import TrainingRun, add_training_flags, add_validation_flags
@@ -165,16 +167,19 @@ def cam_grid(img, cam, cam_rv, n=4):
 def cam_validation(forward, dataset, data, device, thresholds):
     """{cam, cam_rv}: mIoU (%) at the best of `thresholds`, its t and the curve, of the fc8 CAM and
     the PCM map on `dataset` (ClsDatasetMSF, one scale): what infer_seam.py --scales 1.0 (with
-    --no_pcm for cam) and evaluation.py --type npz --t give."""
-    confs = {"cam": 0, "cam_rv": 0}
-    for i in range(len(dataset)):
+    --no_pcm for cam) and evaluation.py --type npz --t give. Under torchrun each rank scores its
+    shard and the confusions are summed."""
+    shape = (len(thresholds), data.num_classes, data.num_classes + 1)
+    confs = {"cam": np.zeros(shape, np.int64), "cam_rv": np.zeros(shape, np.int64)}
+    for i in shard(range(len(dataset))):
         item = dataset[i]
         keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
         label, gt = item["label"].to(device), load_label_png(data.mask_path(item["name"]))
         for output, name in enumerate(confs):
             total = multiscale_cam(forward, item["images"], label, item["size"], output)
             cams = normalize_cams(total[torch.from_numpy(keys).to(device)].cpu().numpy())
-            confs[name] = confs[name] + cam_threshold_confusions(cams, keys, gt, thresholds, data.num_classes)
+            confs[name] += cam_threshold_confusions(cams, keys, gt, thresholds, data.num_classes)
+    confs = {name: sum_over_ranks(conf, device) for name, conf in confs.items()}
     scores = {}
     for name, conf in confs.items():
         curve = [100 * float(iou_from_confusion(c).mean()) for c in conf]

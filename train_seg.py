@@ -4,6 +4,7 @@ The defaults are the authors' retraining (seamv1-pseudovoc, 64.754 val mIoU): ev
 statistics with running-statistic momentum 0.0003 and its affine untrained, nothing frozen, HSV
 shift, cross-entropy ignoring 255 on logits upsampled to the crop. Writes `<session_name>.pth`."""
 
+import numpy as np
 import torch
 
 from network import build_network
@@ -22,6 +23,8 @@ from tool.engine.runtime import (
     positive,
     run_script,
     setup_device,
+    shard,
+    sum_over_ranks,
     to_input,
     world,
 )
@@ -137,21 +140,22 @@ def run(args):
                 run.logger.images(run.step, "seg/input_label_pred", seg_grid(img, label, logits))
             if val_data is not None and run.due(args.val_interval):
                 run.validate(seg_validation, model_forward(model, device, args.amp, run.channels_last), val_data,
-                             data)
+                             data, device)
             run.checkpoint()
         run.finish()
 
 
-def seg_validation(forward, dataset, data):
+def seg_validation(forward, dataset, data, device):
     """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
-    --scales 1.0 --no_crf and evaluation.py --type png give."""
-    conf = 0
-    for i in range(len(dataset)):
+    --scales 1.0 --no_crf and evaluation.py --type png give. Under torchrun each rank scores its
+    shard and the confusions are summed."""
+    conf = np.zeros((data.num_classes, data.num_classes + 1), np.int64)
+    for i in shard(range(len(dataset))):
         item = dataset[i]
         probs = multiscale_probs(forward, item["images"], item["size"])
         pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
-        conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
-    return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
+        conf += confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
+    return {"seg": {"miou": 100 * float(iou_from_confusion(sum_over_ranks(conf, device)).mean())}}
 
 
 def seg_grid(img, label, logits, n=4):

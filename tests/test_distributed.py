@@ -2,6 +2,7 @@
 batch, and a 2-process run resumes exactly. Every run has one thread; the one-process references
 run in the test process."""
 import importlib
+import json
 import os
 import socket
 import subprocess
@@ -9,6 +10,11 @@ import sys
 
 import pytest
 import torch
+
+import evaluation
+import infer_seam
+from voc12.dataset import mask_path as voc12_mask
+from voc12.labels import load_img_id_list
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,7 +129,9 @@ def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, wrapper, tmp_
     # three sessions in the same two processes (torchrun's launcher: the tests below): without
     # dropout, as one process; the plain-CAM ablation, which leaves the PCM heads unused (DDP must
     # not wait for their gradients); with dropout, the uninterrupted run of the resume check
-    result = spawn(wrapper, "train_seam", 2, [*seam_argv(toy, two), THEN,
+    # the 2-process run validates at its last step: each rank scores its shard of the 4 val images
+    result = spawn(wrapper, "train_seam", 2, [*seam_argv(toy, two, "--val_list", str(toy / "val.txt"),
+                                                         "--val_interval", "6"), THEN,
                                               *seam_argv(toy, plain, "--no_pcm", "--no_er", "--no_ecr", "--max_step",
                                                          "2"), THEN,
                                               *seam_argv(toy, straight, dropout=True)])
@@ -131,6 +139,16 @@ def test_two_processes_train_stage1_as_one_and_resume_exactly(toy, wrapper, tmp_
     assert "2 processes" in result.stdout and plain.with_suffix(".pth").exists()
     # each rank took 2 of the 4 images of every batch; DDP averaged the gradients
     assert_close_states(weights(one.with_suffix(".pth")), weights(two.with_suffix(".pth")))
+    # the summed confusions score what one process scores offline with the final weights
+    last = json.loads(two.with_suffix(".val.json").read_text())[-1]["cam_rv"]
+    infer_seam.main(["--weights", str(two.with_suffix(".pth")), "--voc12_root", str(toy), "--infer_list",
+                     str(toy / "val.txt"), "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0",
+                     "--crf_workers", "0", "--scales", "1.0", "--out_cam", str(tmp_path / "cams")])
+    gt = os.path.dirname(voc12_mask(toy, load_img_id_list(toy / "val.txt")[0]))
+    offline = evaluation.main(["--list", str(toy / "val.txt"), "--predict_dir", str(tmp_path / "cams"),
+                               "--gt_dir", gt, "--type", "npz", "--t", str(last["t"]), "--logfile", "",
+                               "--num_workers", "1"])
+    assert offline["miou"] == last["miou"]
 
     # With dropout (each rank its own masks): both ranks stop in step 4 (the 4th loss call),
     # mid-epoch; rank 0 wrote the step-3 checkpoint with every rank's RNG state; the resumed run

@@ -171,9 +171,20 @@ def usable_cores():
 
 
 def shard(items):
-    """This rank's share of a list (every world_size-th item), for inference under torchrun."""
+    """This rank's share of a list (every world_size-th item), for inference and validation under
+    torchrun."""
     rank, size = world()
     return list(items)[rank::size]
+
+
+def sum_over_ranks(counts, device):
+    """An int64 NumPy array (confusion counts of this rank's share) summed over the torchrun
+    ranks; unchanged in one process."""
+    if world()[1] == 1:
+        return counts
+    total = torch.as_tensor(counts, dtype=torch.int64, device=device)  # NCCL reduces on the rank's GPU
+    dist.all_reduce(total)
+    return total.cpu().numpy()
 
 
 def global_share(counts):

@@ -528,12 +528,11 @@ class TrainingRun:
         raise SystemExit(msg)
 
     def validate(self, score, *score_args):
-        """`score(*score_args)` -> {name: {"miou": ..., ...}} on the held-out list (rank 0, eval
-        mode), without changing training: every RNG stream, the BN statistics and the loader order
+        """`score(*score_args)` -> {name: {"miou": ..., ...}} on the held-out list, on every rank (each
+        scores its shard and the confusions are summed: no rank waits for the whole list), in eval
+        mode, without changing training: every RNG stream, the BN statistics and the loader order
         stay as they are, and the model is in training mode again after. Logs a line, tensorboard
         scalars val/<name>_miou, and appends the scores to <session_name>.val.json."""
-        if not self.is_main:
-            return
         states = random.getstate(), np.random.get_state()
         # Each held-out image has its own size: no cuDNN autotuning per shape, and the algorithms
         # infer_seam.py / infer_seg.py run with (they never autotune), so the scores agree.
@@ -547,6 +546,8 @@ class TrainingRun:
                 random.setstate(states[0])
                 np.random.set_state(states[1])
                 torch.backends.cudnn.benchmark = autotune
+        if not self.is_main:
+            return
         self.logger.info(f"val step {self.step}: " + ", ".join(
             f"{name} mIoU {s['miou']:.2f}" + (f" (t={s['t']:.2f})" if s.get("t") is not None else "")
             for name, s in scores.items()))
