@@ -125,10 +125,36 @@ def test_gpu_check_python_snippets_import_what_exists():
     """scripts/gpu_check.sh runs only on a GPU machine: at least its inline Python must import here."""
     text = open(os.path.join(ROOT, "scripts", "gpu_check.sh")).read()
     snippets = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
-    assert len(snippets) == 2
+    assert len(snippets) == 3
     imports = "\n".join(line for code in snippets for line in code.splitlines()
                         if line.startswith(("import ", "from ")))
     exec(compile(imports, "gpu_check.sh", "exec"), {})  # an ImportError names what is missing
+
+
+def gpu_check_steps():
+    """The step table in gpu_check.sh's header: {name: (budget, in --quick)}."""
+    text = open(os.path.join(ROOT, "scripts", "gpu_check.sh")).read()
+    table = text[text.index('STEPS="') + 7 : text.index('"', text.index('STEPS="') + 7)]
+    return {row.split()[0]: (int(row.split()[1]), row.split()[2] == "y") for row in table.splitlines() if row.strip()}
+
+
+def test_gpu_check_without_cuda_lists_its_steps_within_the_budget(tmp_path):
+    steps = gpu_check_steps()
+    env = {"CUDA_VISIBLE_DEVICES": ""}
+    for mode, limit in (([], 360), (["--quick"], 180)):
+        done = run_script("gpu_check.sh", env, *mode, str(tmp_path / "out"))
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith("gpu_check.sh: no CUDA device here") and f"within {limit} s" in lines[0]
+        listed = {line.split()[0]: int(line.split()[1]) for line in lines[1:-1]}
+        expected = {name: budget for name, (budget, quick) in steps.items() if quick or not mode}
+        assert listed == expected and list(listed) == list(expected)  # in the table's order
+        assert lines[-1].split()[-2] == str(sum(expected.values())) and sum(expected.values()) <= limit
+        assert not (tmp_path / "out").exists()  # nothing written without a GPU
+    # the docs give the same steps and budgets
+    docs = open(os.path.join(ROOT, "docs", "performance.md")).read()
+    documented = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", docs, re.M))
+    assert {name: int(b) for name, b in documented.items()} == {name: b for name, (b, _) in steps.items()}
 
 
 def test_stage_scripts_take_another_data_set(tmp_path):
