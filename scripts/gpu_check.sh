@@ -4,6 +4,9 @@
 #
 #   bash scripts/gpu_check.sh [--quick] [OUT_DIR]    (default OUT_DIR: work_gpu_check)
 #
+# Environment: GPU_CHECK_LIMIT_S (default 360, --quick 180); GPU_CHECK_WHEELS, a folder of wheels
+# to install what is missing from (a machine without a package registry); SEAM_PYTHON.
+#
 # OUT_DIR starts empty (a folder of an earlier gpu_check is cleared; any other non-empty folder
 # is refused). Each step logs to OUT_DIR/<step>.log; the JSON summary (each step pass / fail /
 # skipped with its seconds and budget, the environment fingerprint, the CUDA tests' figures,
@@ -59,8 +62,10 @@ if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then
   rm -rf "$OUT"
 fi
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 : > "$OUT/steps.tsv"
 START=$(date +%s)
+export PYTHONPATH="$OUT/site:$PYTHONPATH"
 T="$OUT/toy"
 NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
 has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
@@ -73,10 +78,13 @@ preflight() {
   for module in pydensecrf:pydensecrf2 tensorboardX:tensorboardX pytest:pytest; do
     has "${module%%:*}" || missing+=("${module#*:}")
   done
-  if [ ${#missing[@]} -gt 0 ]; then
+  if [ ${#missing[@]} -gt 0 ]; then  # from GPU_CHECK_WHEELS (a folder of wheels), else the registry
     echo "installing ${missing[*]}"
-    timeout 15 "$PY" -m pip install -q --disable-pip-version-check --retries 0 --timeout 5 "${missing[@]}" \
-      || echo "could not install ${missing[*]} (no package registry?)"
+    local source=(--retries 0 --timeout 5)
+    if [ -n "$GPU_CHECK_WHEELS" ]; then source=(--no-index --no-deps --find-links "$GPU_CHECK_WHEELS"); fi
+    # into OUT_DIR/site (on PYTHONPATH): the machine's own Python stays as it is
+    timeout 15 "$PY" -m pip install -q --disable-pip-version-check --target "$OUT/site" "${source[@]}" \
+      "${missing[@]}" || echo "could not install ${missing[*]} (no package registry or wheel for them?)"
   fi
   has pydensecrf || echo "skipped without pydensecrf: the CRF of stages 2, 4 and 5 (stage 3 reads the CAMs" \
     "with the background power)"
@@ -209,7 +217,7 @@ bench_loader() { "$PY" scripts/bench_loader.py --voc12_root "$T" --workers 8 16 
 bench_pipeline() { "$PY" scripts/bench_pipeline.py --steps 3; }
 
 # --- the run
-export OUT T PY NGPU
+export OUT T PY NGPU GPU_CHECK_WHEELS="${GPU_CHECK_WHEELS:-}"
 export -f has preflight cuda_tests toy_data stage1_train stage2_cams stage3_train stage4_walk stage5_train \
   stage5_segment stage1_variants infer_interrupted torchrun bench_seam bench_loader bench_pipeline
 
@@ -237,7 +245,8 @@ out, quick = sys.argv[1], sys.argv[2] == "1"
 def read(name):
     path = os.path.join(out, name + ".log")
     return open(path).read() if os.path.exists(path) else ""
-summary = {"quick": quick, "environment": {k: v for k, v in fingerprint().items() if k != "command"}, "steps": {}, "skipped_for_want_of": [], "bench": [],
+environment = {k: v for k, v in fingerprint().items() if k != "command"}
+summary = {"quick": quick, "environment": environment, "steps": {}, "skipped_for_want_of": [], "bench": [],
            "train_images_per_s": {}}
 for line in open(os.path.join(out, "steps.tsv")):
     name, rc, secs, budget = line.rstrip("\n").split("\t")
