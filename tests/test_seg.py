@@ -16,7 +16,7 @@ import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.deeplab import DeepLabV1
 from network.weights import infer_width, load_state_dict_file, load_weights_strict
-from tests.reference_fill import fill
+from tests.reference_fill import fill, read_key_list
 from tool.batchnorm import forward_in_bn_groups
 from tool.cam import multiscale_probs
 from tool.engine.checkpoint import save_state_dict
@@ -33,23 +33,10 @@ MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 AUTHORS_CKPT = "deeplabv1_resnet38_VOCDataset_itr20000_all_64.754.pth"
 
 
-def authors_key_list(num_classes=21):
-    """(key, shape, dtype) of the authors' DeepLab checkpoint: the published backbone under
-    `backbone.`, then their head (written out here from their model, not from ours)."""
-    rows = []
-    with open(os.path.join(DATA, "resnet38d_state_dict.txt")) as f:
-        for line in f:
-            key, shape, dtype = line.split()
-            rows.append(("backbone." + key, () if shape == "scalar" else tuple(map(int, shape.split("x"))), dtype))
-
-    def bn(name):
-        return [(f"{name}.{k}", (512,), "float32") for k in ("weight", "bias", "running_mean", "running_var")] + [
-            (f"{name}.num_batches_tracked", (), "int64")]
-
-    return rows + [("conv_fov.weight", (512, 4096, 3, 3), "float32"), *bn("bn_fov"),
-                   ("conv_fov2.weight", (512, 512, 1, 1), "float32"), *bn("bn_fov2"),
-                   ("cls_conv.weight", (num_classes, 512, 1, 1), "float32"),
-                   ("cls_conv.bias", (num_classes,), "float32")]
+def authors_key_list():
+    """(key, shape, dtype) of the authors' DeepLab checkpoint, in their order: the listing taken
+    from their model (semantic-segmentation-codebase, seamv1-pseudovoc), not from ours."""
+    return read_key_list("deeplabv1_resnet38_state_dict.txt")
 
 
 @functools.lru_cache(maxsize=1)
