@@ -72,7 +72,7 @@ def assert_close(name, got, want, rtol=1e-6):
     assert err <= rtol * max(np.abs(want).max(), 1e-30), f"{name}: max abs error {err:.3g}"
 
 
-def test_every_term_and_the_total_equal_the_published_code(golden_losses):
+def test_loss_terms_golden(golden_losses):
     g = golden_losses
     cam1, cam_rv1, cam2, cam_rv2 = (torch.from_numpy(g[k]) for k in INPUTS)
     labels = torch.from_numpy(g["label"])
@@ -99,7 +99,7 @@ def test_every_term_and_the_total_equal_the_published_code(golden_losses):
     assert_close("loss", terms["loss"].item(), g["loss"])
 
 
-def test_gradients_equal_the_published_code(golden_losses):
+def test_loss_gradients_golden(golden_losses):
     g = golden_losses
     inputs = [torch.from_numpy(g[k]).requires_grad_() for k in INPUTS]
     seam_losses(*inputs, torch.from_numpy(g["label"]))["loss"].backward()

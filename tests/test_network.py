@@ -80,7 +80,7 @@ def test_aff_golden(filled_nets, size, offsets):
 
 
 
-def test_deeplab_loads_the_authors_layout_strictly_and_gives_their_logits():
+def test_deeplab_golden():
     """The authors' stage-5 network (seamv1-pseudovoc: deeplabv1 on resnet38), every key of their
     listing filled by fill.py, run by their code in eval mode (golden_deeplab.npz)."""
     listing = read_key_list("deeplabv1_resnet38_state_dict.txt")
