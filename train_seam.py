@@ -20,6 +20,7 @@ from tool.engine.runtime import (
     non_negative,
     positive,
     run_script,
+    set_help,
     setup_device,
     to_input,
 )
@@ -77,6 +78,7 @@ def get_parser():
                             help=f"weight of the {what} in the loss")
     add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps (single scale and its flip, no CRF, the best of "
                             "--val_thresholds)")
+    set_help(p, "--val_list", "not the published --val_list (voc12/val.txt there, never read)", append=True)
     method.add_argument("--val_thresholds", type=non_negative, nargs="+",
                         default=tuple(round(0.05 * i, 2) for i in range(1, 13)), help="background thresholds scored")
     return p

@@ -21,6 +21,7 @@ from tool.engine.runtime import (
     non_negative_int,
     positive,
     run_script,
+    set_help,
     setup_device,
     to_input,
     world,
@@ -56,9 +57,13 @@ def get_parser():
     data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     data.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     data.add_argument("--label_dir", default=None,
-                      help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
+                      help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks; "
+                           "published: the authors' own stage-4 folder)")
     group(p, "outputs").add_argument("--session_name", default="resnet38_seg",
-                                     help="output prefix: <name>.pth, <name>.log, ...")
+                                     help="output prefix: <name>.pth, <name>.log, ... (published: the experiment "
+                                          "seamv1-pseudovoc)")
+    set_help(p, "--num_workers", "data loader processes per rank (None: the usable cores, at most 16; published: "
+                                 "the authors' DATA_WORKERS, 4)")
     method = group(p, "method")
     method.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
     method.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),

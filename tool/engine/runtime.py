@@ -52,6 +52,13 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+def set_help(parser, flag, text, append=False):
+    """Reword (or with `append`, extend) a shared flag's help for one script, where what the
+    published script had under that name is another thing."""
+    (action,) = [a for a in parser._actions if flag in a.option_strings]
+    action.help = f"{action.help}; {text}" if append else text
+
+
 def group(parser, title):
     """The --help group `title` of `parser` (one of GROUPS for ours; made on first use for any
     other parser), so that each flag is defined in its group."""
@@ -113,9 +120,9 @@ def add_run_flags(parser, amp_help, compile_flag=True):
     """The speed and fault flags every stage script has."""
     speed = group(parser, "speed")
     speed.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    speed.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help=amp_help)
+    speed.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help=f"{amp_help} (published: fp32)")
     speed.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
-                       help="NHWC memory format (auto: on CUDA)")
+                       help="NHWC memory format (auto: on CUDA; published: NCHW)")
     if compile_flag:
         speed.add_argument("--compile", action="store_true",
                            help="torch.compile the model (what it cannot compile runs eagerly, with a warning)")
