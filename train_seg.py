@@ -83,7 +83,7 @@ def get_parser():
                           "not per group")
     net.add_argument("--frozen_bn", action="store_true",
                      help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
-    add_validation_flags(p, "mIoU (single scale and its flip, no CRF)")
+    add_validation_flags(p, "mIoU against SegmentationClass/ as evaluation.py (single scale and its flip, no CRF)")
     return p
 
 
@@ -118,13 +118,15 @@ def run(args):
     if args.val_list:
         val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
         val_data.check_images()
-        require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
+        require_files([data.eval_mask_path(n) for n in val_data.img_ids], "validation mask")
 
     with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   horizon=run.max_step + 1, fused=device.type == "cuda")
         run.resume(optimizer)
+        if val_data is not None:
+            run.logger.info(data.eval_mask_note())
         forward = run.wrap(BNGroups(model, local_groups))
         for _, img, label in run.batches():
             img, label = to_input(img, device, run.channels_last), label.to(device, non_blocking=True)
@@ -149,13 +151,14 @@ def run(args):
 
 def seg_validation(forward, dataset, data):
     """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
-    --scales 1.0 --no_crf and evaluation.py --type png give."""
+    --scales 1.0 --no_crf and evaluation.py --type png --gt_dir <root>/SegmentationClass give
+    (data.eval_mask_path: the published evaluation's masks)."""
     conf = 0
     for i in range(len(dataset)):
         item = dataset[i]
         probs = multiscale_probs(forward, item["images"], item["size"])
         pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
-        conf = conf + confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
+        conf = conf + confusion_counts(pred, load_label_png(data.eval_mask_path(item["name"])), data.num_classes)
     return {"seg": {"miou": 100 * float(iou_from_confusion(conf).mean())}}
 
 
