@@ -45,13 +45,23 @@ from voc12.dataset import (
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
     add_training_flags(p, "network.resnet38_seg", batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
                        weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "
                                     "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
-    p.set_defaults(max_step=20000)
+    # The authors count iterations: --max_step (20,000) is the length, and --max_epoches its
+    # alternative; argparse refuses the two together. Re-added over add_training_flags' pair
+    # ("resolve" replaces them), so that the shown defaults are the ones that act.
+    opt = group(p, "optimisation")
+    opt.conflict_handler = "resolve"
+    length = opt.add_mutually_exclusive_group()
+    length.add_argument("--max_step", type=count, default=20000,
+                        help="training steps (the authors' 20,000 iterations: about 19 epochs of VOC train_aug at "
+                             "batch 10)")
+    length.add_argument("--max_epoches", type=count, default=None,
+                        help="train this many epochs over the training list instead of --max_step steps")
+    opt.conflict_handler = p.conflict_handler  # any other clash is an error again
     add_dataset_flags(p)
     data = group(p, "data")
     data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
@@ -94,6 +104,8 @@ def run(args):
         raise SystemExit("error: --frozen_bn and --sync_bn contradict each other (frozen BN has no batch statistics)")
     if not 1 <= args.bn_groups <= args.batch_size:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
+    if args.max_epoches is not None:  # given, so --max_step was not: the length is in epochs
+        args.max_step = None
     n_proc = world()[1]
     if n_proc < args.bn_groups and args.bn_groups % n_proc and not args.sync_bn:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} is not divisible by the {n_proc} torchrun processes")

@@ -347,6 +347,26 @@ def test_frozen_bn_and_unfreeze_contradict(voc, tmp_path):
         train_seg.main(train_argv(voc, tmp_path, "x", "--frozen_bn", "--unfreeze"))
 
 
+def test_the_length_is_max_step_or_max_epoches_not_both(voc, tmp_path, capsys, monkeypatch):
+    parser = train_seg.get_parser()
+    args = parser.parse_args(["--voc12_root", "x", "--weights", "w"])
+    assert (args.max_step, args.max_epoches) == (20000, None)  # the authors' 20,000 iterations
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--voc12_root", "x", "--weights", "w", "--max_step", "3", "--max_epoches", "1"])
+    assert "--max_epoches: not allowed with argument --max_step" in capsys.readouterr().err
+    class Run(train_seg.TrainingRun):  # fails fast instead of training 20,000 steps
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            assert self.max_step == 4, self.max_step
+
+    monkeypatch.setattr(train_seg, "TrainingRun", Run)
+    argv = train_argv(voc, tmp_path, "epochs", "--batch_size", "8", "--max_epoches", "2")
+    i = argv.index("--max_step")
+    train_seg.main(argv[:i] + argv[i + 2:])
+    steps = [s for s, _ in logged_losses(tmp_path, "epochs")]
+    assert steps == [1, 2, 3, 4]  # 16 images at batch 8: 2 steps an epoch, 2 epochs
+
+
 # ---------------------------------------------------------------- the authors' checkpoint
 
 
