@@ -14,6 +14,7 @@ test_the_table_holds_every_published_default. ENGINE lists what differs without 
 import argparse
 import json
 import os
+import re
 import warnings
 
 import pytest
@@ -408,3 +409,35 @@ def test_help_gives_every_flag_a_line_its_default_and_the_published_value_where_
         if ours is SAME or ours in (REQUIRED, ABSENT) or (isinstance(ours, FromDataSet) and not ours.voc):
             continue
         assert "published" in _action(parser, flag).help, f"{script} {flag}: help does not name the published value"
+
+
+def help_entries(parser):
+    """--help as {flag: its whole entry}, on one line each (a terminal wide enough for any entry)."""
+    entries, flag = {}, None
+    for line in parser.format_help().splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            entries[flag] = line
+        elif flag and line.startswith("    "):
+            entries[flag] += " " + line.strip()
+        else:
+            flag = None
+    return entries
+
+
+@pytest.mark.parametrize("script", list(TABLES))
+def test_help_gives_no_default_to_a_required_flag_and_none_twice(script, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")
+    parser = TABLES[script][0]()
+    entries = help_entries(parser)
+    required = [a for a in parser._actions if a.required]
+    assert required
+    for action in parser._actions:
+        if not action.option_strings or argparse.SUPPRESS in (action.help, action.default):  # --help
+            continue
+        entry = entries[action.option_strings[0]]
+        ours = re.findall(r"(?<!published )\bdefault\b", entry, re.IGNORECASE)
+        if action.required:
+            assert not ours, entry  # e.g. not "(default: None)" on --weights
+        else:  # said once: by the text ("default: the data set's ...") or by argparse, not both
+            assert len(ours) == 1, entry

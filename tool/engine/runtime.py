@@ -31,7 +31,13 @@ USER_ERRORS = (FileNotFoundError, ValueError, WriteError)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, every flag with its default."""
+    """The description as written, every flag with its default: not for a required flag (it has
+    none), nor where the help says the default itself ("(default: None)" would contradict it)."""
+
+    def _get_help_string(self, action):
+        if action.required or re.search(r"(?<!published )\bdefault\b", action.help or "", re.IGNORECASE):
+            return action.help
+        return super()._get_help_string(action)
 
 
 # the --help groups, in the order a researcher scans them (one without flags is not shown)
