@@ -54,14 +54,16 @@ from voc12.dataset import (
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff", EVAL_LIST_HELP,
+    add_inference_flags(p, "AffinityNet checkpoint (<session_name>.pth)", "network.resnet38_aff",
+                        f"{EVAL_LIST_HELP}; published: voc12/val.txt",
                         amp_help="mixed precision of the affinity features: auto = bf16 on CUDA, fp32 on CPU; "
                                  "off = exact fp32 (no TF32); the walk itself is fp32")
     add_dataset_flags(p)
     data = group(p, "data")
     data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     data.add_argument("--cam_dir", required=True, help="CAM folder of infer_seam.py (--out_cam)")
-    group(p, "outputs").add_argument("--out_rw", required=True, help="folder of <id>.png pseudo labels")
+    group(p, "outputs").add_argument("--out_rw", required=True,
+                                     help="folder of <id>.png pseudo labels (published default: out_rw)")
     method = group(p, "method")
     method.add_argument("--alpha", type=positive, default=6, help="background power of the CAM")
     method.add_argument("--beta", type=positive, default=8, help="power of the affinities")

@@ -20,6 +20,7 @@ from tool.engine.runtime import (
     non_negative,
     positive,
     run_script,
+    set_help,
     setup_device,
     shard,
     sum_over_ranks,
@@ -77,8 +78,9 @@ def get_parser():
     for term, what in LOSS_TERMS.items():
         method.add_argument(f"--{term}_weight", type=non_negative, default=1.0,
                             help=f"weight of the {what} in the loss")
-    add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps (single scale and its flip, no CRF, the best of "
-                            "--val_thresholds)")
+    add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps against SegmentationClass/ as evaluation.py (single "
+                            "scale and its flip, no CRF, the best of --val_thresholds)")
+    set_help(p, "--val_list", "not the published --val_list (voc12/val.txt there, never read)", append=True)
     method.add_argument("--val_thresholds", type=non_negative, nargs="+",
                         default=tuple(round(0.05 * i, 2) for i in range(1, 13)), help="background thresholds scored")
     return p
@@ -118,13 +120,15 @@ def run(args):
     if args.val_list:
         val_data = ClsDatasetMSF(args.val_list, data, args.cls_labels, scales=(1.0,))
         val_data.check_images()
-        require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
+        require_files([data.eval_mask_path(n) for n in val_data.img_ids], "validation mask")
     loss_weights = {term: getattr(args, f"{term}_weight") for term in LOSS_TERMS}
 
     with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   fused=device.type == "cuda")
         run.resume(optimizer)
+        if val_data is not None:
+            run.logger.info(data.eval_mask_note())
         forward = run.wrap(TwoBranch(model))
         for _, img, label in run.batches():
             img, label = to_input(img, device, run.channels_last), label.to(device, non_blocking=True)
@@ -167,14 +171,15 @@ def cam_grid(img, cam, cam_rv, n=4):
 def cam_validation(forward, dataset, data, device, thresholds):
     """{cam, cam_rv}: mIoU (%) at the best of `thresholds`, its t and the curve, of the fc8 CAM and
     the PCM map on `dataset` (ClsDatasetMSF, one scale): what infer_seam.py --scales 1.0 (with
-    --no_pcm for cam) and evaluation.py --type npz --t give. Under torchrun each rank scores its
+    --no_pcm for cam) and evaluation.py --type npz --t --gt_dir <root>/SegmentationClass give
+    (data.eval_mask_path: the published evaluation's masks). Under torchrun each rank scores its
     shard and the confusions are summed."""
     shape = (len(thresholds), data.num_classes, data.num_classes + 1)
     confs = {"cam": np.zeros(shape, np.int64), "cam_rv": np.zeros(shape, np.int64)}
     for i in shard(range(len(dataset))):
         item = dataset[i]
         keys = np.nonzero(item["label"].numpy() > 1e-5)[0].astype(np.int64)
-        label, gt = item["label"].to(device), load_label_png(data.mask_path(item["name"]))
+        label, gt = item["label"].to(device), load_label_png(data.eval_mask_path(item["name"]))
         for output, name in enumerate(confs):
             total = multiscale_cam(forward, item["images"], label, item["size"], output)
             cams = normalize_cams(total[torch.from_numpy(keys).to(device)].cpu().numpy())

@@ -22,6 +22,7 @@ from tool.engine.runtime import (
     non_negative_int,
     positive,
     run_script,
+    set_help,
     setup_device,
     shard,
     sum_over_ranks,
@@ -47,21 +48,35 @@ from voc12.dataset import (
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    # 19 epochs of train_aug (10,582 images) at batch 10 is about the published 20,000 iterations.
     add_training_flags(p, "network.resnet38_seg", batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
                        weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "
                                     "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
-    p.set_defaults(max_step=20000)
+    # The authors count iterations: --max_step (20,000) is the length, and --max_epoches its
+    # alternative; argparse refuses the two together. Re-added over add_training_flags' pair
+    # ("resolve" replaces them), so that the shown defaults are the ones that act.
+    opt = group(p, "optimisation")
+    opt.conflict_handler = "resolve"
+    length = opt.add_mutually_exclusive_group()
+    length.add_argument("--max_step", type=count, default=20000,
+                        help="training steps (the authors' 20,000 iterations: about 19 epochs of VOC train_aug at "
+                             "batch 10)")
+    length.add_argument("--max_epoches", type=count, default=None,
+                        help="train this many epochs over the training list instead of --max_step steps")
+    opt.conflict_handler = p.conflict_handler  # any other clash is an error again
     add_dataset_flags(p)
     data = group(p, "data")
     data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     data.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     data.add_argument("--label_dir", default=None,
-                      help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks)")
+                      help="folder of <id>.png pseudo labels (default: the data set's ground-truth masks; "
+                           "published: the authors' own stage-4 folder)")
     group(p, "outputs").add_argument("--session_name", default="resnet38_seg",
-                                     help="output prefix: <name>.pth, <name>.log, ...")
+                                     help="output prefix: <name>.pth, <name>.log, ... (published: the experiment "
+                                          "seamv1-pseudovoc)")
+    set_help(p, "--num_workers", "data loader processes per rank (None: the usable cores, at most 16; published: "
+                                 "the authors' DATA_WORKERS, 4)")
     method = group(p, "method")
     method.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
     method.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),
@@ -81,7 +96,7 @@ def get_parser():
                           "not per group")
     net.add_argument("--frozen_bn", action="store_true",
                      help="variant: backbone BN on its ImageNet statistics and conv1a/b2* fixed, as stages 1 and 3")
-    add_validation_flags(p, "mIoU (single scale and its flip, no CRF)")
+    add_validation_flags(p, "mIoU against SegmentationClass/ as evaluation.py (single scale and its flip, no CRF)")
     return p
 
 
@@ -92,6 +107,8 @@ def run(args):
         raise SystemExit("error: --frozen_bn and --sync_bn contradict each other (frozen BN has no batch statistics)")
     if not 1 <= args.bn_groups <= args.batch_size:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
+    if args.max_epoches is not None:  # given, so --max_step was not: the length is in epochs
+        args.max_step = None
     n_proc = world()[1]
     if n_proc < args.bn_groups and args.bn_groups % n_proc and not args.sync_bn:
         raise SystemExit(f"error: --bn_groups {args.bn_groups} is not divisible by the {n_proc} torchrun processes")
@@ -116,13 +133,15 @@ def run(args):
     if args.val_list:
         val_data = SegInferDataset(args.val_list, data, scales=(1.0,))
         val_data.check_images()
-        require_files([data.mask_path(n) for n in val_data.img_ids], "validation mask")
+        require_files([data.eval_mask_path(n) for n in val_data.img_ids], "validation mask")
 
     with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   horizon=run.max_step + 1, fused=device.type == "cuda")
         run.resume(optimizer)
+        if val_data is not None:
+            run.logger.info(data.eval_mask_note())
         forward = run.wrap(BNGroups(model, local_groups))
         for _, img, label in run.batches():
             img, label = to_input(img, device, run.channels_last), label.to(device, non_blocking=True)
@@ -147,14 +166,15 @@ def run(args):
 
 def seg_validation(forward, dataset, data, device):
     """{seg: {miou}}: mIoU (%) on `dataset` (SegInferDataset, one scale), what infer_seg.py
-    --scales 1.0 --no_crf and evaluation.py --type png give. Under torchrun each rank scores its
+    --scales 1.0 --no_crf and evaluation.py --type png --gt_dir <root>/SegmentationClass give
+    (data.eval_mask_path: the published evaluation's masks). Under torchrun each rank scores its
     shard and the confusions are summed."""
     conf = np.zeros((data.num_classes, data.num_classes + 1), np.int64)
     for i in shard(range(len(dataset))):
         item = dataset[i]
         probs = multiscale_probs(forward, item["images"], item["size"])
         pred = probs.max(dim=0).indices.to(torch.uint8).cpu().numpy()  # = argmax, as infer_seg.py
-        conf += confusion_counts(pred, load_label_png(data.mask_path(item["name"])), data.num_classes)
+        conf += confusion_counts(pred, load_label_png(data.eval_mask_path(item["name"])), data.num_classes)
     return {"seg": {"miou": 100 * float(iou_from_confusion(sum_over_ranks(conf, device)).mean())}}
 
 

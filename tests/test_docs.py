@@ -1,5 +1,7 @@
-"""README.md and docs/*.md stay true: every script, file and --flag they name exists, every
-relative link resolves, and docs/fidelity.md is what tests/test_defaults.py generates."""
+"""README.md and docs/*.md stay true: every script, file, test and --flag they name exists, every
+relative link resolves, README's status names the tests behind each claim, and docs/fidelity.md is
+what tests/test_defaults.py generates."""
+import ast
 import glob
 import os
 import re
@@ -40,6 +42,27 @@ def test_what_a_page_names_exists(doc):
     flags = known_flags() | EXTERNAL_FLAGS
     for flag in set(re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]", text)):
         assert flag in flags, f"{doc}: {flag} is no flag of any script"
+
+
+def defined_tests(path):
+    return {n.name for n in ast.parse(open(path).read()).body if isinstance(n, ast.FunctionDef)
+            and n.name.startswith("test_")}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=os.path.basename)
+def test_every_cited_test_exists(doc):
+    for path, name in set(re.findall(r"(tests/\w+\.py)::(\w+)", open(doc).read())):
+        assert os.path.isfile(os.path.join(ROOT, path)), f"{doc}: {path} does not exist"
+        assert name in defined_tests(os.path.join(ROOT, path)), f"{doc}: no test {path}::{name}"
+
+
+def test_every_status_claim_names_its_tests():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    status = text[text.index("**Status.**"):text.index("\n## ")]
+    claims = re.split(r"\n- ", status.split("\n\n")[0])[1:]
+    assert len(claims) >= 3
+    for claim in claims:
+        assert re.search(r"`tests/\w+\.py(::\w+)?`", claim), f"README status: no test named in {claim[:60]!r}"
 
 
 def test_fidelity_page_is_generated_from_the_defaults_table():

@@ -1,10 +1,17 @@
-"""SEAM losses: hand-made values, and agreement with a line-by-line transcription of the published loop."""
+"""SEAM losses: hand-made values, goldens computed by the published train_SEAM.py, and agreement
+with a line-by-line transcription of the published loop."""
+import os
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from network import resnet38_seam
-from tool.losses import ecr_term, er_loss, max_norm, max_onehot, min_pool_loss, seam_losses
+from tests.reference_fill import DATA
+from tool.losses import classification_loss, ecr_term, er_loss, max_norm, max_onehot, min_pool_loss, seam_losses
+
+INPUTS = ("cam1", "cam_rv1", "cam2", "cam_rv2")
 
 
 def published_losses(cam1, cam_rv1, cam2, cam_rv2, label20):
@@ -51,6 +58,53 @@ def published_losses(cam1, cam_rv1, cam2, cam_rv2, label20):
     ecr1 = torch.mean(torch.topk(t1.view(N, -1), k=k, dim=-1)[0])
     ecr = ecr1 + torch.mean(torch.topk(t2.view(N, -1), k=k, dim=-1)[0])
     return {"cls": (cls1 + cls2) / 2, "min_pool": (rvmin1 + rvmin2) / 2, "er": er, "ecr": ecr}
+
+
+@pytest.fixture(scope="module")
+def golden_losses():
+    """The published train_SEAM.py's loss code run on fixed network outputs (tests/data)."""
+    return dict(np.load(os.path.join(DATA, "golden_losses.npz"), allow_pickle=False))
+
+
+def assert_close(name, got, want, rtol=1e-6):
+    """float32: within rtol of the largest magnitude of `want` (a few ulps)."""
+    err = np.abs(np.asarray(got, np.float64) - want).max()
+    assert err <= rtol * max(np.abs(want).max(), 1e-30), f"{name}: max abs error {err:.3g}"
+
+
+def test_loss_terms_golden(golden_losses):
+    g = golden_losses
+    cam1, cam_rv1, cam2, cam_rv2 = (torch.from_numpy(g[k]) for k in INPUTS)
+    labels = torch.from_numpy(g["label"])
+    # the per-branch terms, from the functions seam_losses combines (as train_seam.py calls it)
+    mask = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)[:, :, None, None]
+
+    def to_small(x):
+        return F.interpolate(max_norm(x), cam2.shape[2:], mode="bilinear", align_corners=True) * mask
+
+    per_branch = {
+        "loss_cls1": classification_loss(cam1, labels), "loss_cls2": classification_loss(cam2, labels),
+        "loss_rvmin1": min_pool_loss(cam_rv1, labels), "loss_rvmin2": min_pool_loss(cam_rv2, labels),
+        "loss_ecr1": ecr_term(max_norm(cam2) * mask, to_small(cam_rv1)),
+        "loss_ecr2": ecr_term(to_small(cam1), max_norm(cam_rv2) * mask),
+    }
+    for name, value in per_branch.items():
+        assert_close(name, value.item(), g[name])
+    terms = seam_losses(cam1, cam_rv1, cam2, cam_rv2, labels)
+    assert set(terms) == {"cls", "min_pool", "er", "ecr", "loss"}
+    assert_close("cls", terms["cls"].item(), (g["loss_cls1"] + g["loss_cls2"]) / 2)
+    assert_close("min_pool", terms["min_pool"].item(), (g["loss_rvmin1"] + g["loss_rvmin2"]) / 2)
+    assert_close("er", terms["er"].item(), g["loss_er"])
+    assert_close("ecr", terms["ecr"].item(), g["loss_ecr1"] + g["loss_ecr2"])
+    assert_close("loss", terms["loss"].item(), g["loss"])
+
+
+def test_loss_gradients_golden(golden_losses):
+    g = golden_losses
+    inputs = [torch.from_numpy(g[k]).requires_grad_() for k in INPUTS]
+    seam_losses(*inputs, torch.from_numpy(g["label"]))["loss"].backward()
+    for name, x in zip(INPUTS, inputs):
+        assert_close(f"grad_{name}", x.grad.numpy(), g[f"grad_{name}"])
 
 
 def random_case(seed, size=(40, 40), small=(12, 12)):

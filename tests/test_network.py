@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from network import build_network, resnet38_aff, resnet38_seam, resnet38d, resolve_network
+from network import build_network, resnet38_aff, resnet38_seam, resnet38_seg, resnet38d, resolve_network
 from network.seam import SEAM
 from network.weights import load_state_dict_file, load_weights_strict
 from tests.reference_fill import DATA, filled_state_dict, read_key_list
@@ -78,6 +78,28 @@ def test_aff_golden(filled_nets, size, offsets):
     ok, err = close(aff.numpy(), g[f"aff_{size}"])
     assert ok, err
 
+
+
+def test_deeplab_golden():
+    """The authors' stage-5 network (seamv1-pseudovoc: deeplabv1 on resnet38), every key of their
+    listing filled by fill.py, run by their code in eval mode (golden_deeplab.npz)."""
+    listing = read_key_list("deeplabv1_resnet38_state_dict.txt")
+    state = filled_state_dict.__wrapped__("deeplabv1_resnet38_state_dict.txt")  # 124M values: not kept cached
+    net = resnet38_seg.Net()
+    ours = [(k if k.split(".", 1)[0] in net.head_names else "backbone." + k, tuple(v.shape),
+             str(v.dtype).replace("torch.", "")) for k, v in net.state_dict().items()]
+    assert ours == listing  # their keys, shapes and dtypes, in their order
+    load_weights_strict(net, state)
+    got = net.state_dict()
+    assert all(torch.equal(got[k.removeprefix("backbone.")], v) for k, v in state.items())
+    g = np.load(os.path.join(DATA, "golden_deeplab.npz"), allow_pickle=False)
+    net.eval()
+    for size in ("64x80", "57x43"):
+        with torch.no_grad():
+            logits = net(torch.from_numpy(g[f"input_{size}"])).numpy()
+        assert logits.shape == g[f"logits_{size}"].shape
+        ok, err = close(logits, g[f"logits_{size}"], rtol=1e-5)
+        assert ok, (size, err)
 
 def test_output_stride_and_feature_sizes():
     net = resnet38d.Net(width=1 / 16).eval()

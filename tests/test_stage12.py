@@ -14,7 +14,6 @@ import train_seam
 from network import resnet38_seam
 from network.weights import load_weights_strict
 from tool.engine.camfile import load_cam, load_crf
-from voc12.dataset import mask_path as voc12_mask
 from voc12.labels import load_cls_labels, load_img_id_list
 
 SLIM = ["--width", "0.0625", "--crop_size", "64", "--resize_long", "64", "96"]
@@ -210,16 +209,19 @@ def test_validation_changes_nothing_and_equals_the_offline_evaluation(toy, tmp_p
     history = json.loads((validated / "seam.val.json").read_text())
     assert [h["step"] for h in history] == [3, 4]
     log = (validated / "tb" / f"{str(validated / 'seam').replace('/', '_')}.log").read_text()
-    assert "val step 4: cam mIoU" in log
+    assert "val step 4: cam mIoU" in log and f"validation masks: {toy / 'SegmentationClass'}" in log
     last = history[-1]
     common = ["--weights", str(validated / "seam.pth"), "--voc12_root", str(toy), "--infer_list", str(toy / "val.txt"),
               "--cls_labels", str(toy / "cls_labels.txt"), "--num_workers", "0", "--crf_workers", "0",
               "--scales", "1.0"]
-    gt = os.path.dirname(voc12_mask(toy, load_img_id_list(toy / "val.txt")[0]))
     for name, extra in (("cam_rv", []), ("cam", ["--no_pcm"])):
         infer_seam.main([*common, "--out_cam", str(tmp_path / name), *extra])
         t = last[name]["t"]
-        offline = evaluation.main(["--list", str(toy / "val.txt"), "--predict_dir", str(tmp_path / name),
-                                   "--gt_dir", gt, "--type", "npz", "--t", str(t), "--logfile", "",
-                                   "--num_workers", "1"])
-        assert offline["miou"] == last[name]["miou"] == last[name]["curve"][f"{t:.2f}"], name
+        # the toy val masks differ between the folders (SegmentationClass has ignore bands): only
+        # the published evaluation's SegmentationClass gives the validated score
+        offline = {folder: evaluation.main(["--list", str(toy / "val.txt"), "--predict_dir", str(tmp_path / name),
+                                            "--gt_dir", str(toy / folder), "--type", "npz", "--t", str(t),
+                                            "--logfile", "", "--num_workers", "1"])["miou"]
+                   for folder in ("SegmentationClass", "SegmentationClassAug")}
+        assert offline["SegmentationClass"] == last[name]["miou"] == last[name]["curve"][f"{t:.2f}"], name
+        assert offline["SegmentationClassAug"] != last[name]["miou"], name

@@ -1,6 +1,7 @@
 import os
 import pickle
 import random
+import shutil
 
 import cv2
 import numpy as np
@@ -300,6 +301,23 @@ def test_seg_dataset_label_sources(toy_root, tmp_path):
     ds = data.SegDataset(_list_file(tmp_path, [train_id]), toy_root, label_dir=str(tmp_path / "nolabels"))
     with pytest.raises(FileNotFoundError, match="nolabels"):
         ds[0]
+
+
+def test_validation_reads_the_published_evaluations_masks_or_says_it_falls_back(toy_root, tmp_path):
+    from voc12.dataset import open_dataset
+
+    val_id = labels.load_img_id_list(os.path.join(toy_root, "val.txt"))[0]
+    voc = open_dataset("voc12", toy_root)  # both folders: the banded SegmentationClass wins
+    assert voc.eval_mask_path(val_id) == os.path.join(toy_root, "SegmentationClass", val_id + ".png")
+    assert voc.mask_path(val_id).endswith(os.path.join("SegmentationClassAug", val_id + ".png"))  # training's
+    assert "SegmentationClass (evaluation.py --gt_dir)" in voc.eval_mask_note()
+    root = tmp_path / "aug_only"
+    os.makedirs(root / "JPEGImages")
+    shutil.copytree(os.path.join(toy_root, "SegmentationClassAug"), root / "SegmentationClassAug")
+    aug_only = open_dataset("voc12", str(root))
+    assert aug_only.eval_mask_dir is None
+    assert aug_only.eval_mask_path(val_id) == os.path.join(str(root), "SegmentationClassAug", val_id + ".png")
+    assert "no SegmentationClass/: falling back to SegmentationClassAug/" in aug_only.eval_mask_note()
 
 
 def test_seg_dataset_label_dir_and_scaled_crop(toy_root, tmp_path):

@@ -26,7 +26,7 @@ class PolyOptimizer(torch.optim.SGD):
             for params, mult, decay in zip(param_groups, GROUP_LR_MULT, GROUP_DECAY)
         ]
         groups = [g for g in groups if g["params"]]
-        # fused: one CUDA kernel for every parameter's update (same arithmetic as the loop)
+        # fused: one kernel for every parameter's update (the loop's update up to float rounding)
         super().__init__(groups, lr=lr, momentum=momentum, **({"fused": True} if fused else {}))
         self.horizon = max_step if horizon is None else horizon
         self.power = power

@@ -58,6 +58,26 @@ class DataSet:
     def mask_path(self, img_id, label_dir=None):
         return mask_path(self.root, img_id, label_dir)
 
+    @property
+    def eval_mask_dir(self):
+        """The folder validation scores against: SegmentationClass/, the masks of the published
+        evaluation (evaluation.py --gt_dir); None for a data set without one (validation then
+        falls back to mask_path's masks, and says so)."""
+        path = os.path.join(self.root, "SegmentationClass")
+        return path if os.path.isdir(path) else None
+
+    def eval_mask_path(self, img_id):
+        """The mask of `img_id` that evaluation.py scores against (see eval_mask_dir)."""
+        folder = self.eval_mask_dir
+        return mask_path(self.root, img_id) if folder is None else os.path.join(folder, img_id + ".png")
+
+    def eval_mask_note(self):
+        """One line for the training log: which masks validation reads."""
+        if self.eval_mask_dir is None:
+            return (f"validation masks: {self.root} has no SegmentationClass/: falling back to SegmentationClassAug/ "
+                    "(not what evaluation.py is given by the published scripts)")
+        return f"validation masks: {self.eval_mask_dir} (evaluation.py --gt_dir)"
+
     def list_path(self, split):
         """The list file of a split role; a missing one is a FileNotFoundError naming where it looked."""
         names = (split, "train") if split == "train_aug" else (split,)

@@ -31,7 +31,13 @@ USER_ERRORS = (FileNotFoundError, ValueError, WriteError)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, every flag with its default."""
+    """The description as written, every flag with its default: not for a required flag (it has
+    none), nor where the help says the default itself ("(default: None)" would contradict it)."""
+
+    def _get_help_string(self, action):
+        if action.required or re.search(r"(?<!published )\bdefault\b", action.help or "", re.IGNORECASE):
+            return action.help
+        return super()._get_help_string(action)
 
 
 # the --help groups, in the order a researcher scans them (one without flags is not shown)
@@ -50,6 +56,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def set_help(parser, flag, text, append=False):
+    """Reword (or with `append`, extend) a shared flag's help for one script, where what the
+    published script had under that name is another thing."""
+    (action,) = [a for a in parser._actions if flag in a.option_strings]
+    action.help = f"{action.help}; {text}" if append else text
 
 
 def group(parser, title):
@@ -113,9 +126,9 @@ def add_run_flags(parser, amp_help, compile_flag=True):
     """The speed and fault flags every stage script has."""
     speed = group(parser, "speed")
     speed.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    speed.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help=amp_help)
+    speed.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help=f"{amp_help} (published: fp32)")
     speed.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
-                       help="NHWC memory format (auto: on CUDA)")
+                       help="NHWC memory format (auto: on CUDA; published: NCHW)")
     if compile_flag:
         speed.add_argument("--compile", action="store_true",
                            help="torch.compile the model (what it cannot compile runs eagerly, with a warning)")
