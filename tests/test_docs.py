@@ -1,5 +1,6 @@
 """README.md and docs/*.md stay true: every script, file and --flag they name exists, every
-relative link resolves, and docs/fidelity.md is what tests/test_defaults.py generates."""
+relative link and #anchor resolves, no heading is empty, "below" and "above" point at something,
+no sentence is written twice, and docs/fidelity.md is what tests/test_defaults.py generates."""
 import glob
 import os
 import re
@@ -29,9 +30,13 @@ def known_flags():
 def test_what_a_page_names_exists(doc):
     text = open(doc).read()
     here = os.path.dirname(doc)
-    for target in re.findall(r"\]\(([^)#\s]+)\)", text):  # relative links
-        if not re.match(r"[a-z]+://", target):
-            assert os.path.exists(os.path.join(here, target)), f"{doc}: broken link {target}"
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):  # relative links
+        if re.match(r"[a-z]+://", target):
+            continue
+        path = os.path.join(here, target) if target else doc
+        assert os.path.exists(path), f"{doc}: broken link {target}"
+        if anchor:
+            assert anchor in heading_anchors(open(path).read()), f"{doc}: no heading #{anchor} in {target or doc}"
     for path in set(re.findall(r"`((?:scripts|tool|network|voc12|tests|docs)/[\w./-]+)`", text)):
         assert os.path.exists(os.path.join(ROOT, path.split(":")[0])), f"{doc}: {path} does not exist"
     for script in set(re.findall(r"\b(\w+\.py)\b", text)):
@@ -55,3 +60,106 @@ def test_readme_is_a_guide():
     for doc in DOCS:  # no words that only make sense inside the project's development
         for words in ("the issue", "the report", "closing note"):
             assert words not in open(doc).read().lower(), (doc, words)
+
+
+def prose_lines(text):
+    """(line number, line) of the lines outside fenced code blocks."""
+    fenced = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            yield number, line
+
+
+def headings(text):
+    """(line number, level, title) of the Markdown headings outside code blocks."""
+    return [(n, len(m.group(1)), m.group(2)) for n, line in prose_lines(text)
+            if (m := re.match(r"(#{1,6})\s+(.*\S)", line))]
+
+
+def heading_anchors(text):
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") for _, _, title in headings(text)}
+
+
+def test_heading_anchors_follow_github():
+    text = "# Page\n\n## The arms (`train_seam.py`)\n\n```\n# a comment\n```\n## CPU measurements of 2026-12-06\n"
+    assert heading_anchors(text) == {"page", "the-arms-train_seampy", "cpu-measurements-of-2026-12-06"}
+
+
+def empty_headings(text):
+    """Headings with no text of their own before the next heading of the same or a higher level."""
+    lines = text.splitlines()
+    found = headings(text)
+    empty = []
+    for i, (number, level, title) in enumerate(found):
+        end = next((n for n, lv, _ in found[i + 1:] if lv <= level), len(lines) + 1)
+        deeper = next((n for n, lv, _ in found[i + 1:] if lv > level), end)
+        if not any(line.strip() for line in lines[number:min(end, deeper) - 1]) and deeper == end:
+            empty.append(title)
+    return empty
+
+
+# "below" / "above" followed by one of these (or a number) compare ("2 points below it"); otherwise
+# the word points at part of the page, and must name a thing of a kind the page has on that side.
+COMPARED = {"it", "them", "the", "its", "their", "a", "an", "that", "this", "chance", "zero", "all"}
+POINTED_AT = {"table": r"^\s*\|", "figure": r"!\[", "image": r"!\[", "plot": r"!\[", "command": r"^\s*```",
+              "commands": r"^\s*```", "block": r"^\s*```"}
+
+
+def dangling_positions(text):
+    """Sentences whose "below" / "above" points at nothing: neither a comparison nor "the table
+    below" (figure, command, block) with such a thing on that side of the page."""
+    lines = text.splitlines()
+    kept = dict(prose_lines(text))
+    prose = "\n".join(kept.get(n, "") for n in range(1, len(lines) + 1))  # code blanked, lines kept
+    bad = []
+    for m in re.finditer(r"(\S+)\s+[(\"']?(below|above)\b([^\w\s]*)\s*(\S*)", prose):
+        before, word, punct, after = m.group(1).lower().strip("(\"'`"), m.group(2), m.group(3), m.group(4)
+        if not punct and (after.lower().strip("(\"'`,.;:)") in COMPARED or re.match(r"[\d.]", after)):
+            continue
+        line = prose[:m.start(2)].count("\n") + 1
+        side = lines[line:] if word == "below" else lines[:line - 1]
+        if before not in POINTED_AT or not any(re.search(POINTED_AT[before], s) for s in side):
+            bad.append(f"line {line}: {before} {word}{punct}")
+    return bad
+
+
+def test_the_page_checks_catch_what_they_should():
+    page = "# A\n\nText.\n\n## B\n\n### C\n\nMore, details below. A plot (below).\n\n## D\n"
+    assert empty_headings(page) == ["D"]  # B has a subsection with text; D has nothing
+    assert dangling_positions(page) == ["line 9: details below.", "line 9: plot below)."]
+    ok = "2 points below it; SEAM above the baseline; below 0.05.\n\nIn the table below:\n\n| a |\n|---|\n"
+    assert dangling_positions(ok) == []
+    assert dangling_positions("The table below: none.\n") == ["line 1: table below:"]
+    assert dangling_positions("| a |\n|---|\n\nthe table above says so.\n") == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=os.path.basename)
+def test_no_empty_heading_and_no_below_or_above_that_points_at_nothing(doc):
+    text = open(doc).read()
+    assert empty_headings(text) == [], f"{doc}: empty headings"
+    assert dangling_positions(text) == [], f"{doc}: name the heading (a link) instead of below / above"
+
+
+def sentences(text):
+    """The prose sentences of a page of 60 characters or more, whitespace normalised (tables,
+    headings and code left out)."""
+    paragraphs, current = [], []
+    for _, line in [*prose_lines(text), (0, "")]:
+        if line.strip() and not line.lstrip().startswith(("#", "|")):
+            current.append(line.strip())
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    return [s for p in paragraphs for s in re.split(r"(?<=[.;:])\s+", p) if len(s) >= 60]
+
+
+def test_each_fact_is_written_once():
+    where = {}
+    for doc in DOCS:
+        for sentence in sentences(open(doc).read()):
+            first = where.setdefault(sentence, doc)
+            assert first == doc and sentences(open(doc).read()).count(sentence) == 1, (
+                f"written twice ({os.path.basename(first)}, {os.path.basename(doc)}): {sentence[:100]}")
