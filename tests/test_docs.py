@@ -18,7 +18,7 @@ SOURCES = [*glob.glob(os.path.join(ROOT, "*.py")), *glob.glob(os.path.join(ROOT,
 
 # flags of other tools the pages show (torchrun, pip, ruff)
 EXTERNAL_FLAGS = {"--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port", "--standalone",
-                  "--system-site-packages", "--fix"}
+                  "--system-site-packages", "--fix", "--index-url"}
 
 
 def known_flags():
