@@ -163,3 +163,36 @@ def test_each_fact_is_written_once():
             first = where.setdefault(sentence, doc)
             assert first == doc and sentences(open(doc).read()).count(sentence) == 1, (
                 f"written twice ({os.path.basename(first)}, {os.path.basename(doc)}): {sentence[:100]}")
+
+
+def variables_read(*scripts):
+    """The environment variables bash scripts read (each script may source the others): those
+    tested with a default (${NAME:-x}, ${NAME:=x}, ${NAME:+x}, ...) and those used but assigned in
+    none of them."""
+    code = "\n".join(line for text in scripts for line in text.splitlines() if not line.lstrip().startswith("#"))
+    tested = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):?[-=+?]", code))
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)(?![\w\[])", code))
+    assigned = set(re.findall(r"(?:^|[\s;(&|])(?:export\s+|local\s+|declare\s+(?:-\w+\s+)*)?([A-Z][A-Z0-9_]*)"
+                              r"(?:\[[^\]]*\])?\+?=", code, re.M))
+    assigned |= set(re.findall(r"\bfor\s+([A-Z][A-Z0-9_]*)\s+in\b", code))
+    return (tested | (used - assigned)) - {"BASH_SOURCE", "PWD", "PYTHONPATH"}  # the shell's and Python's own
+
+
+def test_variables_read_finds_defaults_and_unassigned_names():
+    script = 'X="${WORK_DIR:-work}"\n: "${DEMO_N:=4}"\nY=1\necho "$Y $GPUS ${FLAGS[a]+set} $X"\n# $IN_A_COMMENT\n'
+    assert variables_read(script) == {"WORK_DIR", "DEMO_N", "GPUS"}
+    assert variables_read(script, "GPUS=0\n") == {"WORK_DIR", "DEMO_N"}  # assigned in a sourced script
+
+
+def test_every_variable_the_scripts_read_is_in_the_table():
+    text = open(os.path.join(ROOT, "docs", "stages.md")).read()
+    section = text.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    in_table = [name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])]
+    assert len(in_table) == len(set(in_table)), "a variable has two rows"
+    scripts = {os.path.basename(p): open(p).read() for p in sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh")))}
+    read = variables_read(*scripts.values())
+    assert {"TRAIN_LIST", "SKIP_CRF", "GPUS", "COCO_SEG_STEPS", "TOLERANCE", "DEMO_TINY"} <= read
+    missing = sorted(read - set(in_table))
+    assert not missing, f"docs/stages.md, Environment variables: no row for {missing}"
+    assert not set(in_table) - read, f"rows for variables no script reads: {set(in_table) - read}"
