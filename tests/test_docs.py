@@ -104,8 +104,9 @@ def empty_headings(text):
 # "below" / "above" followed by one of these (or a number) compare ("2 points below it"); otherwise
 # the word points at part of the page, and must name a thing of a kind the page has on that side.
 COMPARED = {"it", "them", "the", "its", "their", "a", "an", "that", "this", "chance", "zero", "all"}
+LISTING = r"^\s*(\||- |\d+\. )"  # a table, or a bulleted or numbered list
 POINTED_AT = {"table": r"^\s*\|", "figure": r"!\[", "image": r"!\[", "plot": r"!\[", "command": r"^\s*```",
-              "commands": r"^\s*```", "block": r"^\s*```"}
+              "commands": r"^\s*```", "block": r"^\s*```", "steps": LISTING, "rows": LISTING, "list": LISTING}
 
 
 def dangling_positions(text):
@@ -134,6 +135,8 @@ def test_the_page_checks_catch_what_they_should():
     assert dangling_positions(ok) == []
     assert dangling_positions("The table below: none.\n") == ["line 1: table below:"]
     assert dangling_positions("| a |\n|---|\n\nthe table above says so.\n") == []
+    assert dangling_positions("It prints the steps below.\n\n- one\n") == []
+    assert dangling_positions("- one\n\nIt prints the steps below.\n") == ["line 3: steps below."]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=os.path.basename)
