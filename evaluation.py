@@ -7,7 +7,8 @@ Counts are accumulated over the whole list, ignoring GT 255; mIoU is the mean ov
 Prediction PNGs hold class indices 0..num_classes-1; the value 255 means "no class" and counts
 as a wrong prediction for its pixel. CAM files (--type npz: arrays `keys`, 0-based foreground
 class ids, and `cams`, K x H x W) are turned into labels with a constant background score t;
---curve sweeps t = 0.00 .. 0.59 (--start 0, --end 60, in hundredths) reading every file once. CRF files of infer_seam.py
+--curve sweeps t = 0.00 .. 0.59 (--start 0, --end 60, in hundredths) reading every file once, and
+with --out_json draws the curve beside the JSON (<name>.png; --no_plot skips it). CRF files of infer_seam.py
 (--type crf: arrays `keys`, 0 then 1-based class ids, and `scores`) are scored by their argmax.
 """
 import datetime
@@ -20,12 +21,12 @@ from typing import NamedTuple
 import numpy as np
 
 from tool.engine.camfile import check_cam, load_cam, load_crf
-from tool.engine.files import WriteError, atomic_path
+from tool.engine.files import WriteError, atomic_path, save_image
 from tool.engine.fingerprint import fingerprint
 from tool.engine.inference import helper_pool
 from tool.engine.runtime import ArgumentParser, count, group, non_negative_int, run_script
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
-from tool.vis import load_label_png
+from tool.vis import curve_image, load_label_png
 from voc12.dataset import add_dataset_flags, open_dataset
 from voc12.labels import CLASS_NAMES, load_img_id_list
 
@@ -268,6 +269,18 @@ def write_json(path, args, n_images, result, names):
             f.write("\n")
 
 
+def plot_path(out_json):
+    """Where the curve's plot goes: the JSON's path with .png for .json."""
+    stem = out_json[:-len(".json")] if out_json.endswith(".json") else out_json
+    return stem + ".png"
+
+
+def write_plot(path, args, n_images, result):
+    name = args.comment or os.path.basename(os.path.normpath(args.predict_dir))
+    title = f"{name}: {os.path.basename(args.list)} ({n_images} images)"
+    save_image(path, curve_image(result["curve"], result["t"], title))
+
+
 def thresholds_from_args(args):
     if args.type in LABEL_TYPES:
         if args.t is not None or args.curve:
@@ -316,6 +329,8 @@ def build_parser():
                           "published ./evallog.txt)")
     out.add_argument("--comment", default="", help="a note for the log line (published: required)")
     out.add_argument("--out_json", default=None, help="write per-class IoU, mIoU, t and curve here")
+    out.add_argument("--no_plot", action="store_true",
+                     help="with --curve and --out_json, do not draw the curve beside the JSON (<name>.png)")
     group(p, "speed").add_argument("--num_workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                                    help="processes reading the files")
     faults = group(p, "faults")
@@ -343,6 +358,8 @@ def run(args):
         append_log(logfile, args, len(img_ids), result, names)
     if args.out_json:
         write_json(args.out_json, args, len(img_ids), result, names)
+        if result["curve"] and not args.no_plot:
+            write_plot(plot_path(args.out_json), args, len(img_ids), result)
     return result
 
 

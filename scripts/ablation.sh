@@ -100,7 +100,7 @@ cell() {  # cell SETTING SEED SLOT: train, infer, score; each step skipped when 
       --out_cam "$dir/cam" "${fc8[@]}"
     if [ ! -f "$dir/cam.json" ]; then
       "$PY" "$SEAM_ROOT/evaluation.py" "${data[@]}" --list "$eval_list" --gt_dir "$gt" --predict_dir "$dir/cam" \
-        --type npz --curve --num_workers 1 --logfile "" --out_json "$dir/cam.json.tmp"
+        --type npz --curve --num_workers 1 --logfile "" --out_json "$dir/cam.json.tmp" --no_plot
       mv "$dir/cam.json.tmp" "$dir/cam.json"
     fi
   } > "$dir/cell.out" 2>&1

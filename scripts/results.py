@@ -3,7 +3,9 @@
 Usage: python scripts/results.py WORK_DIR [--title TITLE] [--reference voc12|coco14] [--crf_alphas LA HA]
                                  [--seeds N ...]
 With --seeds, the runs are WORK_DIR/seed_<n>, and each row shows the mean +- std over the seeds
-beside each seed's value. results.json holds the rows and the environment fingerprint.
+beside each seed's value. Under the table, a second one gives each row's per-class IoU (class x
+row; with --seeds the mean over the seeds). results.json holds the rows and the environment
+fingerprint.
 """
 import argparse
 import json
@@ -47,8 +49,12 @@ def collect(results_dir, reference="voc12", crf_alphas=(4.0, 24.0)):
         note = source[:-5]
         if best.get("t") is not None:
             note += f", background t={best['t']:.2f}"
+        absent = set(best.get("absent_classes") or ())  # no ground truth in the list: no IoU to show
+        class_iou = best.get("class_iou")
+        if class_iou is not None:
+            class_iou = {c: None if c in absent else v for c, v in class_iou.items()}
         rows.append({"stage": name, "miou": round(best["miou"], 2), "split": split, "images": best.get("num_images"),
-                     "paper": paper, "source": note})
+                     "paper": paper, "source": note, "class_iou": class_iou})
     return rows
 
 
@@ -63,6 +69,11 @@ def over_seeds(per_seed):
     for m in merged.values():
         values = np.array(list(m["per_seed"].values()))
         m["miou"], m["std"] = round(float(values.mean()), 2), round(float(values.std()), 2)
+        per_class = [r["class_iou"] for rows in per_seed.values() for r in rows
+                     if r["stage"] == m["stage"] and r.get("class_iou")]
+        m["class_iou"] = ({c: None if any(ious[c] is None for ious in per_class)
+                           else float(np.mean([ious[c] for ious in per_class])) for c in per_class[0]}
+                          if per_class and all(set(ious) == set(per_class[0]) for ious in per_class) else None)
     order = [name for name, *_ in ROWS]
     return sorted(merged.values(), key=lambda r: order.index(r["stage"]))
 
@@ -84,9 +95,27 @@ def markdown(rows, title, reference="voc12", environment=None):
         else:
             cells = (r["stage"], f"{r['miou']:.2f}", r["split"], r["images"], r["paper"], r["source"])
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += class_table(rows, bool(seeds))
     if environment is not None:
         lines += ["", f"Environment: {fingerprint_line(environment)}"]
     return "\n".join(lines) + "\n"
+
+
+def class_table(rows, over_seeds=False):
+    """Markdown lines of the per-class IoU: a line per class, a column per row that has them."""
+    rows = [r for r in rows if r.get("class_iou")]
+    if not rows:
+        return []
+    classes = list(dict.fromkeys(c for r in rows for c in r["class_iou"]))
+    mean = " (mean over the seeds)" if over_seeds else ""
+    lines = ["", f"Per-class IoU (%){mean}:", "", "| class | " + " | ".join(r["stage"] for r in rows) + " |",
+             "|---|" + "---|" * len(rows)]
+    for c in classes:
+        cells = ("-" if r["class_iou"].get(c) is None else f"{r['class_iou'][c]:.2f}" for r in rows)
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if any(v is None for r in rows for v in r["class_iou"].values()):
+        lines += ["", "-: the row's list has no ground truth of that class (its mean counts it as 0)."]
+    return lines
 
 
 def main(argv=None):

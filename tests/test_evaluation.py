@@ -139,6 +139,50 @@ def test_curve_best_threshold_matches_brute_force(voc, capsys):
     assert set(saved["class_iou"]) == set(evaluation.CLASS_NAMES)
 
 
+def test_the_curve_plot_draws_the_json_values_and_marks_the_best(voc):
+    from PIL import Image
+
+    from tool.vis import CURVE_BEST, CURVE_FRAME, CURVE_LINE
+
+    out_json = voc["tmp"] / "cam.json"
+    evaluation.main(base_args(voc, voc["cam_dir"], "--type", "npz", "--curve", "--out_json", str(out_json)))
+    saved = json.loads(out_json.read_text())
+    px = np.asarray(Image.open(voc["tmp"] / "cam.png").convert("RGB")).astype(int)
+
+    def where(colour):
+        return np.nonzero((px == colour).all(axis=2))  # rows, columns
+
+    rows, cols = where(CURVE_FRAME)  # the frame bounds the plot area: t from left to right, mIoU bottom to top
+    left, right, top, bottom = cols.min(), cols.max(), rows.min(), rows.max()
+    ts, ms = [p["t"] for p in saved["curve"]], [p["miou"] for p in saved["curve"]]
+    lo, hi = np.floor(min(ms) / 10) * 10, np.ceil(max(ms) / 10) * 10  # the axis: tens around the values
+
+    def expected(t, m):
+        return (round(left + (t - ts[0]) / (ts[-1] - ts[0]) * (right - left)),
+                round(bottom - (m - lo) / (hi - lo) * (bottom - top)))
+
+    best_x, best_y = expected(saved["t"], saved["miou"])
+    for t, m in zip(ts, ms):
+        x, y = expected(t, m)
+        if abs(x - best_x) > 5:  # the best point's dot covers its neighbours
+            near = px[y - 1:y + 2, x - 1:x + 2]
+            assert (near == CURVE_LINE).all(axis=2).any(), f"no curve at t={t}, mIoU={m:.2f} ({x}, {y})"
+    assert (px[best_y, best_x] == CURVE_BEST).all()  # a dot on the best point
+    rows, cols = where(CURVE_BEST)
+    assert abs(cols - best_x).max() <= 4  # and a vertical line at the best t, from bottom to top
+    line = rows[cols == best_x]
+    assert line.min() <= top + 1 and line.max() >= bottom - 1
+    assert saved["t"] == ts[int(np.argmax(ms))]
+
+
+def test_no_plot_without_a_curve_or_with_no_plot(voc):
+    for extra in (["--t", "0.3"], ["--curve", "--no_plot"]):
+        out_json = str(voc["tmp"] / "r.json")
+        evaluation.main(base_args(voc, voc["cam_dir"], "--type", "npz", *extra, "--out_json", out_json))
+        assert (voc["tmp"] / "r.json").exists() and not (voc["tmp"] / "r.png").exists()
+    assert evaluation.plot_path("work/results/cam.json") == "work/results/cam.png"
+
+
 def test_single_threshold_equals_curve_point(voc, capsys):
     curve = evaluation.main(base_args(voc, voc["cam_dir"], "--type", "npz", "--curve"))["curve"]
     single = evaluation.main(base_args(voc, voc["cam_dir"], "--type", "npz", "--t", "0.26"))

@@ -42,7 +42,9 @@ def test_demo_runs_every_stage_through_the_stage_scripts(tmp_path):
                          "random walk (pseudo labels)", "segmentation (DeepLab)"}
     assert all(0 <= r["miou"] <= 100 for r in rows.values())
     assert rows["segmentation (DeepLab)"]["split"] == "val" and rows["SEAM CAM"]["images"] == n_train
-    assert "| SEAM CAM |" in (work / "results.md").read_text()
+    md = (work / "results.md").read_text()
+    assert "| SEAM CAM |" in md and "| class | baseline CAM (no ER/ECR/PCM) | SEAM CAM | SEAM CAM + CRF |" in md
+    assert "| ellipse | " in md and "| arrow | " in md  # each row's per-class IoU, the toy's classes
     for name in ("pretrain.pth", "baseline.pth", "resnet38_SEAM.pth", "resnet38_aff.pth", "resnet38_seg.pth",
                  "demo.png", "baseline.out"):
         assert (work / name).is_file(), name

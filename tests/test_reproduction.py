@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,17 +68,20 @@ def test_deterministic_turns_on_pytorchs_deterministic_algorithms(monkeypatch):
         torch.backends.cudnn.deterministic = False
 
 
-def write_results(run, values):
+def write_results(run, values, class_iou=None):
     (run / "results").mkdir(parents=True)
     for name, miou in values.items():
-        (run / "results" / f"{name}.json").write_text(json.dumps({"miou": miou, "num_images": 4, "t": None}))
+        saved = {"miou": miou, "num_images": 4, "t": None, **({"class_iou": class_iou[name]} if class_iou else {})}
+        (run / "results" / f"{name}.json").write_text(json.dumps(saved))
 
 
 def test_seeds_give_mean_and_std_beside_each_seeds_value(tmp_path):
     import results
 
-    write_results(tmp_path / "seed_0", {"cam": 50.0, "rw": 60.0, "seg": 70.0})
-    write_results(tmp_path / "seed_1", {"cam": 54.0, "rw": 61.0, "seg": 66.0})
+    write_results(tmp_path / "seed_0", {"cam": 50.0, "rw": 60.0, "seg": 70.0},
+                  {k: {"background": 80.0, "cat": v} for k, v in (("cam", 20.0), ("rw", 40.0), ("seg", 60.0))})
+    write_results(tmp_path / "seed_1", {"cam": 54.0, "rw": 61.0, "seg": 66.0},
+                  {k: {"background": 82.0, "cat": v} for k, v in (("cam", 28.0), ("rw", 42.0), ("seg", 50.0))})
     results.main([str(tmp_path), "--seeds", "0", "1"])
     table = json.loads((tmp_path / "results.json").read_text())
     rows = {r["stage"]: r for r in table["rows"]}
@@ -86,9 +90,53 @@ def test_seeds_give_mean_and_std_beside_each_seeds_value(tmp_path):
     assert table["seeds"] == [0, 1] and set(table["environment"]) == KEYS
     md = (tmp_path / "results.md").read_text()
     assert "| SEAM CAM | 52.00 +- 2.00 | 50.00 | 54.00 | train |" in md
+    assert "Per-class IoU (%) (mean over the seeds):" in md  # each class's mean over the seeds, per row
+    assert "| class | SEAM CAM | random walk (pseudo labels) | segmentation (DeepLab) |" in md
+    assert "| background | 81.00 | 81.00 | 81.00 |" in md and "| cat | 24.00 | 41.00 | 55.00 |" in md
     assert md.strip().splitlines()[-1].startswith("Environment: commit ")
     with pytest.raises(SystemExit, match="seed_2/results: no evaluation results"):
         results.main([str(tmp_path), "--seeds", "0", "2"])
+
+
+def test_results_md_gives_each_rows_per_class_iou_from_the_evaluation_jsons(tmp_path):
+    import results
+
+    import evaluation
+    from tool.engine.files import save_label_png
+    from tool.vis import load_label_png
+    from voc12.toy import generate_toy_voc
+
+    toy = tmp_path / "toy"
+    generate_toy_voc(str(toy), n_train_aug=4, n_train=3, n_val=2, size=40, seed=0)
+    work = tmp_path / "work"
+    for name, split, wrong in (("rw", "train", 0.2), ("seg", "val", 0.5)):  # labels with a share of pixels wrong
+        rng = np.random.default_rng(len(name))
+        for img_id in (toy / f"{split}.txt").read_text().split():
+            label = load_label_png(str(toy / "SegmentationClass" / f"{img_id}.png"))
+            label[rng.random(label.shape) < wrong] = 0
+            save_label_png(str(work / name / f"{img_id}.png"), np.where(label == 255, 0, label).astype(np.uint8))
+        evaluation.main(["--list", str(toy / f"{split}.txt"), "--predict_dir", str(work / name), "--gt_dir",
+                         str(toy / "SegmentationClass"), "--logfile", "", "--num_workers", "1",
+                         "--out_json", str(work / "results" / f"{name}.json")])
+    results.main([str(work)])
+    md = (work / "results.md").read_text().splitlines()
+    saved = {n: json.loads((work / "results" / f"{n}.json").read_text())["class_iou"] for n in ("rw", "seg")}
+    head = md.index("| class | random walk (pseudo labels) | segmentation (DeepLab) |")
+    table = md[head + 2:head + 2 + len(saved["rw"])]
+    assert [line.split(" | ")[0] for line in table] == [f"| {c}" for c in saved["rw"]]  # a line per class, in order
+    absent = {n: set(json.loads((work / "results" / f"{n}.json").read_text())["absent_classes"]) for n in saved}
+    assert absent["rw"] and absent["seg"] and absent["rw"] != absent["seg"]  # the toy lists miss some classes
+
+    def cell(name, c):
+        return "-" if c in absent[name] else f"{saved[name][c]:.2f}"
+
+    for line, c in zip(table, saved["rw"]):
+        assert line == f"| {c} | {cell('rw', c)} | {cell('seg', c)} |"
+    assert len({line.split(" | ")[1] for line in table}) > 2  # the classes differ: not one value copied
+    assert "-: the row's list has no ground truth of that class (its mean counts it as 0)." in md
+    rows = json.loads((work / "results.json").read_text())["rows"]
+    seg = rows[1]["class_iou"]
+    assert seg == {c: None if c in absent["seg"] else pytest.approx(v) for c, v in saved["seg"].items()}
 
 
 def test_the_demo_claims_pass_and_fail(tmp_path, capsys):

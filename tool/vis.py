@@ -158,3 +158,71 @@ def denormalize(img_chw, mean, std):
     std = np.asarray(std, np.float32).reshape(-1, 1, 1)
     pixels = (arr * std + mean) * 255.0
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+# The background-threshold curve (evaluation.py --curve): colours a reader (and a test) can tell apart
+CURVE_FRAME = (128, 128, 128)  # the plot area's border, drawn in no other place
+CURVE_LINE = (31, 119, 180)  # the curve and a dot at each threshold
+CURVE_BEST = (214, 39, 40)  # a vertical line at the best threshold and a dot on its point
+CURVE_GRID = (228, 228, 228)
+
+
+def curve_axis(mious, step=10):
+    """The mIoU axis of a curve plot: multiples of `step` around the values, within 0..100."""
+    lo = max(0.0, np.floor(min(mious) / step) * step)
+    hi = min(100.0, np.ceil(max(mious) / step) * step)
+    if hi <= lo:
+        lo, hi = (lo, lo + step) if lo + step <= 100 else (hi - step, hi)
+    return float(lo), float(hi)
+
+
+def curve_image(curve, best_t, title="", size=(640, 400), box=(64, 44, 616, 352)):
+    """A PIL image of mIoU over the background threshold: `curve` is [(t, miou), ...] in increasing
+    t (two points or more), `best_t` one of its thresholds.
+
+    The plot area `box` (left, top, right, bottom) is framed in CURVE_FRAME; t runs linearly from
+    the first threshold at `left` to the last at `right`, mIoU from curve_axis's low end at
+    `bottom` to its high end at `top`. The curve is CURVE_LINE, the best threshold a CURVE_BEST
+    vertical line with a dot on its point; grid lines every 0.1 and every 10 mIoU points.
+    """
+    from PIL import ImageDraw
+
+    ts, ms = [float(t) for t, _ in curve], [float(m) for _, m in curve]
+    if len(ts) < 2 or any(b <= a for a, b in zip(ts, ts[1:])):
+        raise ValueError("curve_image needs two or more points in increasing threshold")
+    left, top, right, bottom = box
+    lo, hi = curve_axis(ms)
+
+    def xy(t, m):
+        return (round(left + (t - ts[0]) / (ts[-1] - ts[0]) * (right - left)),
+                round(bottom - (m - lo) / (hi - lo) * (bottom - top)))
+
+    img = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+
+    def text(x, y, words, align_x=0.0, align_y=0.0):  # align 0.5: centred on x (y), 1: ending there
+        x0, y0, x1, y1 = draw.textbbox((0, 0), words)
+        draw.text((x - align_x * (x1 - x0), y - align_y * (y1 - y0)), words, fill=(0, 0, 0))
+
+    for m in np.arange(lo, hi + 1e-9, 10):
+        y = xy(ts[0], m)[1]
+        draw.line([(left, y), (right, y)], fill=CURVE_GRID)
+        text(left - 8, y, f"{m:g}", 1.0, 0.5)
+    for tick in np.arange(np.ceil(ts[0] * 10) / 10, ts[-1] + 1e-9, 0.1):
+        x = xy(tick, lo)[0]
+        draw.line([(x, top), (x, bottom)], fill=CURVE_GRID)
+        text(x, bottom + 8, f"{tick:.1f}", 0.5)
+    draw.rectangle([left, top, right, bottom], outline=CURVE_FRAME)
+    best = xy(best_t, ms[ts.index(float(best_t))])
+    draw.line([(best[0], top), (best[0], bottom)], fill=CURVE_BEST)
+    points = [xy(t, m) for t, m in zip(ts, ms)]
+    draw.line(points, fill=CURVE_LINE, width=2)
+    for x, y in points:
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=CURVE_LINE)
+    draw.ellipse([best[0] - 4, best[1] - 4, best[0] + 4, best[1] + 4], fill=CURVE_BEST)
+    best_m = ms[ts.index(float(best_t))]
+    text(left, 10, title)
+    text(left, 26, f"best t={best_t:.2f}: mIoU {best_m:.2f}")
+    text((left + right) / 2, bottom + 26, "background threshold t", 0.5)
+    text(8, top - 16, "mIoU (%)")
+    return img
