@@ -38,7 +38,6 @@ from tool.engine.runtime import (
     positive,
     progress,
     run_script,
-    set_help,
     setup_device,
     shard,
 )
@@ -51,8 +50,7 @@ def get_parser():
     add_inference_flags(p, "segmentation checkpoint: train_seg.py's <session_name>.pth or the authors' release",
                         "network.resnet38_seg", "default: the data set's val list (voc12/val.txt for VOC)",
                         amp_help="mixed precision of the forward passes: auto = bf16 on CUDA, fp32 on CPU; "
-                                 "off = exact fp32 (no TF32)")
-    set_help(p, "--num_workers", "data loader workers (published: the authors' DATA_WORKERS, 4)")
+                                 "off = exact fp32 (no TF32)", published_workers=4)
     add_dataset_flags(p)
     group(p, "data").add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
     group(p, "outputs").add_argument("--out_seg", required=True, help="output folder of <id>.png label maps")

@@ -20,7 +20,6 @@ from tool.engine.runtime import (
     non_negative,
     positive,
     run_script,
-    set_help,
     setup_device,
     shard,
     sum_over_ranks,
@@ -44,7 +43,7 @@ LOSS_TERMS = {"cls": "classification loss", "er": "equivariant regularisation (E
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    add_training_flags(p, "network.resnet38_SEAM", batch_size=8, max_epoches=8, lr=0.01)
+    add_training_flags(p, "network.resnet38_SEAM", batch_size=8, lr=0.01, max_epoches=8)
     add_dataset_flags(p, labels=True)
     group(p, "data").add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)
     group(p, "outputs").add_argument("--session_name", default="resnet38_SEAM",
@@ -79,8 +78,7 @@ def get_parser():
         method.add_argument(f"--{term}_weight", type=non_negative, default=1.0,
                             help=f"weight of the {what} in the loss")
     add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps against SegmentationClass/ as evaluation.py (single "
-                            "scale and its flip, no CRF, the best of --val_thresholds)")
-    set_help(p, "--val_list", "not the published --val_list (voc12/val.txt there, never read)", append=True)
+                            "scale and its flip, no CRF, the best of --val_thresholds)", namesake=True)
     method.add_argument("--val_thresholds", type=non_negative, nargs="+",
                         default=tuple(round(0.05 * i, 2) for i in range(1, 13)), help="background thresholds scored")
     return p

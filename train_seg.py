@@ -22,7 +22,6 @@ from tool.engine.runtime import (
     non_negative_int,
     positive,
     run_script,
-    set_help,
     setup_device,
     shard,
     sum_over_ranks,
@@ -48,23 +47,12 @@ from voc12.dataset import (
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    add_training_flags(p, "network.resnet38_seg", batch_size=10, max_epoches=19, lr=0.001, wt_dec=5e-4, momentum=0.9,
+    add_training_flags(p, "network.resnet38_seg", batch_size=10, lr=0.001, max_step=20000, wt_dec=5e-4, momentum=0.9,
+                       workers=4,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
                        weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "
                                     "the authors' DeepLab checkpoint to fine-tune), or none (random init)")
-    # The authors count iterations: --max_step (20,000) is the length, and --max_epoches its
-    # alternative; argparse refuses the two together. Re-added over add_training_flags' pair
-    # ("resolve" replaces them), so that the shown defaults are the ones that act.
-    opt = group(p, "optimisation")
-    opt.conflict_handler = "resolve"
-    length = opt.add_mutually_exclusive_group()
-    length.add_argument("--max_step", type=count, default=20000,
-                        help="training steps (the authors' 20,000 iterations: about 19 epochs of VOC train_aug at "
-                             "batch 10)")
-    length.add_argument("--max_epoches", type=count, default=None,
-                        help="train this many epochs over the training list instead of --max_step steps")
-    opt.conflict_handler = p.conflict_handler  # any other clash is an error again
     add_dataset_flags(p)
     data = group(p, "data")
     data.add_argument("--num_classes", type=count, default=None, help=NUM_CLASSES_HELP)
@@ -75,8 +63,6 @@ def get_parser():
     group(p, "outputs").add_argument("--session_name", default="resnet38_seg",
                                      help="output prefix: <name>.pth, <name>.log, ... (published: the experiment "
                                           "seamv1-pseudovoc)")
-    set_help(p, "--num_workers", "data loader processes per rank (None: the usable cores, at most 16; published: "
-                                 "the authors' DATA_WORKERS, 4)")
     method = group(p, "method")
     method.add_argument("--crop_size", type=count, default=448, help="square training crop (pixels)")
     method.add_argument("--scale_range", type=positive, nargs=2, default=(0.5, 1.5), metavar=("MIN", "MAX"),

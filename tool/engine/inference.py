@@ -20,8 +20,9 @@ from tool.engine.files import remove_temporaries, require_writable
 from tool.engine.runtime import add_run_flags, die_with_parent, group, non_negative_int, usable_cores
 
 
-def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help):
-    """Flags every inference script has (the data set's come from voc12.dataset)."""
+def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help, published_workers=None):
+    """Flags every inference script has (the data set's come from voc12.dataset; `published_workers`:
+    the published loader processes, where they were not 8)."""
     weights = group(parser, "network and weights")
     weights.add_argument("--weights", required=True, help=weights_help)
     weights.add_argument("--network", default=network,
@@ -29,7 +30,8 @@ def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help
                               "(backbone, width, classes) is the one the checkpoint records")
     group(parser, "data").add_argument("--infer_list", default=None, help=infer_list_help)
     speed = group(parser, "speed")
-    speed.add_argument("--num_workers", type=non_negative_int, default=8, help="data loader workers")
+    speed.add_argument("--num_workers", type=non_negative_int, default=8, help="data loader workers" + (
+        f" (published: {published_workers})" if published_workers else ""))
     speed.add_argument("--crf_workers", type=non_negative_int, default=None,
                        help="CRF processes (default: the cores this process may use, less the loader workers)")
     group(parser, "outputs").add_argument("--overwrite", action="store_true",

@@ -58,13 +58,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def set_help(parser, flag, text, append=False):
-    """Reword (or with `append`, extend) a shared flag's help for one script, where what the
-    published script had under that name is another thing."""
-    (action,) = [a for a in parser._actions if flag in a.option_strings]
-    action.help = f"{action.help}; {text}" if append else text
-
-
 def group(parser, title):
     """The --help group `title` of `parser` (one of GROUPS for ours; made on first use for any
     other parser), so that each flag is defined in its group."""

@@ -75,15 +75,22 @@ WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision bac
                 "backbone's own state dict, or another stage's checkpoint: its backbone), or none (random init)")
 
 
-def add_training_flags(parser, network, batch_size, max_epoches, lr, wt_dec=5e-4, momentum=5e-4,
-                       unfreeze_help=UNFREEZE_HELP, weights_help=WEIGHTS_HELP):
+def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_step=None, wt_dec=5e-4,
+                       momentum=5e-4, workers=8, unfreeze_help=UNFREEZE_HELP, weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults (`network`: its
-    published --network spelling)."""
+    published --network spelling; the length in `max_epoches`, or in `max_step` where the
+    published recipe counts iterations; `workers`: its loader processes)."""
     opt = group(parser, "optimisation")
     opt.add_argument("--batch_size", type=count, default=batch_size,
                      help="global batch: under torchrun each of N processes takes batch_size / N")
-    opt.add_argument("--max_epoches", type=count, default=max_epoches, help="epochs over the training list")
-    opt.add_argument("--max_step", type=count, default=None, help="overrides --max_epoches when given")
+    if max_step is None:
+        opt.add_argument("--max_epoches", type=count, default=max_epoches, help="epochs over the training list")
+        opt.add_argument("--max_step", type=count, default=None, help="overrides --max_epoches when given")
+    else:  # one of the two: argparse refuses both
+        length = opt.add_mutually_exclusive_group()
+        length.add_argument("--max_step", type=count, default=max_step, help="training steps (the published length)")
+        length.add_argument("--max_epoches", type=count, default=None,
+                            help="train this many epochs over the training list instead of --max_step steps")
     opt.add_argument("--lr", type=positive, default=lr,
                      help="base learning rate (backbone x1, biases x2, heads x10 / x20), poly decay to 0")
     opt.add_argument("--wt_dec", type=non_negative, default=wt_dec, help="weight decay (weights only)")
@@ -119,19 +126,22 @@ def add_training_flags(parser, network, batch_size, max_epoches, lr, wt_dec=5e-4
                           "the published default session)")
     speed = group(parser, "speed")
     speed.add_argument("--num_workers", type=non_negative_int, default=None,
-                       help="data loader processes per rank (None: the usable cores, at most 16; published 8)")
+                       help="data loader processes per rank (None: the usable cores, at "
+                            f"most 16; published {workers})")
     speed.add_argument("--deterministic", action="store_true",
                        help="PyTorch's deterministic algorithms on CUDA (a warning, not a failure, where an op has "
                             "none); slower, and still not equal across GPU models or library versions")
     add_run_flags(parser, "mixed precision: auto = bf16 on CUDA, off on CPU (off: exact fp32, no TF32)")
 
 
-def add_validation_flags(parser, what):
-    """--val_list / --val_interval: `what` the training script scores there."""
+def add_validation_flags(parser, what, namesake=False):
+    """--val_list / --val_interval: `what` the training script scores there (`namesake`: the
+    published script had a --val_list of its own)."""
     group(parser, "data").add_argument(
         "--val_list", default=None,
         help=f"held-out list with ground-truth masks: {what} every --val_interval steps and at the end (log, "
-             "tensorboard val/*, <session_name>.val.json); training is unchanged by it")
+             "tensorboard val/*, <session_name>.val.json); training is unchanged by it"
+             + ("; not the published --val_list (voc12/val.txt there, never read)" if namesake else ""))
     group(parser, "outputs").add_argument("--val_interval", type=count, default=1000, help="steps between validations")
 
 
