@@ -29,6 +29,15 @@ def test_the_fingerprint_says_what_ran_and_where():
     assert "\n" not in line and head[:10] in line and f"torch {torch.__version__}" in line and "seed 3" in line
 
 
+def test_the_fingerprint_reads_torchvisions_version_without_importing_it():
+    import torchvision
+
+    code = ("import sys; from tool.engine.fingerprint import fingerprint; v = fingerprint()['torchvision']; "
+            "print(v, 'torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [torchvision.__version__, "False"]  # the local label (+cu130) included
+
+
 def test_training_logs_and_evaluation_jsons_carry_it(tmp_path):
     import evaluation
     import infer_seam

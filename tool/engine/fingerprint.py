@@ -1,8 +1,12 @@
 """The environment a result came from, so that two numbers can be told apart: a broken install
 from another GPU model, a dirty tree from a release. Every training log, evaluation JSON and
 results table carries it."""
+import contextlib
+import importlib.metadata
+import importlib.util
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -76,10 +80,21 @@ def fingerprint(precision_used=None, processes=1, seed=None, deterministic=None)
 
 
 def _version(module):
-    try:
-        return __import__(module).__version__
-    except ImportError:
+    """A package's __version__ without importing it (torchvision's import takes a second): from
+    the module when loaded, else its version.py, else the installed metadata."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__version__", None)
+    spec = importlib.util.find_spec(module)
+    if spec is None:
         return None
+    with contextlib.suppress(OSError, TypeError, IndexError):
+        with open(os.path.join(spec.submodule_search_locations[0], "version.py")) as f:
+            found = re.search(r"""^__version__ = ['"]([^'"]+)['"]""", f.read(), re.M)
+        if found:
+            return found.group(1)
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(module)
+    return None
 
 
 def fingerprint_line(fp):
