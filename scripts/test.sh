@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 "$PY" -m ruff check .
 # Two test processes of one thread each: most tests are single-threaded, so the two cores of a
-# small machine are both busy (130 s of pytest on the 2-core developer machine, 2026-12-07).
+# small machine are both busy (117 s of pytest on a 2-core AMD EPYC machine, 2026-12-07).
 # Without pytest-xdist (a GPU machine's bare Python) the suite runs in one process.
 parallel=()
 if "$PY" -c "import xdist" 2>/dev/null; then parallel=(-n "${SEAM_TEST_WORKERS:-2}" --dist worksteal); fi
