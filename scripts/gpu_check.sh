@@ -10,8 +10,9 @@
 # OUT_DIR starts empty (a folder of an earlier gpu_check is cleared; any other non-empty folder
 # is refused). Each step logs to OUT_DIR/<step>.log; the JSON summary (each step pass / fail /
 # skipped with its seconds and budget, the environment fingerprint, the CUDA tests' figures,
-# training rates and benchmark lines) is printed last and written to OUT_DIR/summary.json.
-# Without CUDA it prints one line and the steps it would run, and exits 0.
+# training rates and benchmark lines) is printed last and written to OUT_DIR/summary.json; the
+# exit status is 0 when no step failed and the CUDA tests ran and passed, else 1. Without CUDA
+# it prints one line and the steps it would run, and exits 0.
 #
 # Steps, most important first, with their budgets in seconds on one H100 (a step that would not
 # fit in what is left of the limit is skipped and says so; each is stopped at twice its budget):
@@ -35,9 +36,14 @@ bench_pipeline      40   n     scripts/bench_pipeline.py: every stage's rate and
 "
 set -uo pipefail
 cd "$(dirname "$0")/.."
-QUICK=0
-if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
-OUT="${1:-work_gpu_check}"
+QUICK=0 OUT=work_gpu_check
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -*) echo "error: gpu_check.sh: unknown option $arg (usage: gpu_check.sh [--quick] [OUT_DIR])" >&2; exit 2 ;;
+    *) OUT="$arg" ;;
+  esac
+done
 LIMIT="${GPU_CHECK_LIMIT_S:-$([ "$QUICK" = 1 ] && echo 180 || echo 360)}"
 PY="${SEAM_PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -61,40 +67,40 @@ if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then
   fi
   rm -rf "$OUT"
 fi
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || { echo "error: $OUT: cannot make the output folder" >&2; exit 2; }
 : > "$OUT/steps.tsv"
 START=$(date +%s)
 export PYTHONPATH="$OUT/site:$PYTHONPATH"
 T="$OUT/toy"
 NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
-has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
+has() { "$PY" -c "import $1" 2>/dev/null; }  # imports, not only found: a build that cannot load is missing
+SKIPPED=77  # a step's exit status for "skipped, for want of a package"
 
 # --- the steps (each a function; its output goes to OUT/<name>.log)
 
 preflight() {
   "$PY" -c 'import numpy, PIL, cv2, tqdm, torchvision' || return 1  # what every stage script needs
-  local module missing=()
-  for module in pydensecrf:pydensecrf2 tensorboardX:tensorboardX pytest:pytest; do
-    has "${module%%:*}" || missing+=("${module#*:}")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then  # from GPU_CHECK_WHEELS (a folder of wheels), else the registry
-    echo "installing ${missing[*]}"
+  local item module package
+  for item in pydensecrf.densecrf:pydensecrf2 tensorboardX:tensorboardX pytest:pytest; do
+    module="${item%%:*}" package="${item#*:}"
+    has "$module" && continue
+    # one at a time, without dependencies, into OUT_DIR/site (on PYTHONPATH): the machine's own
+    # packages (numpy above all) stay as they are; from GPU_CHECK_WHEELS, else the registry
     local source=(--retries 0 --timeout 5)
-    if [ -n "$GPU_CHECK_WHEELS" ]; then source=(--no-index --no-deps --find-links "$GPU_CHECK_WHEELS"); fi
-    # into OUT_DIR/site (on PYTHONPATH): the machine's own Python stays as it is
-    timeout 15 "$PY" -m pip install -q --disable-pip-version-check --target "$OUT/site" "${source[@]}" \
-      "${missing[@]}" || echo "could not install ${missing[*]} (no package registry or wheel for them?)"
-  fi
-  has pydensecrf || echo "skipped without pydensecrf: the CRF of stages 2, 4 and 5 (stage 3 reads the CAMs" \
-    "with the background power)"
+    if [ -n "$GPU_CHECK_WHEELS" ]; then source=(--no-index --find-links "$GPU_CHECK_WHEELS"); fi
+    echo "installing $package"
+    timeout 15 "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$OUT/site" "${source[@]}" \
+      "$package" || echo "could not install $package"
+  done
+  has pydensecrf.densecrf || echo "skipped without pydensecrf: the CRF of stages 2, 4 and 5 (stage 3 reads the" \
+    "CAMs with the background power) and the CRF rows of bench_pipeline's projection"
   has tensorboardX || echo "without tensorboardX: text logs only (nothing skipped)"
   has pytest || echo "skipped without pytest: cuda_tests"
   return 0
 }
 
 cuda_tests() {
-  has pytest || { echo "skipped: no pytest"; return 3; }
+  has pytest || { echo "skipped: no pytest"; return $SKIPPED; }
   "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 }
 
@@ -110,10 +116,10 @@ stage1_train() {
 
 stage2_cams() {
   local crf=()
-  if has pydensecrf; then crf=(--out_crf "$OUT/crf"); fi
+  if has pydensecrf.densecrf; then crf=(--out_crf "$OUT/crf"); fi
   "$PY" infer_seam.py --weights "$OUT/seam.pth" --voc12_root "$T" --cls_labels "$T/cls_labels.txt" \
     --infer_list "$T/train.txt" --out_cam "$OUT/cam" "${crf[@]}" --num_workers 4 || return 1
-  has pydensecrf && return 0
+  has pydensecrf.densecrf && return 0
   # stage 3's inputs without the CRF: [(1 - max fg)^alpha, CAMs], as the CRF files store them
   "$PY" - "$OUT" "$T/train.txt" <<'EOF'
 import os, sys
@@ -139,7 +145,7 @@ stage3_train() {
 
 stage4_walk() {
   local crf=()
-  if has pydensecrf; then crf=(--crf); fi
+  if has pydensecrf.densecrf; then crf=(--crf); fi
   "$PY" infer_aff.py --weights "$OUT/aff.pth" --voc12_root "$T" --infer_list "$T/train.txt" --cam_dir "$OUT/cam" \
     --out_rw "$OUT/rw" --num_workers 4 "${crf[@]}" || return 1
   "$PY" evaluation.py --list "$T/train.txt" --predict_dir "$OUT/rw" --gt_dir "$T/SegmentationClass" --type png \
@@ -154,7 +160,7 @@ stage5_train() {
 
 stage5_segment() {
   local crf=(--no_crf)
-  if has pydensecrf; then crf=(); fi
+  if has pydensecrf.densecrf; then crf=(); fi
   "$PY" infer_seg.py --weights "$OUT/seg.pth" --voc12_root "$T" --infer_list "$T/val.txt" --out_seg "$OUT/seg_val" \
     --num_workers 4 "${crf[@]}"
 }
@@ -177,13 +183,14 @@ cmd = [sys.executable, "infer_seam.py", "--weights", os.path.join(out, "seam.pth
        "--out_cam", folder, "--num_workers", "2"]
 first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 deadline = time.time() + 60
-while len(glob.glob(os.path.join(folder, "*.npz"))) < 3 and first.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
+while not glob.glob(os.path.join(folder, "*.npz")) and first.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
 first.send_signal(signal.SIGINT)
 text = first.communicate(timeout=60)[0]
 written = len(glob.glob(os.path.join(folder, "*.npz")))
 print(text[-2000:])
-assert first.returncode != 0 and "interrupted by SIGINT" in text, f"exit {first.returncode}"
+assert first.returncode != 0, "the first run ended before the signal: nothing was interrupted"
+assert "interrupted by SIGINT" in text, f"exit {first.returncode} without the interruption's line"
 assert not [f for f in os.listdir(folder) if not f.endswith(".npz")], "a temporary file was left"
 second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 print(second.stdout[-1000:], second.stderr[-1000:])
@@ -217,7 +224,7 @@ bench_loader() { "$PY" scripts/bench_loader.py --voc12_root "$T" --workers 8 16 
 bench_pipeline() { "$PY" scripts/bench_pipeline.py --steps 3; }
 
 # --- the run
-export OUT T PY NGPU GPU_CHECK_WHEELS="${GPU_CHECK_WHEELS:-}"
+export OUT T PY NGPU SKIPPED GPU_CHECK_WHEELS="${GPU_CHECK_WHEELS:-}"
 export -f has preflight cuda_tests toy_data stage1_train stage2_cams stage3_train stage4_walk stage5_train \
   stage5_segment stage1_variants infer_interrupted torchrun bench_seam bench_loader bench_pipeline
 
@@ -231,7 +238,7 @@ while read -r name budget; do
     # a step ends at twice its budget (timeout stops its whole process group)
     timeout -k 10 $((2 * budget < left ? 2 * budget : left)) bash -c "$name" > "$OUT/$name.log" 2>&1
     rc=$?
-    [ "$rc" = 3 ] && rc=skip
+    [ "$rc" = $SKIPPED ] && rc=skip
   fi
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$secs" "$budget" >> "$OUT/steps.tsv"
@@ -265,8 +272,12 @@ for stage in ("stage1_train", "stage3_train", "stage5_train", "stage1_variants")
 miou = re.findall(r"mIoU[^\d]*([\d.]+)", read("stage4_walk"))
 summary["stage4_miou"] = float(miou[-1]) if miou else None
 summary["seconds"] = round(sum(s["seconds"] for s in summary["steps"].values()), 1)
-summary["ok"] = not any(s["status"].startswith("fail") for s in summary["steps"].values())
+# ok: nothing failed, and the CUDA tests ran and passed (skipped ones prove nothing)
+summary["ok"] = (not any(s["status"].startswith("fail") for s in summary["steps"].values())
+                 and summary["steps"].get("cuda_tests", {}).get("status") == "pass"
+                 and "passed" in summary["cuda_tests"] and "skipped" not in summary["cuda_tests"])
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
 print(json.dumps(summary))
+sys.exit(0 if summary["ok"] else 1)
 EOF

@@ -239,6 +239,7 @@ ENGINE = [
     ("cuDNN autotuning (training)", "off (PyTorch's default)", "on (fixed crop sizes); off with `--amp off` or "
      "`--deterministic`, and while validating", "speed",
      ["test_engine_defaults_on_cuda",
+      "tests/test_reproduction.py::test_deterministic_turns_on_pytorchs_deterministic_algorithms",
       "tests/test_gpu_paths.py::test_validation_runs_without_cudnn_autotuning_and_puts_it_back"]),
     ("SGD update on CUDA (training)", "a loop over the parameters", "fused (one kernel for all)",
      "speed; the same update up to float rounding", ["test_fused_sgd_is_the_same_update"]),

@@ -153,6 +153,8 @@ def test_gpu_check_without_cuda_lists_its_steps_within_the_budget(tmp_path):
         assert listed == expected and list(listed) == list(expected)  # in the table's order
         assert lines[-1].split()[-2] == str(sum(expected.values())) and sum(expected.values()) <= limit
         assert not (tmp_path / "out").exists()  # nothing written without a GPU
+    done = run_script("gpu_check.sh", env, "--quik")  # a mistyped option is not an output folder
+    assert done.returncode == 2 and done.stderr.startswith("error: gpu_check.sh: unknown option --quik")
     # the docs give the same steps and budgets
     docs = open(os.path.join(ROOT, "docs", "performance.md")).read()
     documented = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", docs, re.M))

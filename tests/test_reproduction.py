@@ -72,6 +72,7 @@ def test_deterministic_turns_on_pytorchs_deterministic_algorithms(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.is_deterministic_algorithms_warn_only_enabled()  # a warning where an op has none
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic  # no autotuning
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
