@@ -64,10 +64,11 @@ def get_parser():
     method.add_argument("--scales", type=positive, nargs="+", default=(0.5, 1.0, 1.5, 2.0),
                         help="image scales of the multi-scale CAM (each with its flip)")
     method.add_argument("--crf_alphas", type=positive, nargs="+", default=(4.0, 24.0),
-                        help="background powers of the CRF maps (low: confident foreground, high: confident "
-                             "background)")
+                        help="background powers of the CRF maps, with --out_crf (low: confident foreground, high: "
+                             "confident background)")
     method.add_argument("--no_pcm", action="store_true",
-                        help="use the fc8 CAM instead of the PCM output (for nets trained with --no_pcm)")
+                        help="write the fc8 CAM instead of the PCM map (a net trained with --no_pcm has only the "
+                             "fc8 CAM, with or without this flag)")
     group(p, "faults").add_argument("--ignore_disk_check", action="store_true",
                                     help="start even when the output folders' free space is less than what the run "
                                          "may write")

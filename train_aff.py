@@ -17,7 +17,7 @@ from voc12.dataset import TRAIN_LIST_HELP, add_dataset_flags, dataset_from_args,
 def get_parser():
     p = ArgumentParser(description=__doc__)
     # lr: the published SEAM value (PSA used 0.1)
-    add_training_flags(p, "network.resnet38_aff", batch_size=8, max_epoches=8, lr=0.01)
+    add_training_flags(p, "network.resnet38_aff", batch_size=8, lr=0.01, max_epoches=8, images=False)
     add_dataset_flags(p)
     data = group(p, "data")
     data.add_argument("--train_list", default=None, help=TRAIN_LIST_HELP)

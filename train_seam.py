@@ -80,7 +80,8 @@ def get_parser():
     add_validation_flags(p, "CAM mIoU of the fc8 and PCM maps against SegmentationClass/ as evaluation.py (single "
                             "scale and its flip, no CRF, the best of --val_thresholds)", namesake=True)
     method.add_argument("--val_thresholds", type=non_negative, nargs="+",
-                        default=tuple(round(0.05 * i, 2) for i in range(1, 13)), help="background thresholds scored")
+                        default=tuple(round(0.05 * i, 2) for i in range(1, 13)),
+                        help="background thresholds scored by the --val_list validation")
     return p
 
 

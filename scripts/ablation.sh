@@ -71,7 +71,9 @@ if [ "$DATA" = toy ]; then
 elif [ "$DATA" = voc ]; then
   need_data
   need IMAGENET_PARAMS
-  gt="$DATA_ROOT/SegmentationClass" eval_list="$(split_list train)" train_list="$(split_list train_aug)"
+  # as the stage scripts: TRAIN_LIST trains, LIST is what is scored
+  gt="$DATA_ROOT/SegmentationClass" eval_list="$(split_list train)"
+  train_list="${TRAIN_LIST:-$(LIST='' split_list train_aug)}"
   data=("${DATA_ARGS[@]}")
   train=("${DATA_ARGS[@]}" "${LABEL_ARGS[@]}" --train_list "$train_list" --weights "$IMAGENET_PARAMS")
   infer=("${DATA_ARGS[@]}" "${LABEL_ARGS[@]}")

@@ -70,7 +70,7 @@ fi
 lap "synthetic data"
 # Stages 2-5 (CAMs, CRF maps, AffinityNet, pseudo labels, DeepLab) work on the first N_PSEUDO
 # images of train_aug, which hold train: the classifiers of stages 0-1 see all of it. With 240
-# rather than 360, stages 2-4 took about 40 s less on 2 cores (README: the demo's time budget).
+# rather than 360, stages 2-4 took about 40 s less on 2 cores (docs/demo.md).
 pseudo="$WORK_DIR/pseudo.txt"
 head -n "$N_PSEUDO" "$toy/train_aug.txt" > "$pseudo"
 export DATASET=folder DATA_ROOT="$toy" TRAIN_LIST="$toy/train_aug.txt"
@@ -87,7 +87,7 @@ cam_train=("${common[@]}" --crop_size "$crop" --resize_long "$SIZE" $((SIZE * 5 
 plain_cam=(--no_er --no_ecr --no_pcm)
 
 echo "== stage 0: a plain CAM classifier on the image labels, in place of the ImageNet weights"
-# From random initialisation SEAM's losses hold the classifier back (see README); on VOC every
+# From random initialisation SEAM's losses hold the classifier back (docs/demo.md); on VOC every
 # stage starts from ImageNet weights. Here every later stage starts from this network.
 export IMAGENET_PARAMS=none
 SEAM_SESSION=pretrain bash "$here/train_seam.sh" "${cam_train[@]}" "${plain_cam[@]}" --max_epoches "$PRE_EPOCHS" --lr 0.01
@@ -97,7 +97,7 @@ lap "stage 0: pretrain a classifier"
 echo "== stage 1: SEAM, and beside it the plain-CAM baseline (no ER, ECR, PCM) with the same start, data and budget"
 echo "   (one thread each; the baseline's training, CAMs and eval write to $WORK_DIR/baseline.out)"
 # Both fine-tune the stage-0 network at lr 0.001: at the published 0.01 (with batch-statistics BN)
-# SEAM's losses undo classes the network had learned (see README).
+# SEAM's losses undo classes the network had learned (docs/demo.md).
 cam_train+=(--max_epoches "$CAM_EPOCHS" --lr 0.001)
 (
   export OMP_NUM_THREADS=1
@@ -112,7 +112,7 @@ OMP_NUM_THREADS=1 bash "$here/train_seam.sh" "${cam_train[@]}"
 lap "stage 1: train SEAM (baseline beside it)"
 # The toy CAMs are confident (best background threshold ~0.6, against ~0.2 on VOC): at the
 # published CRF powers 4 and 24 fewer than half of the "confident foreground" pixels that train
-# AffinityNet are foreground. Powers 0.5 and 2 keep the two maps' roles (see README).
+# AffinityNet are foreground. Powers 0.5 and 2 keep the two maps' roles (docs/demo.md).
 export LA_ALPHA="$LA" HA_ALPHA="$HA"
 LIST="$pseudo" bash "$here/infer_seam.sh" "${device[@]}" --num_workers 0 --crf_workers "$CRF_WORKERS"
 LIST="$toy/train.txt" bash "$here/eval_cam.sh" --num_workers 0

@@ -21,7 +21,7 @@ from tool.engine.fingerprint import fingerprint, fingerprint_line  # noqa: E402
 # (row, result files (best of them is reported), split, published figure on VOC, on COCO): the
 # SEAM paper's CAM and random-walk figures and the published README's 64.5; no published source
 # gives the baseline's or CAM + CRF's.
-# COCO: the SEAM authors published none; 31.9 val is a third-party re-implementation's (README).
+# COCO: the SEAM authors published none; 31.9 val is a third-party re-implementation's (docs/datasets.md).
 ROWS = [
     ("baseline CAM (no ER/ECR/PCM)", ["cam_baseline.json"], "train", "-", "-"),
     ("SEAM CAM", ["cam.json"], "train", "55.41", "-"),

@@ -12,6 +12,7 @@ test_the_table_holds_every_published_default. ENGINE lists what differs without 
 (scripts/fidelity.py).
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -410,6 +411,22 @@ def test_help_gives_every_flag_a_line_its_default_and_the_published_value_where_
         if ours is SAME or ours in (REQUIRED, ABSENT) or (isinstance(ours, FromDataSet) and not ours.voc):
             continue
         assert "published" in _action(parser, flag).help, f"{script} {flag}: help does not name the published value"
+
+
+@pytest.mark.parametrize("script", list(TABLES))
+def test_every_flag_is_read(script):
+    """No flag without effect: each one's value is read by the script or the shared code it calls
+    (the engine, the data set's and the weights' readers), by name or through getattr's f-string."""
+    shared = ["tool/engine/*.py", "voc12/dataset.py", "network/weights.py"]
+    text = "".join(open(f).read() for pattern in [f"{script}.py", *shared]
+                   for f in glob.glob(os.path.join(ROOT, pattern)))
+    by_pattern = [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(f))  # f"{term}_weight" -> \w+_weight
+                  for f in re.findall(r'getattr\(args, f"([^"]+)"', text)]
+    for action in TABLES[script][0]()._actions:
+        dest = action.dest
+        if dest == "help" or re.search(rf"args\.{dest}\b|[\"']{dest}[\"']", text):
+            continue
+        assert any(re.fullmatch(p, dest) for p in by_pattern), f"{script}: --{dest} is never read"
 
 
 def help_entries(parser):

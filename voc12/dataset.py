@@ -182,7 +182,8 @@ def add_dataset_flags(parser, labels=False, root_required=True):
     data = group(parser, "data")
     data.add_argument("--dataset", default="voc12", choices=KINDS, help="data set kind (voc12/dataset.py)")
     data.add_argument("--data_root", "--voc12_root", dest="data_root", required=root_required,
-                      help="the data set's folder (VOC2012 for --dataset voc12)")
+                      help="the data set's folder (VOC2012 for --dataset voc12; evaluation.py reads it for "
+                           "coco14 and folder only: VOC's class names are built in)")
     if labels:
         data.add_argument("--cls_labels", default=None,
                           help="image-level labels (plain text); default: the data set's (voc12/cls_labels.txt "

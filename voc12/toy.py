@@ -414,8 +414,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--kind", default="voc12", choices=("voc12", "coco14", "folder"),
-                        help="VOC2012 layout (20 classes), COCO 2014 files (json; run voc12.make_coco after) "
-                             "or a VOC-style folder of --n_classes classes")
+                        help="VOC2012 layout (20 classes; its lists and cls_labels.txt are in --out, and the "
+                             "scripts default to VOC's own: give them --train_list / --infer_list / --cls_labels), "
+                             "COCO 2014 files (json; run voc12.make_coco after) or a VOC-style folder of --n_classes "
+                             "classes")
     parser.add_argument("--n_classes", type=int, default=4, help="folder only: classes (1-20)")
     parser.add_argument("--n_train_aug", type=int, default=None,
                         help="voc12 (default 600) and folder (default none: no train_aug.txt)")

@@ -33,7 +33,8 @@ def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help
     speed.add_argument("--num_workers", type=non_negative_int, default=8, help="data loader workers" + (
         f" (published: {published_workers})" if published_workers else ""))
     speed.add_argument("--crf_workers", type=non_negative_int, default=None,
-                       help="CRF processes (default: the cores this process may use, less the loader workers)")
+                       help="CRF processes, where a CRF runs (default: the cores this process may use, less the loader "
+                            "workers)")
     group(parser, "outputs").add_argument("--overwrite", action="store_true",
                                           help="recompute images whose outputs exist")
     add_run_flags(parser, amp_help, compile_flag=False)

@@ -76,10 +76,12 @@ WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision bac
 
 
 def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_step=None, wt_dec=5e-4,
-                       momentum=5e-4, workers=8, unfreeze_help=UNFREEZE_HELP, weights_help=WEIGHTS_HELP):
+                       momentum=5e-4, workers=8, images=True, unfreeze_help=UNFREEZE_HELP,
+                       weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults (`network`: its
     published --network spelling; the length in `max_epoches`, or in `max_step` where the
-    published recipe counts iterations; `workers`: its loader processes)."""
+    published recipe counts iterations; `workers`: its loader processes; `images`: whether the
+    script draws tensorboard images)."""
     opt = group(parser, "optimisation")
     opt.add_argument("--batch_size", type=count, default=batch_size,
                      help="global batch: under torchrun each of N processes takes batch_size / N")
@@ -120,7 +122,8 @@ def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_st
                      help="steps between resumable checkpoints (written on a background thread)")
     out.add_argument("--log_interval", type=count, default=50,
                      help="steps between log lines (loss values are read from the GPU only then)")
-    out.add_argument("--vis_interval", type=count, default=500, help="steps between tensorboard image grids")
+    if images:
+        out.add_argument("--vis_interval", type=count, default=500, help="steps between tensorboard image grids")
     out.add_argument("--tblog_dir", default=None,
                      help="log and tensorboard folder (default: tblog/ beside --session_name, so ./tblog for "
                           "the published default session)")
