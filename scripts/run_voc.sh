@@ -9,6 +9,7 @@
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]" >&2; exit 2; fi
 export VOC12_ROOT="$1" IMAGENET_PARAMS="$2" WORK_DIR="${3:-work_voc}" DATASET=voc12 DATA_ROOT="$1"
+unset CLS_LABELS LIST TRAIN_LIST  # the paper's lists and labels, whatever a stage-by-stage session exported
 for f in "$VOC12_ROOT/JPEGImages" "$VOC12_ROOT/SegmentationClass" "$IMAGENET_PARAMS"; do
   case "$f" in imagenet|none) continue ;; esac  # torchvision's ImageNet weights; random initialisation
   [ -e "$f" ] || { echo "error: $f not found" >&2; exit 2; }
