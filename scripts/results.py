@@ -69,11 +69,8 @@ def over_seeds(per_seed):
     for m in merged.values():
         values = np.array(list(m["per_seed"].values()))
         m["miou"], m["std"] = round(float(values.mean()), 2), round(float(values.std()), 2)
-        per_class = [r["class_iou"] for rows in per_seed.values() for r in rows
-                     if r["stage"] == m["stage"] and r.get("class_iou")]
-        m["class_iou"] = ({c: None if any(ious[c] is None for ious in per_class)
-                           else float(np.mean([ious[c] for ious in per_class])) for c in per_class[0]}
-                          if per_class and all(set(ious) == set(per_class[0]) for ious in per_class) else None)
+        m["class_iou"] = mean_class_iou([r["class_iou"] for rows in per_seed.values() for r in rows
+                                         if r["stage"] == m["stage"] and r.get("class_iou")])
     order = [name for name, *_ in ROWS]
     return sorted(merged.values(), key=lambda r: order.index(r["stage"]))
 
@@ -99,6 +96,15 @@ def markdown(rows, title, reference="voc12", environment=None):
     if environment is not None:
         lines += ["", f"Environment: {fingerprint_line(environment)}"]
     return "\n".join(lines) + "\n"
+
+
+def mean_class_iou(per_seed):
+    """{class: mean IoU} over the seeds' {class: IoU}; None for a class without ground truth in
+    some seed; None overall unless every seed gives the same classes."""
+    if not per_seed or any(set(ious) != set(per_seed[0]) for ious in per_seed):
+        return None
+    return {c: None if any(ious[c] is None for ious in per_seed) else float(np.mean([ious[c] for ious in per_seed]))
+            for c in per_seed[0]}
 
 
 def class_table(rows, over_seeds=False):

@@ -213,14 +213,14 @@ def curve_image(curve, best_t, title="", size=(640, 400), box=(64, 44, 616, 352)
         draw.line([(x, top), (x, bottom)], fill=CURVE_GRID)
         text(x, bottom + 8, f"{tick:.1f}", 0.5)
     draw.rectangle([left, top, right, bottom], outline=CURVE_FRAME)
-    best = xy(best_t, ms[ts.index(float(best_t))])
+    best_m = ms[ts.index(float(best_t))]
+    best = xy(best_t, best_m)
     draw.line([(best[0], top), (best[0], bottom)], fill=CURVE_BEST)
     points = [xy(t, m) for t, m in zip(ts, ms)]
     draw.line(points, fill=CURVE_LINE, width=2)
     for x, y in points:
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=CURVE_LINE)
     draw.ellipse([best[0] - 4, best[1] - 4, best[0] + 4, best[1] + 4], fill=CURVE_BEST)
-    best_m = ms[ts.index(float(best_t))]
     text(left, 10, title)
     text(left, 26, f"best t={best_t:.2f}: mIoU {best_m:.2f}")
     text((left + right) / 2, bottom + 26, "background threshold t", 0.5)

@@ -16,6 +16,7 @@ colour map (256 entries) for every kind.
 Split roles: `train_aug` (what the training stages learn from; falls back to `train`), `train`
 (where CAMs and pseudo labels are scored) and `val`.
 """
+import functools
 import os
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ class DataSet:
     def mask_path(self, img_id, label_dir=None):
         return mask_path(self.root, img_id, label_dir)
 
-    @property
+    @functools.cached_property  # looked up once, not per validation image
     def eval_mask_dir(self):
         """The folder validation scores against: SegmentationClass/, the masks of the published
         evaluation (evaluation.py --gt_dir); None for a data set without one (validation then
