@@ -17,7 +17,7 @@ from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.deeplab import DeepLabV1
 from network.weights import infer_width, load_state_dict_file, load_weights_strict
 from tests.reference_fill import fill, read_key_list
-from tool.batchnorm import forward_in_bn_groups
+from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
 from tool.engine.checkpoint import save_state_dict
 from tool.engine.runtime import model_forward
@@ -506,7 +506,7 @@ def test_bn_groups_act_as_dataparallel_over_two_gpus():
     net = resnet38_seg.Net(width=WIDTH).disable_dropout().train()
     x = torch.randn(5, 3, 40, 48)
     start = {k: v.clone() for k, v in net.state_dict().items()}
-    got = forward_in_bn_groups(net, x, 2)
+    got = BNGroups(net, 2)(x)
     after_groups = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(start)
     first = net(x[:3])  # DataParallel's scatter: 3 + 2 images

@@ -22,23 +22,19 @@ def running_stats_frozen(model):
                 m.num_batches_tracked.copy_(count)
 
 
-def forward_in_bn_groups(model, x, groups):
-    """model(x) with the batch split into `groups` chunks (as DataParallel scatters it over that
-    many GPUs): BN statistics per chunk, running statistics updated from the first chunk only
-    (DataParallel keeps the first replica's). groups=1 is a plain forward."""
-    chunks = x.chunk(groups)
-    outputs = [model(chunks[0])]
-    with running_stats_frozen(model):
-        outputs += [model(c) for c in chunks[1:]]
-    return torch.cat(outputs)
-
-
 class BNGroups(nn.Module):
-    """`forward_in_bn_groups(net, x, groups)` as a module, so that DDP and torch.compile wrap one call."""
+    """`net(x)` with the batch split into `groups` chunks (as DataParallel scatters it over that
+    many GPUs): BN statistics per chunk, running statistics updated from the first chunk only
+    (DataParallel keeps the first replica's). groups=1 is a plain forward. A module, so that DDP
+    and torch.compile wrap one call."""
 
     def __init__(self, net, groups):
         super().__init__()
         self.net, self.groups = net, groups
 
     def forward(self, x):
-        return forward_in_bn_groups(self.net, x, self.groups)
+        chunks = x.chunk(self.groups)
+        outputs = [self.net(chunks[0])]
+        with running_stats_frozen(self.net):
+            outputs += [self.net(c) for c in chunks[1:]]
+        return torch.cat(outputs)

@@ -8,7 +8,7 @@ GROUP_DECAY = (True, False, True, False)
 
 
 class PolyOptimizer(torch.optim.SGD):
-    """SGD whose group learning rates follow lr0 * (1 - step / horizon) ** power.
+    """SGD whose group learning rates follow lr0 * (1 - step / horizon) ** 0.9.
 
     The horizon is max_step in the SEAM code; the authors' segmentation code uses max_step + 1.
     The published SEAM code passed its weight decay into SGD's momentum slot, so the effective
@@ -19,8 +19,7 @@ class PolyOptimizer(torch.optim.SGD):
     momentum buffers from different steps; the lr of step k is set just before its update.
     """
 
-    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, power=0.9, horizon=None,
-                 fused=False):
+    def __init__(self, param_groups, lr, weight_decay, max_step, momentum=5e-4, horizon=None, fused=False):
         groups = [
             {"params": list(params), "lr": lr * mult, "weight_decay": weight_decay if decay else 0.0}
             for params, mult, decay in zip(param_groups, GROUP_LR_MULT, GROUP_DECAY)
@@ -29,15 +28,12 @@ class PolyOptimizer(torch.optim.SGD):
         # fused: one kernel for every parameter's update (the loop's update up to float rounding)
         super().__init__(groups, lr=lr, momentum=momentum, **({"fused": True} if fused else {}))
         self.horizon = max_step if horizon is None else horizon
-        self.power = power
         self.global_step = 0
         self.initial_lr = [g["lr"] for g in self.param_groups]
 
-    def lr_mult(self, step):
-        return (1 - step / self.horizon) ** self.power if step < self.horizon else 0.0
-
     def step(self, closure=None):
-        mult = self.lr_mult(self.global_step)
+        step = self.global_step
+        mult = (1 - step / self.horizon) ** 0.9 if step < self.horizon else 0.0
         for group, lr0 in zip(self.param_groups, self.initial_lr):
             group["lr"] = lr0 * mult
         loss = super().step(closure)
