@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from tool.engine.training import SeededItems, StepBatches  # noqa: E402
+from tool.engine.training import SeededItems, step_batches  # noqa: E402
 from voc12.data import ClsDataset, TrainClsTransform  # noqa: E402
 from voc12.toy import generate_toy_voc  # noqa: E402
 
@@ -45,11 +45,11 @@ def main(argv=None):
             f for f in (os.path.join(root, "cls_labels.txt"), os.path.join(here, "voc12", "cls_labels.txt"))
             if os.path.isfile(f))
         transform = TrainClsTransform(args.crop_size, (448, 768))
-        dataset = SeededItems(ClsDataset(train_list, root, cls_labels, transform=transform), seed=0)
+        dataset = ClsDataset(train_list, root, cls_labels, transform=transform)
         for workers in args.workers:
-            plan = StepBatches(len(dataset), args.batch_size, 0, 0, args.batches + 5)
-            loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                                prefetch_factor=4 if workers else None)
+            plan = step_batches(len(dataset), args.batch_size, 0, 0, args.batches + 5)
+            loader = DataLoader(SeededItems(dataset, seed=0), batch_sampler=plan, num_workers=workers,
+                                pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
             t0, seen = None, 0
             for i, _ in enumerate(loader):
                 if i == 5:  # the workers' start-up and first batches are not the steady state

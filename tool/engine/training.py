@@ -168,9 +168,6 @@ class SeededItems(Dataset):
     def __init__(self, dataset, seed):
         self.dataset, self.seed = dataset, seed
 
-    def __len__(self):
-        return len(self.dataset)
-
     def __getitem__(self, key):
         epoch, index = key
         s = _item_seed(self.seed, epoch, index + 1)
@@ -181,29 +178,16 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
-class StepBatches:
-    """Batch sampler over the steps [start, max_step): epoch e's batches are
+def step_batches(n, batch_size, seed, start, max_step, rank=0, world_size=1):
+    """The batch sampler of the steps [start, max_step): epoch e's batches are
     epoch_batches(n, batch_size, seed, e); rank r of N takes the r-th contiguous 1/N of each.
     One loader iterates it for the whole run, so its workers start once."""
-
-    def __init__(self, n, batch_size, seed, start, max_step, rank=0, world_size=1):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start, self.max_step = start, max_step
-        self.rank, self.world_size = rank, world_size
-        self.steps_per_epoch = n // batch_size
-
-    def __len__(self):
-        return max(0, self.max_step - self.start)
-
-    def __iter__(self):
-        step, share = self.start, self.batch_size // self.world_size
-        while step < self.max_step:
-            epoch, offset = divmod(step, self.steps_per_epoch)
-            for batch in epoch_batches(self.n, self.batch_size, self.seed, epoch)[offset:]:
-                if step >= self.max_step:
-                    return
-                yield batch[self.rank * share : (self.rank + 1) * share]
-                step += 1
+    share = batch_size // world_size
+    for step in range(start, max_step):
+        epoch, offset = divmod(step, n // batch_size)
+        if step == start or offset == 0:  # the epoch's shuffle, once
+            batches = epoch_batches(n, batch_size, seed, epoch)
+        yield batches[offset][rank * share : (rank + 1) * share]
 
 
 # ---------------------------------------------------------------- log and lock
@@ -343,7 +327,7 @@ class TrainingRun:
     """
 
     def __init__(self, args, model, dataset, device, init_weights, skipped=()):
-        self.args, self.model, self.device, self.skipped = args, model, device, skipped
+        self.args, self.model, self.dataset, self.device, self.skipped = args, model, dataset, device, skipped
         self.rank, self.world_size = world()
         self.is_main = self.rank == 0
         name = args.session_name
@@ -357,7 +341,6 @@ class TrainingRun:
         if self.steps_per_epoch == 0:
             raise SystemExit(f"error: --batch_size {args.batch_size} is larger than the training list ({len(dataset)})")
         self.max_step = args.max_step or self.steps_per_epoch * args.max_epoches
-        self.dataset = SeededItems(dataset, args.seed)
         self.channels_last = channels_last_enabled(device, args.channels_last)
         self.step, self.optimizer, self._saved_step, self._last_saved, self._signal = 0, None, None, None, None
         self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=device)
@@ -480,15 +463,15 @@ class TrainingRun:
                 self._stack.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
         self._stack.callback(self.saver.wait)  # checkpoints are written only from here on: complete before all else
         args = self.args
-        plan = StepBatches(len(self.dataset), args.batch_size, args.seed, self.step, self.max_step, self.rank,
-                           self.world_size)
         workers = min(16, usable_cores()) if args.num_workers is None else args.num_workers
         self.model.train()
         self.bar = progress(self.max_step, desc=os.path.basename(args.session_name), enabled=self.is_main)
         self.bar.update(self.step)
         self._t0, self._images = time.perf_counter(), 0
         return DataLoader(
-            self.dataset, batch_sampler=plan, num_workers=workers, pin_memory=self.device.type == "cuda",
+            SeededItems(self.dataset, args.seed), num_workers=workers, pin_memory=self.device.type == "cuda",
+            batch_sampler=step_batches(len(self.dataset), args.batch_size, args.seed, self.step, self.max_step,
+                                       self.rank, self.world_size),
             prefetch_factor=4 if workers else None, worker_init_fn=functools.partial(die_with_parent, os.getpid()),
             # Items are seeded by SeededItems; a private generator keeps the loader from
             # drawing on the global RNG, which must follow the same sequence after a resume.
