@@ -1,13 +1,15 @@
 import argparse
 import glob
 import os
+import re
 
 import pytest
 import torch
 
 import tool.engine.training as logger_mod
+from tests.conftest import stage_argv
 from tool.engine.runtime import progress
-from tool.engine.training import AverageMeter, RunLogger
+from tool.engine.training import RunLogger
 
 
 def _args():
@@ -61,15 +63,19 @@ def test_without_tensorboardx_warns_once_and_works(tmp_path, monkeypatch, capsys
     assert not (tmp_path / "run1").exists()
 
 
-def test_average_meter_means_and_pop():
-    meter = AverageMeter()
-    meter.add({"loss": 1.0, "er": torch.tensor(4.0)})
-    meter.add({"loss": 3.0, "er": 2.0})
-    meter.add({"loss": 5.0})
-    assert meter.pop() == pytest.approx({"loss": 3.0, "er": 3.0})
-    assert meter.pop() == {}  # started over
-    meter.add({"loss": 7.0})
-    assert meter.pop() == {"loss": 7.0}
+def test_a_log_line_shows_the_means_of_the_terms_since_the_last_line(toy, tmp_path, monkeypatch, capsys):
+    import train_seam
+
+    real, calls = train_seam.seam_losses, []
+
+    def probed(*a, **k):  # one more term, 1, 2, 3, 4 at the four steps
+        calls.append(1)
+        return {**real(*a, **k), "probe": torch.tensor(float(len(calls)))}
+
+    monkeypatch.setattr(train_seam, "seam_losses", probed)
+    train_seam.main(stage_argv("train_seam", toy, tmp_path, "--max_step", "4", "--log_interval", "2"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [re.search(r" probe=(\S+) ", line)[1] for line in lines] == ["1.5000", "3.5000"]  # started over
 
 
 def test_progress_draws_on_stderr_and_an_int_is_a_total(capsys):

@@ -249,25 +249,6 @@ class RunLogger:
         return False
 
 
-class AverageMeter:
-    """Running means of named values (loss terms) between two log lines; tensors are summed
-    where they are (no GPU synchronisation) and read by `pop`."""
-
-    def __init__(self):
-        self._sums, self._counts = {}, {}
-
-    def add(self, values):
-        for name, value in values.items():
-            value = value.detach().float() if hasattr(value, "detach") else float(value)
-            self._sums[name] = self._sums.get(name, 0.0) + value
-            self._counts[name] = self._counts.get(name, 0) + 1
-
-    def pop(self):
-        means = {n: float(self._sums[n]) / self._counts[n] for n in self._sums}
-        self._sums, self._counts = {}, {}
-        return means
-
-
 @contextlib.contextmanager
 def session_lock(path, warn=print):
     """One writer per session: an exclusive flock on `path` (naming its holder), which the kernel
@@ -344,7 +325,7 @@ class TrainingRun:
         self.channels_last = channels_last_enabled(device, args.channels_last)
         self.step, self.optimizer, self._saved_step, self._last_saved, self._signal = 0, None, None, None, None
         self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=device)
-        self.meter, self.saver, self._stack = AverageMeter(), BackgroundSaver(), contextlib.ExitStack()
+        self.saver, self._stack = BackgroundSaver(), contextlib.ExitStack()
         # --weights into the model and every check, before anything is written
         if args.no_dropout:
             model.disable_dropout()
@@ -467,7 +448,7 @@ class TrainingRun:
         self.model.train()
         self.bar = progress(self.max_step, desc=os.path.basename(args.session_name), enabled=self.is_main)
         self.bar.update(self.step)
-        self._t0, self._images = time.perf_counter(), 0
+        self._t0, self._steps, self._sums = time.perf_counter(), 0, {}
         return DataLoader(
             SeededItems(self.dataset, args.seed), num_workers=workers, pin_memory=self.device.type == "cuda",
             batch_sampler=step_batches(len(self.dataset), args.batch_size, args.seed, self.step, self.max_step,
@@ -489,15 +470,17 @@ class TrainingRun:
         self._first_bad = torch.where(torch.isfinite(terms["loss"].detach()), self._first_bad,
                                       self._first_bad.clamp(max=self.step))
         self.step += 1
-        self._images += self.args.batch_size
-        self.meter.add(terms)
+        self._steps += 1
+        for name, value in terms.items():  # every step has the same terms
+            self._sums[name] = self._sums.get(name, 0.0) + value.detach().float()
         self.bar.update(1)
         if not self.due(self.args.log_interval):
             return
         self.check_finite()
-        rate = self._images / (time.perf_counter() - self._t0)
-        self._t0, self._images = time.perf_counter(), 0
-        means, lr = self.meter.pop(), self.optimizer.param_groups[0]["lr"]
+        rate = self._steps * self.args.batch_size / (time.perf_counter() - self._t0)
+        means = {name: float(total) / self._steps for name, total in self._sums.items()}
+        self._t0, self._steps, self._sums = time.perf_counter(), 0, {}
+        lr = self.optimizer.param_groups[0]["lr"]
         self.bar.set_postfix({**{k: f"{v:.4f}" for k, v in means.items()}, "img/s": f"{rate:.1f}"})
         self.logger.info(f"step {self.step}/{self.max_step} " + " ".join(f"{k}={v:.4f}" for k, v in means.items())
                          + f" lr={lr:.3g} img/s={rate:.1f}")
