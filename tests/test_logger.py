@@ -2,6 +2,7 @@ import argparse
 import glob
 import os
 import re
+from contextlib import closing
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ def _args():
 
 
 def test_log_file_has_timestamp_flags_and_messages(tmp_path):
-    with RunLogger(tmp_path, "run1", flags=vars(_args()), tensorboard=False) as log:
+    with closing(RunLogger(tmp_path, "run1", flags=vars(_args()), tensorboard=False)) as log:
         log.info("epoch 0 loss 1.5")
     lines = (tmp_path / "run1.log").read_text().splitlines()
     assert lines[0].startswith("=== run1 started ")
@@ -27,7 +28,7 @@ def test_log_file_has_timestamp_flags_and_messages(tmp_path):
 
 def test_log_file_is_appended(tmp_path):
     for msg in ("first", "second"):
-        with RunLogger(tmp_path, "run1", tensorboard=False) as log:
+        with closing(RunLogger(tmp_path, "run1", tensorboard=False)) as log:
             log.info(msg)
     text = (tmp_path / "run1.log").read_text()
     assert text.count("=== run1 started") == 2
@@ -35,14 +36,14 @@ def test_log_file_is_appended(tmp_path):
 
 
 def test_info_prints(tmp_path, capsys):
-    with RunLogger(tmp_path, "s", tensorboard=False) as log:
+    with closing(RunLogger(tmp_path, "s", tensorboard=False)) as log:
         log.info("hello")
     assert capsys.readouterr().out == "hello\n"
 
 
 def test_tensorboard_events_written(tmp_path):
     pytest.importorskip("tensorboardX")
-    with RunLogger(tmp_path, "run1") as log:
+    with closing(RunLogger(tmp_path, "run1")) as log:
         assert log.writer is not None
         log.scalars(3, {"loss": torch.tensor(0.5), "lr": 0.01})
         log.images(3, "cams", torch.rand(2, 3, 8, 8))
@@ -52,7 +53,7 @@ def test_tensorboard_events_written(tmp_path):
 
 def test_without_tensorboardx_warns_once_and_works(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(logger_mod, "SummaryWriter", None)
-    with RunLogger(tmp_path, "run1", flags=vars(_args())) as log:
+    with closing(RunLogger(tmp_path, "run1", flags=vars(_args()))) as log:
         log.scalars(0, {"loss": 1.0})
         log.images(0, "x", torch.zeros(1, 3, 4, 4))
         log.info("still logging")

@@ -240,12 +240,6 @@ class RunLogger:
             if handle is not None:
                 handle.close()
         self.writer = self._file = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
         return False
 
 
@@ -325,7 +319,7 @@ class TrainingRun:
         self.channels_last = channels_last_enabled(device, args.channels_last)
         self.step, self.optimizer, self._saved_step, self._last_saved, self._signal = 0, None, None, None, None
         self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=device)
-        self.saver, self._stack = BackgroundSaver(), contextlib.ExitStack()
+        self.saver = BackgroundSaver()
         # --weights into the model and every check, before anything is written
         if args.no_dropout:
             model.disable_dropout()
@@ -333,22 +327,15 @@ class TrainingRun:
         if args.weights != "none":
             how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
             self.initialised = f"initialised from {args.weights} ({how})"
-        self.source = self.resume_source()
-        self._check_before_writing()
-
-    def resume_source(self):
-        """--resume, else the session's own resume file (the same command run again after a kill
-        continues), unless --restart."""
-        args = self.args
+        # The resume point: --resume, else the session's own resume file (the same command run
+        # again after a kill continues), unless --restart.
         if args.resume and args.restart:
             raise SystemExit("error: --resume and --restart contradict each other")
-        if args.resume or args.restart or not os.path.isfile(self.resume_path):
-            return args.resume
-        return self.resume_path
-
-    def _check_before_writing(self):
-        require_writable([os.path.dirname(os.path.abspath(self.args.session_name)), self.log_dir])
-        if self.source is None and not self.args.restart and os.path.exists(self.final_path):
+        self.source = args.resume
+        if not (args.resume or args.restart) and os.path.isfile(self.resume_path):
+            self.source = self.resume_path
+        require_writable([os.path.dirname(os.path.abspath(name)), self.log_dir])
+        if self.source is None and not args.restart and os.path.exists(self.final_path):
             raise ValueError(f"{self.final_path}: this session is finished; --restart trains it again (or give "
                              "another --session_name)")
         if self.source is not None:  # read memory-mapped: names and shapes only
@@ -357,34 +344,29 @@ class TrainingRun:
             except (KeyError, TypeError):
                 raise ValueError(f"{self.source}: not a resumable checkpoint of this project (no model state)"
                                  ) from None
-            problems = state_dict_mismatch(self.model.state_dict(), in_model_layout(self.model, state))
+            problems = state_dict_mismatch(model.state_dict(), in_model_layout(model, state))
             if problems:
                 raise ValueError(f"{self.source}: not a checkpoint of this network ({problems})")
 
     def __enter__(self):
-        try:
-            return self._enter()
-        except BaseException:
-            self._stack.close()  # the lock, the log
-            raise
-
-    def _enter(self):
-        stack, args = self._stack, self.args
-        if self.is_main:
-            stack.enter_context(session_lock(args.session_name + ".lock"))
-        self.logger = stack.enter_context(RunLogger(self.log_dir, args.session_name.replace("/", "_"), vars(args),
-                                                    enabled=self.is_main))
-        environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
-        self.logger.record("environment: " + json.dumps(environment))
-        self.logger.info(f"environment: {fingerprint_line(environment)}")
-        for path in (self.final_path, self.resume_path, self.previous_path) if self.is_main else ():
-            for stale in remove_temporaries(os.path.dirname(os.path.abspath(path)), of=path):
-                self.logger.info(f"removed {stale}, left by an interrupted checkpoint write")
-        if self.source and not args.resume:
-            self.logger.info(f"found {self.source}: continuing from it (--restart starts over)")
-        if not self.source:
-            self.logger.info(self.initialised)
-        to_device(self.model, self.device, self.channels_last)  # before the optimiser is built
+        args = self.args
+        with contextlib.ExitStack() as stack:  # an error before the end releases what was entered
+            if self.is_main:
+                stack.enter_context(session_lock(args.session_name + ".lock"))
+            self.logger = stack.enter_context(contextlib.closing(
+                RunLogger(self.log_dir, args.session_name.replace("/", "_"), vars(args), enabled=self.is_main)))
+            environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
+            self.logger.record("environment: " + json.dumps(environment))
+            self.logger.info(f"environment: {fingerprint_line(environment)}")
+            for path in (self.final_path, self.resume_path, self.previous_path) if self.is_main else ():
+                for stale in remove_temporaries(os.path.dirname(os.path.abspath(path)), of=path):
+                    self.logger.info(f"removed {stale}, left by an interrupted checkpoint write")
+            if self.source and not args.resume:
+                self.logger.info(f"found {self.source}: continuing from it (--restart starts over)")
+            if not self.source:
+                self.logger.info(self.initialised)
+            to_device(self.model, self.device, self.channels_last)  # before the optimiser is built
+            self._stack = stack.pop_all()  # the lock, the log: released by __exit__ from here on
         return self
 
     def __exit__(self, *exc):
