@@ -16,7 +16,6 @@ from tool.engine.runtime import (
     autocast,
     count,
     group,
-    model_forward,
     non_negative,
     positive,
     run_script,
@@ -147,9 +146,7 @@ def run(args):
             run.log_step(terms)
             if run.due(args.vis_interval) and run.logger.writer is not None:
                 run.logger.images(run.step, "cam/input_cam_pcm", cam_grid(img, cam1, cam_rv1))
-            if val_data is not None and run.due(args.val_interval):
-                run.validate(cam_validation, model_forward(model, device, args.amp, run.channels_last), val_data,
-                             data, device, args.val_thresholds)
+            run.validate(cam_validation, val_data, data, args.val_thresholds)  # every --val_interval, with --val_list
             run.checkpoint()
         run.finish()
 

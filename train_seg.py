@@ -18,7 +18,6 @@ from tool.engine.runtime import (
     count,
     global_share,
     group,
-    model_forward,
     non_negative_int,
     positive,
     run_script,
@@ -143,9 +142,7 @@ def run(args):
             run.log_step(terms)
             if run.due(args.vis_interval) and run.logger.writer is not None:
                 run.logger.images(run.step, "seg/input_label_pred", seg_grid(img, label, logits))
-            if val_data is not None and run.due(args.val_interval):
-                run.validate(seg_validation, model_forward(model, device, args.amp, run.channels_last), val_data,
-                             data, device)
+            run.validate(seg_validation, val_data, data)  # every --val_interval, with --val_list
             run.checkpoint()
         run.finish()
 

@@ -15,19 +15,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_validation_runs_without_cudnn_autotuning_and_puts_it_back(monkeypatch):
     seen = []
     run = TrainingRun.__new__(TrainingRun)  # only what validate() reads
-    run.is_main, run.step, run.device = True, 3, torch.device("cpu")
+    run.is_main, run.step, run.max_step, run.device, run.channels_last = True, 3, 3, torch.device("cpu"), False
     run.model = torch.nn.Linear(2, 2)
     run.logger = types.SimpleNamespace(info=lambda msg: None, scalars=lambda step, values: None)
-    run.args = types.SimpleNamespace(session_name=os.devnull + "/never")
+    run.args = types.SimpleNamespace(session_name=os.devnull + "/never", val_interval=1000, amp="off")
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr("tool.engine.training.atomic_path", None)  # nothing is written when the score fails
 
-    def score():
+    def score(forward, dataset, data, device):
         seen.append((torch.backends.cudnn.benchmark, run.model.training))
         raise ValueError("stop here")
 
     try:
-        run.validate(score)
+        run.validate(score, [], None)
     except ValueError:
         pass
     assert seen == [(False, False)]

@@ -54,6 +54,7 @@ from tool.engine.runtime import (
     count,
     die_with_parent,
     group,
+    model_forward,
     non_negative,
     non_negative_int,
     positive,
@@ -488,12 +489,16 @@ class TrainingRun:
         self.logger.info(msg)
         raise SystemExit(msg)
 
-    def validate(self, score, *score_args):
-        """`score(*score_args)` -> {name: {"miou": ..., ...}} on the held-out list, on every rank (each
-        scores its shard and the confusions are summed: no rank waits for the whole list), in eval
-        mode, without changing training: every RNG stream, the BN statistics and the loader order
-        stay as they are, and the model is in training mode again after. Logs a line, tensorboard
-        scalars val/<name>_miou, and appends the scores to <session_name>.val.json."""
+    def validate(self, score, dataset, data, *extra):
+        """Every --val_interval steps and at the end, given a held-out `dataset` (None: never):
+        `score(forward, dataset, data, device, *extra)` -> {name: {"miou": ..., ...}} with the inference
+        forward (runtime.model_forward), on every rank (each scores its shard and the confusions are
+        summed: no rank waits for the whole list), in eval mode, without changing training: every RNG
+        stream, the BN statistics and the loader order stay as they are, and the model is in training
+        mode again after. Logs a line, tensorboard val/<name>_miou, and appends to <session_name>.val.json."""
+        if dataset is None or not self.due(self.args.val_interval):
+            return
+        forward = model_forward(self.model, self.device, self.args.amp, self.channels_last)
         states = random.getstate(), np.random.get_state()
         # Each held-out image has its own size: no cuDNN autotuning per shape, and the algorithms
         # infer_seam.py / infer_seg.py run with (they never autotune), so the scores agree.
@@ -501,7 +506,7 @@ class TrainingRun:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.model.eval()
             try:
-                scores = score(*score_args)
+                scores = score(forward, dataset, data, self.device, *extra)
             finally:
                 self.model.train()
                 random.setstate(states[0])
