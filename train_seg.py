@@ -46,8 +46,7 @@ from voc12.dataset import (
 
 def get_parser():
     p = ArgumentParser(description=__doc__)
-    add_training_flags(p, "network.resnet38_seg", batch_size=10, lr=0.001, max_step=20000, wt_dec=5e-4, momentum=0.9,
-                       workers=4,
+    add_training_flags(p, "network.resnet38_seg", batch_size=10, lr=0.001, max_step=20000, momentum=0.9, workers=4,
                        unfreeze_help="train the BN weights and biases too (the authors' recipe keeps them as "
                                      "loaded): for random initialisation only",
                        weights_help="ImageNet weights (.params, imagenet), a .pth (another stage's backbone, ours or "

@@ -32,9 +32,7 @@ def to_cpu(obj):
 
 def save_state_dict(state_dict, path):
     """Save a plain state dict atomically (CPU tensors, loadable with weights_only=True)."""
-    state_dict = to_cpu(state_dict)
-    with atomic_path(path) as tmp:
-        torch.save(state_dict, tmp)
+    _write(to_cpu(state_dict), path)
 
 
 class BackgroundSaver:
@@ -56,13 +54,12 @@ class BackgroundSaver:
 
     def wait(self):
         if self._writing is not None:
-            error = self._writing.exception()  # a Ctrl-C while waiting leaves the write pending
-            self._writing = None
-            if error is not None:
-                raise error
+            self._writing.exception()  # a Ctrl-C while waiting leaves the write pending
+            writing, self._writing = self._writing, None
+            writing.result()  # the error of a failed write
 
 
-def _write(state, path, previous):
+def _write(state, path, previous=None):
     if previous and os.path.exists(path):
         keep_as(path, previous)
     with atomic_path(path) as tmp:

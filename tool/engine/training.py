@@ -76,9 +76,8 @@ WEIGHTS_HELP = ("ImageNet weights (ResNet-38: the MXNet .params; torchvision bac
                 "backbone's own state dict, or another stage's checkpoint: its backbone), or none (random init)")
 
 
-def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_step=None, wt_dec=5e-4,
-                       momentum=5e-4, workers=8, images=True, unfreeze_help=UNFREEZE_HELP,
-                       weights_help=WEIGHTS_HELP):
+def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_step=None, momentum=5e-4, workers=8,
+                       images=True, unfreeze_help=UNFREEZE_HELP, weights_help=WEIGHTS_HELP):
     """Flags every training script has, with the stage's published defaults (`network`: its
     published --network spelling; the length in `max_epoches`, or in `max_step` where the
     published recipe counts iterations; `workers`: its loader processes; `images`: whether the
@@ -96,7 +95,7 @@ def add_training_flags(parser, network, batch_size, lr, max_epoches=None, max_st
                             help="train this many epochs over the training list instead of --max_step steps")
     opt.add_argument("--lr", type=positive, default=lr,
                      help="base learning rate (backbone x1, biases x2, heads x10 / x20), poly decay to 0")
-    opt.add_argument("--wt_dec", type=non_negative, default=wt_dec, help="weight decay (weights only)")
+    opt.add_argument("--wt_dec", type=non_negative, default=5e-4, help="weight decay (weights only)")
     opt.add_argument("--momentum", type=non_negative, default=momentum,
                      help="SGD momentum (stages 1 and 3: the published code's effective 5e-4)")
     opt.add_argument("--seed", type=int, default=0, help="seed of the batch order, augmentation and dropout")
