@@ -240,7 +240,6 @@ class RunLogger:
             if handle is not None:
                 handle.close()
         self.writer = self._file = None
-        return False
 
 
 @contextlib.contextmanager
