@@ -21,10 +21,10 @@ import sys
 
 import numpy as np
 
-from tool.engine.files import atomic_path, save_label_png
+from tool.engine.files import save_label_png
 from tool.engine.inference import helper_pool
 from tool.engine.runtime import progress
-from voc12.labels import load_cls_labels, write_cls_labels
+from voc12.labels import load_cls_labels, write_cls_labels, write_list
 
 LIST_NAMES = {"train2014": "train", "val2014": "val"}
 
@@ -103,9 +103,7 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
         if names is not None and split_names != names:
             raise ValueError(f"{split}: its categories differ from the previous split's")
         names = split_names
-        with atomic_path(os.path.join(coco_root, LIST_NAMES.get(split, split) + ".txt")) as tmp:
-            with open(tmp, "w") as f:
-                f.writelines(i + "\n" for i in ids)
+        write_list(os.path.join(coco_root, LIST_NAMES.get(split, split) + ".txt"), ids)
         all_labels.update(labels)
         print(f"{split}: {len(ids)} images with annotations")
     label_file = os.path.join(coco_root, "cls_labels.txt")
@@ -119,9 +117,7 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
         vec = np.zeros(len(names), np.float32)
         vec[np.asarray(classes) - 1] = 1.0
         multihot[name] = vec
-    with atomic_path(os.path.join(coco_root, "classes.txt")) as tmp:
-        with open(tmp, "w") as f:
-            f.writelines(n + "\n" for n in names)
+    write_list(os.path.join(coco_root, "classes.txt"), names)
     write_cls_labels(label_file, multihot, names)
     return all_labels, names
 
