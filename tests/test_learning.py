@@ -17,7 +17,7 @@ from tool.affinity import affinity_labels_in_radius
 from tool.engine.files import save_npz
 from tool.imutils import avg_pool_hw
 from tool.vis import load_label_png
-from voc12.data import EvalTransform, load_image
+from voc12.data import eval_transform, load_image
 from voc12.labels import load_cls_labels, load_img_id_list
 from voc12.toy import generate_toy_voc
 
@@ -83,7 +83,7 @@ def test_seam_learns_the_image_labels(toy, tmp_path):
     net.eval()
     names = load_img_id_list(toy / "train.txt")
     labels = load_cls_labels(toy / "cls_labels.txt")
-    x = torch.stack([EvalTransform()(load_image(toy / "JPEGImages" / f"{n}.jpg")) for n in names])
+    x = torch.stack([eval_transform(load_image(toy / "JPEGImages" / f"{n}.jpg")) for n in names])
     with torch.no_grad():
         scores = net(x)[0][:, 1:].mean(dim=(2, 3)).numpy()  # the classification logits (GAP of the CAM)
     truth = np.stack([labels[n] for n in names]) > 0
@@ -113,7 +113,7 @@ def test_affinitynet_separates_same_class_from_different_class_pairs(toy96, tmp_
     net.eval()
     same, different = [], []
     for name in names:
-        x = EvalTransform()(load_image(toy / "JPEGImages" / f"{name}.jpg"))[None]
+        x = eval_transform(load_image(toy / "JPEGImages" / f"{name}.jpg"))[None]
         with torch.no_grad():
             aff = net(x)[0].numpy()  # (offsets, P) on the 12 x 12 grid
         gt = load_label_png(toy / "SegmentationClassAug" / f"{name}.png")

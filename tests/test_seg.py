@@ -21,7 +21,6 @@ from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
 from tool.engine.checkpoint import save_state_dict
 from tool.engine.runtime import model_forward
-from tool.imutils import Normalize
 from tool.losses import segmentation_loss
 from tool.optim import PolyOptimizer
 from tool.vis import load_label_png
@@ -271,7 +270,7 @@ def test_multiscale_probs_is_softmax_of_mean_unflipped_logits():
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (30, 44, 3), dtype=np.uint8))
     scales = (0.5, 1.0, 1.5)
-    images = multiscale_flip_images(img, scales, Normalize())
+    images = multiscale_flip_images(img, scales)
     probs = multiscale_probs(model_forward(model, torch.device("cpu"), "off", False), images, (30, 44))
     logits = []
     with torch.no_grad():

@@ -8,7 +8,7 @@ seeds them per item from (seed, epoch, index), so runs and resumes are reproduci
 Items:
 - ImageDataset:    (name, image CHW float32 tensor), no augmentation
 - ClsDataset:      (name, image CHW float32 tensor, label float32 (num_classes - 1,) tensor)
-- ClsDatasetMSF:   dict name, images, label, size (see `multiscale_flip_item`)
+- ClsDatasetMSF:   dict name, images, label, size (see its docstring)
 - AffDataset:      (name, image CHW float32 tensor, (bg_pos, fg_pos, neg) float32 (n_offsets, P))
 - SegDataset:      (name, image CHW float32 tensor, label HxW int64 tensor; 255 = ignore)
 - SegInferDataset: dict name, images, size
@@ -24,17 +24,10 @@ from tool import imutils
 from tool.affinity import affinity_labels_in_radius, confident_label_from_scores, effective_radius
 from tool.engine.camfile import CRF_ARRAYS, load_crf, map_file_problem
 from tool.vis import label_png_problem, load_label_png
-from voc12.dataset import DataSet, as_dataset
+from voc12.dataset import DataSet, open_dataset
 from voc12.labels import load_img_id_list
 
 # ---------------------------------------------------------------- file readers
-
-
-def image_path(data, img_id):
-    """`data`: a DataSet or a VOC2012 folder path."""
-    if isinstance(data, DataSet):
-        return data.image_path(img_id)
-    return os.path.join(data, "JPEGImages", img_id + ".jpg")
 
 
 def load_image(path):
@@ -67,14 +60,12 @@ def image_problem(path):
 # ---------------------------------------------------------------- transforms
 
 
-class EvalTransform:
+NORMALIZE = imutils.Normalize()  # ImageNet mean and std, as published; every item is normalised by it
+
+
+def eval_transform(img):
     """PIL RGB -> normalised CHW float32 tensor, no augmentation."""
-
-    def __init__(self):
-        self.normalize = imutils.Normalize()
-
-    def __call__(self, img):
-        return torch.from_numpy(imutils.hwc_to_chw(self.normalize(img)))
+    return torch.from_numpy(imutils.hwc_to_chw(NORMALIZE(img)))
 
 
 class TrainClsTransform:
@@ -88,14 +79,13 @@ class TrainClsTransform:
     def __init__(self, crop_size=448, resize_long=(448, 768), color_jitter=imutils.PUBLISHED_COLOR_JITTER):
         self.resize = imutils.RandomResizeLong(*resize_long)
         self.jitter = imutils.color_jitter(color_jitter)
-        self.normalize = imutils.Normalize()
         self.crop = imutils.RandomCrop(crop_size)
 
     def __call__(self, img):
         img = self.resize(img)
         img = imutils.random_hflip(img)
         img = self.jitter(img)
-        arr = self.crop(self.normalize(img))
+        arr = self.crop(NORMALIZE(img))
         return torch.from_numpy(imutils.hwc_to_chw(arr))
 
 
@@ -105,22 +95,17 @@ def _with_flip(arr_hwc):
     return torch.from_numpy(np.ascontiguousarray(pair, dtype=np.float32))
 
 
-def multiscale_flip_images(img, scales, normalize):
+def multiscale_flip_images(img, scales):
     """Per scale a (2, 3, h_s, w_s) float32 tensor: the image resized (bicubic) to
     (round(W*s), round(H*s)), normalised, and its horizontal flip (the SEAM CAM inference)."""
-    return [_with_flip(normalize(imutils.pil_rescale(img, s, order=3))) for s in scales]
+    return [_with_flip(NORMALIZE(imutils.pil_rescale(img, s, order=3))) for s in scales]
 
 
-def normalized_multiscale_flip_images(img, scales, normalize):
+def normalized_multiscale_flip_images(img, scales):
     """As multiscale_flip_images, but the authors' segmentation test order: normalise the full
     image first, then resize the float image (OpenCV bicubic, fx = fy = s)."""
-    arr = normalize(img)
+    arr = NORMALIZE(img)
     return [_with_flip(imutils.cv2_rescale(arr, s, order=3)) for s in scales]
-
-
-def multiscale_flip_item(name, img, scales, normalize, images_fn=multiscale_flip_images):
-    """dict name (str), images (list per scale, see multiscale_flip_images), size ((H, W) ints)."""
-    return {"name": name, "images": images_fn(img, scales, normalize), "size": (img.size[1], img.size[0])}
 
 
 # ---------------------------------------------------------------- datasets
@@ -128,7 +113,8 @@ def multiscale_flip_item(name, img, scales, normalize, images_fn=multiscale_flip
 
 class _ImageListDataset(Dataset):
     def __init__(self, img_id_list_file, data):
-        self.data = as_dataset(data)
+        # a DataSet, or a VOC2012 folder path (the published `voc12_root` argument)
+        self.data = data if isinstance(data, DataSet) else open_dataset("voc12", data)
         self.img_ids = load_img_id_list(img_id_list_file)
 
     def __len__(self):
@@ -173,18 +159,14 @@ class _ImageListDataset(Dataset):
 class ImageDataset(_ImageListDataset):
     """(name, normalised CHW float32 tensor) at the original size, no augmentation."""
 
-    def __init__(self, img_id_list_file, data):
-        super().__init__(img_id_list_file, data)
-        self.transform = EvalTransform()
-
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        return name, self.transform(img)
+        return name, eval_transform(img)
 
 
 class ClsDataset(_ImageListDataset):
     """(name, image tensor, float32 (num_classes - 1,) label); transform: PIL -> tensor (default
-    EvalTransform). Labels from `cls_labels_file`, else the data set's (voc12.dataset)."""
+    eval_transform). Labels from `cls_labels_file`, else the data set's (voc12.dataset)."""
 
     def __init__(self, img_id_list_file, data, cls_labels_file=None, transform=None):
         super().__init__(img_id_list_file, data)
@@ -195,7 +177,7 @@ class ClsDataset(_ImageListDataset):
             raise ValueError(f"{source}: no labels for {len(missing)} ids of "
                              f"{img_id_list_file}, e.g. {missing[0]}")
         self.labels = {i: all_labels[i] for i in self.img_ids}
-        self.transform = transform if transform is not None else EvalTransform()
+        self.transform = transform or eval_transform
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
@@ -211,13 +193,11 @@ class ClsDatasetMSF(ClsDataset):
     def __init__(self, img_id_list_file, data, cls_labels_file=None, scales=(0.5, 1.0, 1.5, 2.0)):
         super().__init__(img_id_list_file, data, cls_labels_file)
         self.scales = tuple(scales)
-        self.normalize = imutils.Normalize()
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        item = multiscale_flip_item(name, img, self.scales, self.normalize)
-        item["label"] = torch.from_numpy(self.labels[name].copy())
-        return item
+        return {"name": name, "images": multiscale_flip_images(img, self.scales), "size": (img.size[1], img.size[0]),
+                "label": torch.from_numpy(self.labels[name].copy())}
 
 
 class SegInferDataset(_ImageListDataset):
@@ -227,11 +207,11 @@ class SegInferDataset(_ImageListDataset):
     def __init__(self, img_id_list_file, data, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
         super().__init__(img_id_list_file, data)
         self.scales = tuple(scales)
-        self.normalize = imutils.Normalize()
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        return multiscale_flip_item(name, img, self.scales, self.normalize, normalized_multiscale_flip_images)
+        images = normalized_multiscale_flip_images(img, self.scales)
+        return {"name": name, "images": images, "size": (img.size[1], img.size[0])}
 
 
 class AffDataset(_ImageListDataset):
@@ -254,7 +234,6 @@ class AffDataset(_ImageListDataset):
         self.crop_size = crop_size
         self.radius = radius
         self.jitter = imutils.color_jitter()
-        self.normalize = imutils.Normalize()
 
     def crf_paths(self, name):
         return os.path.join(self.la_crf_dir, name + ".npz"), os.path.join(self.ha_crf_dir, name + ".npz")
@@ -279,7 +258,7 @@ class AffDataset(_ImageListDataset):
         img = np.asarray(self.jitter(img))
         scores = np.concatenate([la, ha]).transpose(1, 2, 0)
         img, scores = imutils.random_crop_pair(img, scores, self.crop_size, img_fill=0.0, label_fill=0.0)
-        img = self.normalize(img)
+        img = NORMALIZE(img)
         img, scores = imutils.random_hflip(img, scores)
         pooled = imutils.avg_pool_hw(scores, 8).transpose(2, 0, 1)
         la_pooled, ha_pooled = np.split(pooled, 2)
@@ -303,12 +282,10 @@ class SegDataset(_ImageListDataset):
 
     def __init__(self, img_id_list_file, data, label_dir=None, crop_size=448, scale_range=(0.5, 1.5), hsv_shift=10):
         super().__init__(img_id_list_file, data)
-        self.num_classes = self.data.num_classes
         self.label_dir = label_dir
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
         self.hsv_shift = (hsv_shift,) * 3
-        self.normalize = imutils.Normalize()
 
     def map_files(self, name):
         return [(self.data.mask_path(name, self.label_dir), label_png_problem)]
@@ -320,13 +297,13 @@ class SegDataset(_ImageListDataset):
         img = np.asarray(img)
         if label.shape != img.shape[:2]:
             raise ValueError(f"{path}: label is {label.shape}, image is {img.shape[:2]}")
-        bad = (label != 255) & (label >= self.num_classes)
+        bad = (label != 255) & (label >= self.data.num_classes)
         if bad.any():
-            raise ValueError(f"{path}: label value {int(label[bad][0])} outside 0..{self.num_classes - 1} and 255")
+            raise ValueError(f"{path}: label value {int(label[bad][0])} outside 0..{self.data.num_classes - 1} and 255")
         img = imutils.random_hsv_shift(img, self.hsv_shift)
         img, label = imutils.random_hflip(img, label)
         scale = imutils.rand_uniform(*self.scale_range)
         img = imutils.cv2_rescale(img, scale, order=3)
         label = imutils.cv2_rescale(label, scale, order=0)
-        img, label = imutils.random_crop_pair(self.normalize(img), label, self.crop_size, img_fill=0.0, label_fill=255)
+        img, label = imutils.random_crop_pair(NORMALIZE(img), label, self.crop_size, img_fill=0.0, label_fill=255)
         return name, torch.from_numpy(imutils.hwc_to_chw(img)), torch.from_numpy(label.astype(np.int64))

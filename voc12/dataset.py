@@ -169,11 +169,6 @@ def open_dataset(kind, root, cls_labels=None):
                    cam_storage="uint8" if kind == "coco14" else "float16")
 
 
-def as_dataset(data):
-    """A DataSet, or a VOC2012 folder path opened as one (the published `voc12_root` argument)."""
-    return data if isinstance(data, DataSet) else open_dataset("voc12", data)
-
-
 TRAIN_LIST_HELP = "default: the data set's train_aug list (voc12/train_aug.txt for VOC; train.txt without one)"
 EVAL_LIST_HELP = "default: the data set's train list (voc12/train.txt for VOC)"
 NUM_CLASSES_HELP = "default: the data set's class count, background included (21 for VOC); another value is an error"
@@ -206,7 +201,6 @@ def check_num_classes(data, num_classes, what):
         raise ValueError(f"{what}: {num_classes} classes, but the {data.kind} data set at {data.root} has "
                          f"{data.num_classes} (background included)")
     return data.num_classes
-
 
 
 def main(argv=None):

@@ -19,11 +19,12 @@ CAT_NAMES = CLASS_NAMES[1:]
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def _read_lines(path):
+def _numbered_lines(path):
+    """(line number, stripped text) of the non-empty lines of a text file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such list file")
     with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f]
+        return [(number, line.strip()) for number, line in enumerate(f, 1) if line.strip()]
 
 
 def load_img_id_list(path):
@@ -34,9 +35,7 @@ def load_img_id_list(path):
     is an error: a list cannot name files outside the dataset folder.
     """
     ids = []
-    for number, line in enumerate(_read_lines(path), 1):
-        if not line:
-            continue
+    for number, line in _numbered_lines(path):
         first = line.split()[0]
         if ".." in first.replace("\\", "/").split("/"):
             raise ValueError(f"{path} line {number}: {first!r} points outside the dataset folder")
@@ -66,9 +65,7 @@ def names_to_multihot(names, where="labels", cat_names=CAT_NAMES):
 def load_cls_labels(path, cat_names=CAT_NAMES):
     """Read cls_labels.txt -> dict id -> float32 (len(cat_names),) multi-hot array."""
     labels = {}
-    for lineno, line in enumerate(_read_lines(path), start=1):
-        if not line:
-            continue
+    for lineno, line in _numbered_lines(path):
         img_id, *names = line.split()
         labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", cat_names)
     if not labels:
@@ -84,7 +81,17 @@ def write_cls_labels(path, labels_dict, cat_names=CAT_NAMES):
         if vec.shape != (len(cat_names),):
             raise ValueError(f"{path}: label of {img_id} has shape {vec.shape}, expected ({len(cat_names)},)")
         names = [cat_names[i] for i in np.flatnonzero(vec > 0.5)]
-        lines.append(" ".join([img_id, *names]) + "\n")
+        lines.append(" ".join([img_id, *names]))
+    write_list(path, lines)
+
+
+def write_text(path, text):
+    """Write `text` to `path` (UTF-8) through a temporary file: a killed run leaves no half file."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(lines)
+            f.write(text)
+
+
+def write_list(path, lines):
+    """Write one line per item (a split list, classes.txt)."""
+    write_text(path, "".join(line + "\n" for line in lines))

@@ -36,13 +36,6 @@ def cls_labels_from_annotations(root, ids, cat_names=CAT_NAMES):
     return labels
 
 
-def _all_annotation_ids(root):
-    folder = os.path.join(root, "Annotations")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: annotation folder not found")
-    return sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".xml"))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voc12_root", required=True, help="VOC2012 folder with Annotations/")
@@ -53,7 +46,10 @@ def main(argv=None):
         if args.list:
             ids = list(dict.fromkeys(i for path in args.list for i in load_img_id_list(path)))
         else:
-            ids = _all_annotation_ids(args.voc12_root)
+            folder = os.path.join(args.voc12_root, "Annotations")
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"{folder}: annotation folder not found")
+            ids = sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".xml"))
         if not ids:
             raise ValueError(f"{args.voc12_root}: no annotations found")
         labels = cls_labels_from_annotations(args.voc12_root, ids)

@@ -21,20 +21,12 @@ import sys
 
 import numpy as np
 
-from tool.engine.files import atomic_path, save_label_png
+from tool.engine.files import save_label_png
 from tool.engine.inference import helper_pool
 from tool.engine.runtime import progress
-from voc12.labels import load_cls_labels, write_cls_labels
+from voc12.labels import load_cls_labels, write_cls_labels, write_list
 
 LIST_NAMES = {"train2014": "train", "val2014": "val"}
-
-
-def require_pycocotools():
-    try:
-        from pycocotools.coco import COCO
-    except ImportError:
-        raise SystemExit("error: voc12.make_coco needs pycocotools (pip install pycocotools)") from None
-    return COCO
 
 
 def category_classes(categories):
@@ -65,13 +57,16 @@ def _write_mask(task):
 
 
 def build_split(coco_root, split, workers=1, overwrite=False):
-    """Masks of one split; returns (dict id -> label indices 1..N in list order, class names)."""
+    """Masks of one split; returns (dict id -> float32 (N,) multi-hot, in list order; class names)."""
     global _COCO
     ann_file = os.path.join(coco_root, "annotations", f"instances_{split}.json")
     if not os.path.isfile(ann_file):
         raise FileNotFoundError(f"{ann_file}: annotation file not found")
-    coco_cls = require_pycocotools()
-    _COCO = coco = coco_cls(ann_file)
+    try:
+        from pycocotools.coco import COCO
+    except ImportError:
+        raise SystemExit("error: voc12.make_coco needs pycocotools (pip install pycocotools)") from None
+    _COCO = coco = COCO(ann_file)
     class_of, names = category_classes(coco.loadCats(coco.getCatIds()))
     labels, tasks = {}, []
     for image_id in sorted(coco.imgs):
@@ -79,7 +74,8 @@ def build_split(coco_root, split, workers=1, overwrite=False):
         if not anns:
             continue
         name = os.path.splitext(coco.imgs[image_id]["file_name"])[0]
-        labels[name] = sorted({class_of[a["category_id"]] for a in anns})
+        labels[name] = np.zeros(len(names), np.float32)
+        labels[name][[class_of[a["category_id"]] - 1 for a in anns]] = 1.0
         path = os.path.join(coco_root, "SegmentationClass", name + ".png")
         if overwrite or not os.path.isfile(path):
             tasks.append((image_id, path, class_of))
@@ -103,9 +99,7 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
         if names is not None and split_names != names:
             raise ValueError(f"{split}: its categories differ from the previous split's")
         names = split_names
-        with atomic_path(os.path.join(coco_root, LIST_NAMES.get(split, split) + ".txt")) as tmp:
-            with open(tmp, "w") as f:
-                f.writelines(i + "\n" for i in ids)
+        write_list(os.path.join(coco_root, LIST_NAMES.get(split, split) + ".txt"), ids)
         all_labels.update(labels)
         print(f"{split}: {len(ids)} images with annotations")
     label_file = os.path.join(coco_root, "cls_labels.txt")
@@ -115,13 +109,8 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
             multihot = load_cls_labels(label_file, names)
         except ValueError:
             multihot = {}  # written for other categories: rebuilt from this run's splits
-    for name, classes in all_labels.items():
-        vec = np.zeros(len(names), np.float32)
-        vec[np.asarray(classes) - 1] = 1.0
-        multihot[name] = vec
-    with atomic_path(os.path.join(coco_root, "classes.txt")) as tmp:
-        with open(tmp, "w") as f:
-            f.writelines(n + "\n" for n in names)
+    multihot.update(all_labels)
+    write_list(os.path.join(coco_root, "classes.txt"), names)
     write_cls_labels(label_file, multihot, names)
     return all_labels, names
 

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from tool.engine.files import atomic_path, save_label_png
-from voc12.labels import CAT_NAMES, write_cls_labels
+from voc12.labels import CAT_NAMES, write_cls_labels, write_list, write_text
 from voc12.make_cls_labels import cls_labels_from_annotations
 
 # ---------------------------------------------------------------- class appearance
@@ -230,25 +230,18 @@ def annotation_xml(img_id, size, instances, classes, cat_names=CAT_NAMES):
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_text(path, text):
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-
-def write_list(path, ids):
-    write_text(path, "".join(i + "\n" for i in ids))
-
-
-def write_sample(out, img_id, rng, size, with_seg_class):
-    img, instances, classes = make_sample(rng, size)
+def write_sample(out, img_id, img, instances, classes, cat_names=CAT_NAMES, seg_class=True, seg_class_aug=True):
+    """One image of a VOC-style set: its JPEG, its xml annotation and its masks, SegmentationClass/
+    (255 bands along the outlines) and SegmentationClassAug/ (no bands); `classes`: index per instance."""
     write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
     labels = class_map(instances, classes)
-    save_label_png(os.path.join(out, "SegmentationClassAug", img_id + ".png"), labels)
-    if with_seg_class:
+    if seg_class_aug:
+        save_label_png(os.path.join(out, "SegmentationClassAug", img_id + ".png"), labels)
+    if seg_class:
         banded = np.where(boundary_band(instances), 255, labels).astype(np.uint8)
         save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
-    write_text(os.path.join(out, "Annotations", img_id + ".xml"), annotation_xml(img_id, size, instances, classes))
+    xml = annotation_xml(img_id, img.shape[0], instances, classes, cat_names)
+    write_text(os.path.join(out, "Annotations", img_id + ".xml"), xml)
 
 
 def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed=0):
@@ -265,7 +258,8 @@ def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed
     for split_code, ids in ((0, train_aug), (1, val)):
         for index, img_id in enumerate(ids):
             rng = np.random.default_rng([seed, split_code, index])
-            write_sample(out, img_id, rng, size, with_seg_class=split_code == 1 or img_id in train_set)
+            img, instances, classes = make_sample(rng, size)
+            write_sample(out, img_id, img, instances, classes, seg_class=split_code == 1 or img_id in train_set)
     seg_sets = os.path.join(out, "ImageSets", "Segmentation")
     for name, ids in (("train", train), ("val", val), ("trainval", train + val)):
         write_list(os.path.join(seg_sets, name + ".txt"), ids)
@@ -276,7 +270,6 @@ def generate_toy_voc(out, n_train_aug=600, n_train=120, n_val=120, size=96, seed
 
 
 # ---------------------------------------------------------------- other data set kinds
-
 
 
 def folder_classes(n_classes):
@@ -330,19 +323,14 @@ def generate_toy_folder(out, n_train=24, n_val=12, size=96, seed=0, n_classes=4,
     classes_used = folder_classes(n_classes)
     names = [n for n, _ in classes_used]
     styles = [s for _, s in classes_used]
-    write_text(os.path.join(out, "classes.txt"), "".join(n + "\n" for n in names))
+    write_list(os.path.join(out, "classes.txt"), names)
     train_ids = [f"img_{i:04d}" for i in range(n_train_aug or n_train)]
     val_ids = [f"img_{i:04d}" for i in range(len(train_ids), len(train_ids) + n_val)]
     for code, ids in enumerate((train_ids, val_ids)):
         for index, img_id in enumerate(ids):
             rng = np.random.default_rng([seed, 10 + code, index])
             img, instances, drawn = make_sample(rng, size, styles, object_scale)
-            classes = [styles.index(s) for s in drawn]
-            write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
-            banded = np.where(boundary_band(instances), 255, class_map(instances, classes)).astype(np.uint8)
-            save_label_png(os.path.join(out, "SegmentationClass", img_id + ".png"), banded)
-            write_text(os.path.join(out, "Annotations", img_id + ".xml"),
-                       annotation_xml(img_id, size, instances, classes, names))
+            write_sample(out, img_id, img, instances, [styles.index(s) for s in drawn], names, seg_class_aug=False)
     splits = {"train_aug": train_ids} if n_train_aug else {}
     splits.update(train=train_ids[:n_train], val=val_ids)  # val.txt last: the demo's "finished" mark
     for name, ids in splits.items():
