@@ -133,18 +133,11 @@ def hwc_to_chw(arr):
     return np.ascontiguousarray(np.asarray(arr).transpose(2, 0, 1))
 
 
-def pil_resize(img, size_wh, order):
-    """Resize a PIL image to (W, H); order 0 nearest, 1/2 bilinear, 3 bicubic."""
-    return img.resize(tuple(int(s) for s in size_wh), resample=_PIL_RESAMPLE[order])
-
-
-def scaled_size(size_wh, scale):
-    """(round(W*s), round(H*s)) as the published multi-scale code (Python rounding)."""
-    return int(round(size_wh[0] * scale)), int(round(size_wh[1] * scale))
-
-
 def pil_rescale(img, scale, order):
-    return pil_resize(img, scaled_size(img.size, scale), order)
+    """Resize a PIL image by `scale` to (round(W*s), round(H*s)) as the published multi-scale code
+    (Python rounding); order 0 nearest, 1/2 bilinear, 3 bicubic."""
+    w, h = img.size
+    return img.resize((int(round(w * scale)), int(round(h * scale))), resample=_PIL_RESAMPLE[order])
 
 
 def avg_pool_hw(arr, k):
