@@ -66,11 +66,10 @@ def random_hflip(*images):
 
 
 class Normalize:
-    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel."""
+    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel (ImageNet's)."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
 
     def __call__(self, img):
         arr = np.asarray(img, dtype=np.float32)[..., :3]
@@ -107,16 +106,15 @@ def apply_crop(arr, window, cropsize, fill, dtype=None):
 
 
 class RandomCrop:
-    """Published RandomCrop: float32 cropsize x cropsize container filled with `fill` (0)."""
+    """Published RandomCrop: float32 cropsize x cropsize container filled with 0."""
 
-    def __init__(self, cropsize, fill=0.0):
+    def __init__(self, cropsize):
         self.cropsize = cropsize
-        self.fill = fill
 
     def __call__(self, arr):
         arr = np.asarray(arr)
         window = crop_window(arr.shape[0], arr.shape[1], self.cropsize)
-        return apply_crop(arr, window, self.cropsize, self.fill, dtype=np.float32)
+        return apply_crop(arr, window, self.cropsize, 0.0, dtype=np.float32)
 
 
 def random_crop_pair(img, label, cropsize, img_fill=0.0, label_fill=255):
@@ -186,5 +184,4 @@ def color_jitter(strengths=PUBLISHED_COLOR_JITTER):
     """torchvision ColorJitter (draws from torch's global RNG); the published one by default."""
     from torchvision.transforms import ColorJitter
 
-    brightness, contrast, saturation, hue = strengths
-    return ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
+    return ColorJitter(*strengths)  # brightness, contrast, saturation, hue
