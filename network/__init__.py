@@ -12,17 +12,10 @@ from network.seam import SEAM
 
 STAGE_NETS = {"seam": SEAM, "aff": AffinityNet, "seg": DeepLabV1}
 
-# The published `--network` module spellings, and ours: (stage, backbone).
-_ALIASES = {
-    "network.resnet38_SEAM": ("seam", "resnet38d"),
-    "resnet38_SEAM": ("seam", "resnet38d"),
-    "network.resnet38_seam": ("seam", "resnet38d"),
-    "resnet38_seam": ("seam", "resnet38d"),
-    "network.resnet38_aff": ("aff", "resnet38d"),
-    "resnet38_aff": ("aff", "resnet38d"),
-    "network.resnet38_seg": ("seg", "resnet38d"),
-    "resnet38_seg": ("seg", "resnet38d"),
-}
+# The published `--network` module spellings (network.resnet38_SEAM, network.resnet38_aff) and
+# ours (network.resnet38_seam, ..._seg), with or without `network.`: (stage, backbone).
+_ALIASES = {f"{package}resnet38_{name}": (name.lower(), "resnet38d")
+            for package in ("network.", "") for name in ("SEAM", "seam", "aff", "seg")}
 
 
 def resolve_network(name, stage=None):

@@ -64,23 +64,20 @@ def backbone_names():
     return sorted(_BACKBONES)
 
 
-def backbone_class(name):
-    """The class of `--backbone name`: a registered name, or an import path `package.module:Class`."""
+def build_backbone(name, width=1.0, frozen=True):
+    """`--backbone name`: a registered name, or an import path `package.module:Class`."""
     if name in _BACKBONES:
-        return _BACKBONES[name]
-    if ":" not in name:
+        cls = _BACKBONES[name]
+    elif ":" not in name:
         raise ValueError(f"--backbone {name}: not one of {', '.join(backbone_names())} "
                          "and not an import path package.module:Class")
-    module_name, _, class_name = name.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--backbone {name}: cannot import it ({type(e).__name__}: {e})") from None
-    return cls
-
-
-def build_backbone(name, width=1.0, frozen=True):
-    backbone = backbone_class(name)(width=width, frozen=frozen)
+    else:
+        module_name, _, class_name = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"--backbone {name}: cannot import it ({type(e).__name__}: {e})") from None
+    backbone = cls(width=width, frozen=frozen)
     backbone.name = name  # an import path is recorded as given
     return backbone
 

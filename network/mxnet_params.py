@@ -24,11 +24,7 @@ class _Reader:
         self.data, self.pos, self.path = data, 0, path
 
     def take(self, fmt):
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
-            raise ValueError(f"{self.path}: truncated MXNet file (wanted {size} bytes at offset {self.pos})")
-        values = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += size
+        values = struct.unpack(fmt, self.take_bytes(struct.calcsize(fmt)))
         return values if len(values) > 1 else values[0]
 
     def take_bytes(self, size):
@@ -45,9 +41,7 @@ def _read_array(r):
         storage_type = r.take("<i")
         if storage_type != 0:
             raise ValueError(f"{r.path}: sparse NDArray (storage type {storage_type}) is not supported")
-        ndim = r.take("<I")
-        shape = r.take(f"<{ndim}q") if ndim else ()
-    elif first == V1_MAGIC:
+    if first in (V1_MAGIC, V2_MAGIC):  # V2 is V1 after the storage type
         ndim = r.take("<I")
         shape = r.take(f"<{ndim}q") if ndim else ()
     elif first < 32:  # legacy: the first word is ndim itself

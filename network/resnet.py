@@ -49,9 +49,6 @@ class TorchvisionResNet(Backbone):
         """`imagenet`: torchvision's weights, downloaded once into torch's cache (`fc` dropped)."""
         if source != "imagenet":
             return None
-        return {k: v for k, v in self._download_imagenet().items() if not k.startswith(self.classifier_prefix)}
-
-    def _download_imagenet(self):
         if self.width != 1.0:
             raise ValueError(f"--weights imagenet: torchvision's {self.arch} weights are for --width 1.0, "
                              f"not {self.width}")
@@ -60,10 +57,11 @@ class TorchvisionResNet(Backbone):
         weights = torchvision.models.get_model_weights(self.arch)[self.imagenet_weights]
         cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
         try:
-            return weights.get_state_dict(progress=True, weights_only=True)
+            state = weights.get_state_dict(progress=True, weights_only=True)
         except OSError as e:  # URLError, a refused connection, a full disk
             raise ValueError(f"--weights imagenet: cannot download {weights.url} ({e}); without the internet, "
                              f"place that file at {cached}") from None
+        return {k: v for k, v in state.items() if not k.startswith(self.classifier_prefix)}
 
 
 @register_backbone("resnet50")

@@ -7,7 +7,6 @@ published files, which carry none).
 import argparse
 import copy
 import os
-import tempfile
 
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
@@ -40,13 +39,6 @@ def reason(e, limit=100):
     return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
-def strip_module_prefix(state_dict):
-    """Accept checkpoints saved from DataParallel / DDP (a copy: the caller's dict is left as it is)."""
-    state_dict = copy.copy(state_dict)
-    consume_prefix_in_state_dict_if_present(state_dict, "module.")
-    return state_dict
-
-
 def state_dict_mismatch(own, state_dict):
     """What keeps `state_dict` from loading strictly where `own` (a network's state dict) is, in
     one line: missing / unexpected / mis-shaped keys; None when it fits. Only missing
@@ -65,9 +57,11 @@ def state_dict_mismatch(own, state_dict):
 
 
 def in_model_layout(model, state_dict):
-    """`state_dict` with the DataParallel prefix gone and the keys in the model's layout (a stage
-    network maps the names its published checkpoints use: see network.backbone.StageNet)."""
-    state_dict = strip_module_prefix(state_dict)
+    """`state_dict` with the DataParallel / DDP prefix gone and the keys in the model's layout (a
+    stage network maps the names its published checkpoints use: see network.backbone.StageNet).
+    A copy: the caller's dict is left as it is."""
+    state_dict = copy.copy(state_dict)
+    consume_prefix_in_state_dict_if_present(state_dict, "module.")
     adapt = getattr(model, "adapt_state_dict", None)
     return adapt(state_dict) if adapt is not None else state_dict
 
@@ -134,13 +128,6 @@ def checkpoint_num_classes(state_dict, stage):
     return infer_num_classes(state_dict, _CLASSIFIER[stage])
 
 
-def _check_same_backbone(model, state_dict, source):
-    record = network_record(state_dict)
-    if record is not None and record.get("backbone") != model.backbone.name:
-        raise ValueError(f"{source}: a {record.get('backbone')} checkpoint; this network's backbone is "
-                         f"{model.backbone.name}")
-
-
 def load_pretrained(model, path, allow_pickle=False):
     """Initialise the stage network `model` from `path`: an ImageNet source its backbone knows
     (ResNet-38's `.params`, torchvision's `imagenet`), a `.pth` in the backbone's own names (a
@@ -157,15 +144,17 @@ def load_pretrained(model, path, allow_pickle=False):
         load_weights_strict(model.backbone, native, source=source)
         return "backbone"
     state = load_state_dict_file(path, allow_pickle=allow_pickle)
-    _check_same_backbone(model, state, source)
-    state = strip_module_prefix(state)
+    record = network_record(state)
+    if record is not None and record.get("backbone") != model.backbone.name:
+        raise ValueError(f"{source}: a {record.get('backbone')} checkpoint; this network's backbone is "
+                         f"{model.backbone.name}")
+    state = in_model_layout(model, state)
     prefix = model.backbone.classifier_prefix
     if not model.backbone.flat_state_dict and not any(k.startswith("backbone.") for k in state):
         # the backbone's own names (torchvision's ImageNet files): its classifier left out
         load_weights_strict(model.backbone, {k: v for k, v in state.items() if not (prefix and k.startswith(prefix))},
                             source=source)
         return "backbone"
-    state = model.adapt_state_dict(state)
     own = model.state_dict()
 
     def head_keys(keys):
@@ -197,13 +186,9 @@ def main(argv=None):
         state = convert_mxnet_to_torch(args.params)
     except (OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    fd, tmp = tempfile.mkstemp(suffix=".pth", dir=os.path.dirname(os.path.abspath(args.out)))
-    os.close(fd)
+    tmp = f"{args.out}.{os.getpid()}.tmp"  # beside it; created by torch.save, so with the umask's permissions
     try:  # complete or absent
         torch.save(state, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the group
         os.replace(tmp, args.out)
     except (OSError, RuntimeError) as e:
         raise SystemExit(f"error: {args.out}: cannot write ({reason(e)})") from None

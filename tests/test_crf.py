@@ -4,7 +4,7 @@ import torch
 
 import tool.crf as crf_mod
 from tool.cam import with_background
-from tool.crf import crf_inference, crf_with_alpha, unary_from_probs
+from tool.crf import crf_inference, crf_with_alpha
 from tool.engine.inference import OutputPool
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
@@ -51,11 +51,13 @@ def test_unary_matches_pydensecrf_including_clipping():
     probs = _random_probs(3, 5, 6)
     probs[0, 0, 0] = 0.0  # clipped at 1e-5
     probs[1, 0, 1] = 1.7  # clipped at 1
-    ours = unary_from_probs(probs)
-    assert ours.dtype == np.float32 and ours.shape == (3, 30) and ours.flags.c_contiguous
-    np.testing.assert_array_equal(ours, crf_utils.unary_from_softmax(probs))
-    assert ours[0, 0] == pytest.approx(-np.log(1e-5), rel=1e-6)
-    assert ours[1, 1] == 0.0
+    img = np.random.default_rng(5).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(crf_inference(img, probs), _published_crf(img, probs))
+    # no mean-field step: the marginals are softmax(-unary), i.e. the clipped probabilities normalised
+    clipped = np.clip(probs, 1e-5, 1.0)
+    np.testing.assert_allclose(crf_inference(img, probs, t=0), clipped / clipped.sum(0), rtol=1e-5, atol=1e-9)
+    flipped = probs[:, :, ::-1]  # any memory layout
+    np.testing.assert_array_equal(crf_inference(img, flipped), crf_inference(img, np.ascontiguousarray(flipped)))
 
 
 def test_crf_shape_normalised_and_deterministic():

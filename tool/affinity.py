@@ -18,19 +18,14 @@ def effective_radius(radius, size):
     return (min_edge - 1) // 2 if min_edge < 2 * radius + 1 else radius
 
 
-def _source_window(h, w, radius):
-    """Slices of the source window: drop r-1 rows at the bottom and r-1 columns on each side."""
-    r = radius - 1
-    if h - r <= 0 or w - 2 * r <= 0:
-        raise ValueError(f"grid {h}x{w} too small for radius {radius}")
-    return h - r, w - 2 * r
-
-
 def _shifted_views(grid, radius):
-    """The source window of `grid` and, per offset, the window of pair targets."""
+    """The source window of `grid` (r-1 rows dropped at the bottom and r-1 columns on each side)
+    and, per offset, the window of pair targets."""
     h, w = grid.shape[:2]
     r = radius - 1
-    ch, cw = _source_window(h, w, radius)
+    ch, cw = h - r, w - 2 * r
+    if ch <= 0 or cw <= 0:
+        raise ValueError(f"grid {h}x{w} too small for radius {radius}")
     source = grid[:ch, r:r + cw]
     targets = [grid[dy:dy + ch, r + dx:r + dx + cw] for dy, dx in pair_offsets(radius)]
     return source, targets

@@ -10,11 +10,11 @@ from tool.cam import with_background
 
 try:
     import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_softmax
 except ImportError:  # optional: crf_inference raises a one-line ImportError without it
     dcrf = None
 
 MISSING_PYDENSECRF = "dense CRF needs pydensecrf: pip install pydensecrf2"
-PROB_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax default
 
 
 def require_densecrf(alternative=None):
@@ -22,17 +22,6 @@ def require_densecrf(alternative=None):
     (e.g. "--no_crf") is named as the way to run without it."""
     if dcrf is None:
         raise SystemExit(f"error: {MISSING_PYDENSECRF}" + (f" (or pass {alternative})" if alternative else ""))
-
-
-def unary_from_probs(probs_khw, clip=PROB_CLIP):
-    """(K, H, W) probabilities -> (K, H*W) float32 C-contiguous unary -log(clip(p, clip, 1)).
-
-    Same numbers as pydensecrf.utils.unary_from_softmax(probs) (scale=None): the inputs need not
-    sum to 1 (SEAM feeds raw CAMs with a background power), values above 1 are clipped to 1.
-    """
-    probs = np.asarray(probs_khw)
-    unary = -np.log(np.clip(probs, clip, 1.0)).reshape(probs.shape[0], -1)
-    return np.ascontiguousarray(unary, dtype=np.float32)
 
 
 def crf_inference(img_uint8_hwc, probs_khw, t=10, bilateral_sxy=80):
@@ -52,7 +41,9 @@ def crf_inference(img_uint8_hwc, probs_khw, t=10, bilateral_sxy=80):
     if probs.ndim != 3 or probs.shape[1:] != (h, w):
         raise ValueError(f"crf_inference: probs must be ({n_labels}, {h}, {w}), got {probs.shape}")
     crf = dcrf.DenseCRF2D(w, h, n_labels)
-    crf.setUnaryEnergy(unary_from_probs(probs))
+    # -log(clip(p, 1e-5, 1)) as float32: the inputs need not sum to 1 (SEAM feeds raw CAMs with a
+    # background power), values above 1 are clipped to 1
+    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
     crf.addPairwiseGaussian(sxy=3, compat=3)
     # pydensecrf keeps a pointer to the image: pass a private contiguous copy
     crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=13, rgbim=np.ascontiguousarray(img).copy(),

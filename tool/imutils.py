@@ -66,11 +66,10 @@ def random_hflip(*images):
 
 
 class Normalize:
-    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel."""
+    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel (ImageNet's)."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
 
     def __call__(self, img):
         arr = np.asarray(img, dtype=np.float32)[..., :3]
@@ -107,16 +106,15 @@ def apply_crop(arr, window, cropsize, fill, dtype=None):
 
 
 class RandomCrop:
-    """Published RandomCrop: float32 cropsize x cropsize container filled with `fill` (0)."""
+    """Published RandomCrop: float32 cropsize x cropsize container filled with 0."""
 
-    def __init__(self, cropsize, fill=0.0):
+    def __init__(self, cropsize):
         self.cropsize = cropsize
-        self.fill = fill
 
     def __call__(self, arr):
         arr = np.asarray(arr)
         window = crop_window(arr.shape[0], arr.shape[1], self.cropsize)
-        return apply_crop(arr, window, self.cropsize, self.fill, dtype=np.float32)
+        return apply_crop(arr, window, self.cropsize, 0.0, dtype=np.float32)
 
 
 def random_crop_pair(img, label, cropsize, img_fill=0.0, label_fill=255):
@@ -133,18 +131,11 @@ def hwc_to_chw(arr):
     return np.ascontiguousarray(np.asarray(arr).transpose(2, 0, 1))
 
 
-def pil_resize(img, size_wh, order):
-    """Resize a PIL image to (W, H); order 0 nearest, 1/2 bilinear, 3 bicubic."""
-    return img.resize(tuple(int(s) for s in size_wh), resample=_PIL_RESAMPLE[order])
-
-
-def scaled_size(size_wh, scale):
-    """(round(W*s), round(H*s)) as the published multi-scale code (Python rounding)."""
-    return int(round(size_wh[0] * scale)), int(round(size_wh[1] * scale))
-
-
 def pil_rescale(img, scale, order):
-    return pil_resize(img, scaled_size(img.size, scale), order)
+    """Resize a PIL image by `scale` to (round(W*s), round(H*s)) as the published multi-scale code
+    (Python rounding); order 0 nearest, 1/2 bilinear, 3 bicubic."""
+    w, h = img.size
+    return img.resize((int(round(w * scale)), int(round(h * scale))), resample=_PIL_RESAMPLE[order])
 
 
 def avg_pool_hw(arr, k):
@@ -193,5 +184,4 @@ def color_jitter(strengths=PUBLISHED_COLOR_JITTER):
     """torchvision ColorJitter (draws from torch's global RNG); the published one by default."""
     from torchvision.transforms import ColorJitter
 
-    brightness, contrast, saturation, hue = strengths
-    return ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
+    return ColorJitter(*strengths)  # brightness, contrast, saturation, hue

@@ -53,13 +53,10 @@ def stencil_matrix(offsets, weights):
     valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
     rows = (ys * w + xs)[None].expand(n, h, w)[valid]
     cols = (ny * w + nx)[valid]
-    order = torch.argsort(rows * (h * w) + cols)
-    rows, cols, values = rows[order], cols[order], weights[valid][order]
-    crow = torch.zeros(h * w + 1, dtype=torch.long, device=device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=h * w), 0)
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), weights[valid], (h * w, h * w), check_invariants=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, cols, values, (h * w, h * w), check_invariants=False)
+        return coo.coalesce().to_sparse_csr()  # coalesce: sorted by row, then column
 
 
 def stencil_walk(v, offsets, weights, steps):

@@ -175,7 +175,7 @@ def parse_transform(text):
                                                                  f"e.g. {name}:0.5"))
         steps.append(cls(_value(text, value) if value else None))
     for step in steps:
-        if step.name == "rescale" and min(_as_range(step.value)) <= 0:
+        if step.name == "rescale" and min(step.value if isinstance(step.value, tuple) else (step.value,)) <= 0:
             raise ValueError(f"--transform {text}: a rescale ratio must be > 0")
     return steps[0] if len(steps) == 1 else Compose(steps)
 
@@ -190,7 +190,3 @@ def _value(text, value):
         return float(value)
     except ValueError:
         raise ValueError(f"--transform {text}: {value!r} is not a number or a range low..high") from None
-
-
-def _as_range(value):
-    return value if isinstance(value, tuple) else (value,)

@@ -8,16 +8,8 @@ from PIL import Image
 
 def voc_palette(n=256):
     """The standard PASCAL VOC palette as a (n, 3) uint8 array (bit-interleaved colour map)."""
-    palette = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
+    bits = np.arange(n)[:, None] >> np.arange(24)  # bit 3j + k of the index: bit 7 - j of channel k
+    return sum((bits[:, 3 * j : 3 * j + 3] & 1) << (7 - j) for j in range(8)).astype(np.uint8)
 
 
 def label_image(label, path="label map"):
