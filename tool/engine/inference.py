@@ -73,19 +73,20 @@ def infer_all(dataset, outputs_on_device, args, device, crf, desc, listed, compl
     """The loop of an inference script over `dataset` (one item at a time, pinned for the GPU,
     loader workers that end with this process): `outputs_on_device(items)` yields per image
     ((writer, *arguments), device tensor), and writer(*arguments, host array) writes the image's
-    files on the output pool while the GPU computes the next image. SIGINT / SIGTERM stop it
-    after the image at hand, in one line counting the `listed` images that are `complete`
-    (Interruption.stop)."""
+    files on the output pool: CRF processes when `crf` (--crf_workers, default: the cores this
+    process may use, less the loader's), else one thread that writes files, while the GPU
+    computes the next image. SIGINT / SIGTERM stop it after the image at hand, in one line
+    counting the `listed` images that are `complete` (Interruption.stop)."""
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
                         worker_init_fn=functools.partial(die_with_parent, os.getpid()))
-    with Interruption() as interruption:
-        with output_pool(crf, args.crf_workers, args.num_workers) as pool:
-            items = progress(loader, desc=desc, enabled=is_main())
-            for (writer, *arguments), host in lagged_to_host(outputs_on_device(items), device):
-                pool.submit(writer, *arguments, host.numpy())
-                if interruption.signal:
-                    break
-        interruption.stop(sum(map(complete, listed)), len(listed), folder)
+    workers = max(1, usable_cores() - args.num_workers) if args.crf_workers is None else args.crf_workers
+    with Interruption() as interruption, (OutputPool(workers) if crf else OutputPool(1, threads=True)) as pool:
+        items = progress(loader, desc=desc, enabled=is_main())
+        for (writer, *arguments), host in lagged_to_host(outputs_on_device(items), device):
+            pool.submit(writer, *arguments, host.numpy())
+            if interruption.signal:
+                break
+    interruption.stop(sum(map(complete, listed)), len(listed), folder)
 
 
 def lagged_to_host(items, device):
@@ -174,14 +175,6 @@ class OutputPool:
         finally:
             self.executor.shutdown(wait=True, cancel_futures=True)
         return False
-
-
-def output_pool(crf, crf_workers=None, loader_workers=0):
-    """CRF processes when `crf` (default: the usable cores less the loader's workers), else one
-    thread that writes files."""
-    if not crf:
-        return OutputPool(1, threads=True)
-    return OutputPool(max(1, usable_cores() - loader_workers) if crf_workers is None else crf_workers)
 
 
 class Interruption:
