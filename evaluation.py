@@ -254,8 +254,7 @@ def write_json(path, args, n_images, result, names):
 
 def plot_path(out_json):
     """Where the curve's plot goes: the JSON's path with .png for .json."""
-    stem = out_json[:-len(".json")] if out_json.endswith(".json") else out_json
-    return stem + ".png"
+    return out_json.removesuffix(".json") + ".png"
 
 
 def write_plot(path, args, n_images, result):

@@ -111,9 +111,6 @@ non_negative_int = _number(int, lambda v: v >= 0, ">= 0")  # processes, log t, s
 positive = _number(float, lambda v: v > 0, "> 0")  # rates, scales, powers, widths
 non_negative = _number(float, lambda v: v >= 0, ">= 0")  # weight decay, momentum, loss weights
 
-SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each named in the output) instead of "
-                 "stopping before the work starts")
-
 
 def add_run_flags(parser, amp_help, compile_flag=True):
     """The speed and fault flags every stage script has."""
@@ -127,7 +124,9 @@ def add_run_flags(parser, amp_help, compile_flag=True):
                            help="torch.compile the model (what it cannot compile runs eagerly, with a warning)")
     faults = group(parser, "faults")
     faults.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
-    faults.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
+    faults.add_argument("--skip_bad_images", action="store_true",
+                        help="leave out listed images that are missing or unreadable (each named in the output) "
+                             "instead of stopping before the work starts")
     faults.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
 
 
