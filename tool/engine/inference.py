@@ -49,13 +49,13 @@ def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help
     add_run_flags(parser, amp_help, compile_flag=False)
 
 
-def prepare_outputs(folders, grace_s=60):
+def prepare_outputs(folders):
     """Before the work: the output folders can be written (one line if not), and the write
-    temporaries a killed run left there go (older than `grace_s`, so not those another torchrun
+    temporaries a killed run left there go (older than a minute, so not those another torchrun
     rank is writing now)."""
     require_writable(folders)
     for folder in folders:
-        for path in remove_temporaries(folder, before=time.time() - grace_s):
+        for path in remove_temporaries(folder, before=time.time() - 60):
             print(f"removed {path}, left by an interrupted write")
 
 
@@ -139,7 +139,8 @@ def helper_pool(workers, start_method=None):
 
 class OutputPool:
     """Where an inference script hands each image's outputs: `workers` helper processes (the
-    CRF), threads with `threads=True` (file writes release the GIL), or inline with 0.
+    CRF; spawned, as is safe after CUDA started), threads with `threads=True` (file writes
+    release the GIL), or inline with 0.
 
     `submit` blocks while 2 jobs per worker are pending, so memory stays bounded when a fast
     producer (the GPU) feeds slow consumers (the CRF). A job that raised raises at the next
@@ -147,11 +148,11 @@ class OutputPool:
     writes), waiting ones are dropped after an error.
     """
 
-    def __init__(self, workers, start_method="spawn", threads=False):
+    def __init__(self, workers, threads=False):
         self.limit, self.pending = 2 * max(1, workers), set()
         self.executor = None
         if workers:
-            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, start_method)
+            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, "spawn")
 
     def submit(self, fn, *args):
         if self.executor is None:
