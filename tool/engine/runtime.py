@@ -79,12 +79,9 @@ def run_script(parser, run, argv=None, status=1):
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except SystemExit:
+    except (SystemExit, *USER_ERRORS) as e:
         close_progress_bars()  # a one-line exit of the code itself: printed by Python, after the bars
-        raise
-    except USER_ERRORS as e:
-        close_progress_bars()
-        if getattr(args, "debug", False):
+        if isinstance(e, SystemExit) or getattr(args, "debug", False):
             raise
         if status == 1:
             raise SystemExit(f"error: {one_line(e)}") from None
