@@ -118,23 +118,16 @@ def image_confusions(img_id, source):
 
 
 def _confusions_of_chunk(task):
-    """Worker: summed confusions of a chunk of ids, or the first error message (never raises)."""
+    """Worker: summed confusions of a chunk of ids (an EvalError at the first bad file)."""
     img_ids, source = task
-    total = None
-    for img_id in img_ids:
-        try:
-            conf = image_confusions(img_id, source)
-        except EvalError as exc:
-            return None, str(exc)
-        total = conf if total is None else total + conf
-    return total, None
+    return sum(image_confusions(img_id, source) for img_id in img_ids)
 
 
 def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     """Summed (len(thresholds) or 1, n, n + 1) confusions over `img_ids`; EvalError on bad input.
 
     Works with any multiprocessing start method: the worker is a top-level function and only
-    plain data crosses the process boundary.
+    plain data (an EvalError pickles as its message) crosses the process boundary.
     """
     img_ids = list(img_ids)
     if not img_ids:
@@ -143,20 +136,10 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     bounds = np.linspace(0, len(img_ids), n_chunks + 1).astype(int)
     tasks = [(img_ids[a:b], source) for a, b in zip(bounds[:-1], bounds[1:])]
     if num_workers <= 1:
-        results = map(_confusions_of_chunk, tasks)
-        return _sum_results(results)
+        return sum(map(_confusions_of_chunk, tasks))
     with helper_pool(num_workers, start_method) as pool:
-        # map keeps list order, so the error reported is the first one in the list.
-        return _sum_results(pool.map(_confusions_of_chunk, tasks))
-
-
-def _sum_results(results):
-    total = None
-    for conf, error in results:
-        if error is not None:
-            raise EvalError(error)
-        total = conf if total is None else total + conf
-    return total
+        # map keeps list order, so the error raised is the first one in the list.
+        return sum(pool.map(_confusions_of_chunk, tasks))
 
 
 def class_names_from_args(args):
@@ -271,8 +254,7 @@ def write_json(path, args, n_images, result, names):
 
 def plot_path(out_json):
     """Where the curve's plot goes: the JSON's path with .png for .json."""
-    stem = out_json[:-len(".json")] if out_json.endswith(".json") else out_json
-    return stem + ".png"
+    return out_json.removesuffix(".json") + ".png"
 
 
 def write_plot(path, args, n_images, result):

@@ -17,26 +17,16 @@ from tool.crf import crf_inference, require_densecrf
 from tool.engine.camfile import CAM_ARRAYS, load_cam, map_file_problem
 from tool.engine.checkpoint import load_model
 from tool.engine.files import require_files, save_label_png
-from tool.engine.inference import (
-    Interruption,
-    add_inference_flags,
-    inference_loader,
-    lagged_to_host,
-    output_pool,
-    prepare_outputs,
-)
+from tool.engine.inference import add_inference_flags, images_to_do, infer_all, prepare_outputs
 from tool.engine.runtime import (
     ArgumentParser,
     autocast,
     count,
     group,
-    is_main,
     non_negative_int,
     positive,
-    progress,
     run_script,
     setup_device,
-    shard,
     to_input,
 )
 from tool.imutils import IMAGENET_MEAN
@@ -73,7 +63,7 @@ def get_parser():
     return p
 
 
-def crf_label(img_path, scores, image_hw, out_path):
+def crf_label(img_path, image_hw, out_path, scores):
     """CRF worker: upsampled walk scores (C, H', W') -> CRF (t=1) on the padded image -> PNG."""
     h, w = image_hw
     img = np.asarray(load_image(img_path))
@@ -106,17 +96,18 @@ def run(args):
     for line in dataset.check_images(args.skip_bad_images, map_files=cam_file):
         print(f"skipped {line}")
     prepare_outputs([args.out_rw])
+
     def out_path(name):
         return os.path.join(args.out_rw, name + ".png")
 
-    # under torchrun each rank takes every N-th image of the whole list, then skips what exists
+    def complete(name):
+        return os.path.exists(out_path(name))
+
     listed = dataset.img_ids
-    dataset.img_ids = [n for n in shard(listed) if args.overwrite or not os.path.exists(out_path(n))]
+    dataset.img_ids = images_to_do(listed, complete, args.overwrite)
     require_files([cam_path(n) for n in dataset.img_ids], "CAM")
     if args.crf:
         require_densecrf()
-    print(f"{len(dataset)} images to process")
-    loader = inference_loader(dataset, args.num_workers, device)
 
     def walked_on_device(items):
         for name, img in items:
@@ -130,22 +121,14 @@ def run(args):
             grid = cam_on_grid(cams, keys, args.alpha, data.num_classes).to(device, non_blocking=True)
             walked = random_walk(grid, aff, effective_radius(args.radius, grid.shape[1:]), args.beta, args.logt)
             if args.crf:
-                yield (name, (h, w)), F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
+                upsampled = F.interpolate(walked[None], (ph, pw), mode="bilinear", align_corners=False)[0]
+                yield (crf_label, data.image_path(name), (h, w), out_path(name)), upsampled
             else:
                 channels = np.concatenate([[0], keys + 1])  # a walk keeps the other channels zero
-                yield (name, (h, w)), scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
+                label = scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
+                yield (save_label_png, out_path(name)), label
 
-    with Interruption() as interruption:
-        with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-            items = progress(loader, desc="infer_aff", enabled=is_main())
-            for (name, hw), out in lagged_to_host(walked_on_device(items), device):
-                if args.crf:
-                    pool.submit(crf_label, data.image_path(name), out.numpy(), hw, out_path(name))
-                else:
-                    pool.submit(save_label_png, out_path(name), out.numpy())
-                if interruption.requested:
-                    break
-        interruption.stop(sum(os.path.exists(out_path(n)) for n in listed), len(listed), args.out_rw)
+    infer_all(dataset, walked_on_device, args, device, args.crf, "infer_aff", listed, complete, args.out_rw)
 
 
 def main(argv=None):

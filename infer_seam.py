@@ -20,25 +20,8 @@ from tool.crf import crf_with_alpha, require_densecrf
 from tool.engine.camfile import STORAGE, map_bytes, save_cam, save_crf
 from tool.engine.checkpoint import load_model
 from tool.engine.files import atomic_path, check_free_space, save_label_png
-from tool.engine.inference import (
-    Interruption,
-    add_inference_flags,
-    inference_loader,
-    lagged_to_host,
-    output_pool,
-    prepare_outputs,
-)
-from tool.engine.runtime import (
-    ArgumentParser,
-    group,
-    is_main,
-    model_forward,
-    positive,
-    progress,
-    run_script,
-    setup_device,
-    shard,
-)
+from tool.engine.inference import add_inference_flags, images_to_do, infer_all, prepare_outputs
+from tool.engine.runtime import ArgumentParser, group, model_forward, positive, run_script, setup_device
 from voc12.data import ClsDatasetMSF, load_image
 from voc12.dataset import EVAL_LIST_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
@@ -117,8 +100,9 @@ def output_bytes(args, dataset, names, storage):
     return needs
 
 
-def write_outputs(img_path, cams, keys, paths, pred_bg, crf_alphas, storage):
-    """Runs on a CRF worker: files for one image from its normalised present-class CAMs."""
+def write_outputs(img_path, keys, paths, pred_bg, crf_alphas, storage, present):
+    """Runs on a CRF worker: files for one image from its present-class CAMs (C, H, W)."""
+    cams = normalize_cams(present)  # per class: the same as normalising all, then selecting
     if "cam" in paths:
         save_cam(paths["cam"], keys, cams, storage)
     if "cam_npy" in paths:  # the published format, for other tools; never read back here
@@ -161,19 +145,16 @@ def run(args):
     def complete(name):
         return all(os.path.exists(p) for p in output_paths(args, name).values())
 
-    # Under torchrun each rank takes every N-th image of the whole list, then skips what exists:
-    # filtering first would let ranks that list at different moments disagree on the shares.
     listed = dataset.img_ids
-    todo = [n for n in shard(listed) if args.overwrite or not complete(n)]
-    print(f"{len(todo)} of {len(listed)} images to process")
+    todo = images_to_do(listed, complete, args.overwrite)
     if not args.ignore_disk_check:
         check_free_space(output_bytes(args, dataset, todo, storage), "infer_seam.py", "--ignore_disk_check")
     dataset.img_ids = todo
-    loader = inference_loader(dataset, args.num_workers, device)
     crf_alphas = tuple(args.crf_alphas) if args.out_crf else ()
     if crf_alphas:
         require_densecrf()
 
+    # every output of an image (CAM, CRF maps, PNG) is written on the pool: CRF processes, else a thread
     def cams_on_device(items):
         for item in items:
             label = item["label"].to(device, non_blocking=True)
@@ -183,20 +164,10 @@ def run(args):
             keys_host = torch.from_numpy(keys)
             if device.type == "cuda":  # pinned: the copy does not wait for the forward passes just queued
                 keys_host = keys_host.pin_memory()
-            yield (item, keys), total[keys_host.to(device, non_blocking=True)]
+            yield (write_outputs, data.image_path(item["name"]), keys, output_paths(args, item["name"]),
+                   args.out_cam_pred_alpha, crf_alphas, storage), total[keys_host.to(device, non_blocking=True)]
 
-    # every output of an image (CAM, CRF maps, PNG) is written on the pool: CRF processes, else a thread
-    with Interruption() as interruption:
-        with output_pool(bool(crf_alphas), args.crf_workers, args.num_workers) as pool:
-            batches = progress(loader, desc="infer_seam", enabled=is_main())
-            for (item, keys), present in lagged_to_host(cams_on_device(batches), device):
-                cams = normalize_cams(present.numpy())  # per class: the same as normalising all, then selecting
-                name = item["name"]
-                pool.submit(write_outputs, data.image_path(name), cams, keys,
-                            output_paths(args, name), args.out_cam_pred_alpha, crf_alphas, storage)
-                if interruption.requested:
-                    break
-        interruption.stop(sum(map(complete, listed)), len(listed), out_folders[0])
+    infer_all(dataset, cams_on_device, args, device, bool(crf_alphas), "infer_seam", listed, complete, out_folders[0])
 
 
 def main(argv=None):

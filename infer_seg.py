@@ -21,26 +21,8 @@ from tool.cam import multiscale_probs
 from tool.crf import crf_inference, require_densecrf
 from tool.engine.checkpoint import load_model
 from tool.engine.files import save_label_png
-from tool.engine.inference import (
-    Interruption,
-    add_inference_flags,
-    inference_loader,
-    lagged_to_host,
-    output_pool,
-    prepare_outputs,
-)
-from tool.engine.runtime import (
-    ArgumentParser,
-    count,
-    group,
-    is_main,
-    model_forward,
-    positive,
-    progress,
-    run_script,
-    setup_device,
-    shard,
-)
+from tool.engine.inference import add_inference_flags, images_to_do, infer_all, prepare_outputs
+from tool.engine.runtime import ArgumentParser, count, group, model_forward, positive, run_script, setup_device
 from voc12.data import SegInferDataset, load_image
 from voc12.dataset import NUM_CLASSES_HELP, add_dataset_flags, check_num_classes, dataset_from_args, split_list
 
@@ -65,7 +47,7 @@ def get_parser():
     return p
 
 
-def crf_label_png(img_path, probs, out_path, t, bilateral_sxy):
+def crf_label_png(img_path, out_path, t, bilateral_sxy, probs):
     """CRF worker: (C, H, W) probabilities -> dense CRF on the uint8 image -> argmax PNG."""
     img = np.asarray(load_image(img_path))
     q = crf_inference(img, probs, t=t, bilateral_sxy=bilateral_sxy)
@@ -95,29 +77,22 @@ def run(args):
     def out_path(name):
         return os.path.join(args.out_seg, name + ".png")
 
+    def complete(name):
+        return os.path.exists(out_path(name))
+
     listed = dataset.img_ids
-    # under torchrun each rank takes every N-th image of the whole list, then skips what exists
-    dataset.img_ids = [n for n in shard(listed) if args.overwrite or not os.path.exists(out_path(n))]
-    print(f"{len(dataset.img_ids)} of {len(listed)} images to process")
-    loader = inference_loader(dataset, args.num_workers, device)
+    dataset.img_ids = images_to_do(listed, complete, args.overwrite)
 
     def outputs_on_device(items):
         for item in items:
+            name = item["name"]
             probs = multiscale_probs(forward, item["images"], item["size"])
-            yield item["name"], probs if args.crf else probs.max(dim=0).indices.to(torch.uint8)
+            if args.crf:
+                yield (crf_label_png, data.image_path(name), out_path(name), args.crf_t, args.crf_bilateral_sxy), probs
+            else:
+                yield (save_label_png, out_path(name)), probs.max(dim=0).indices.to(torch.uint8)
 
-    with Interruption() as interruption:
-        with output_pool(args.crf, args.crf_workers, args.num_workers) as pool:
-            items = progress(loader, desc="infer_seg", enabled=is_main())
-            for name, out in lagged_to_host(outputs_on_device(items), device):
-                if args.crf:
-                    pool.submit(crf_label_png, data.image_path(name), out.numpy(), out_path(name),
-                                args.crf_t, args.crf_bilateral_sxy)
-                else:
-                    pool.submit(save_label_png, out_path(name), out.numpy())
-                if interruption.requested:
-                    break
-        interruption.stop(sum(os.path.exists(out_path(n)) for n in listed), len(listed), args.out_seg)
+    infer_all(dataset, outputs_on_device, args, device, args.crf, "infer_seg", listed, complete, args.out_seg)
 
 
 def main(argv=None):

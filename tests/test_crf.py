@@ -147,7 +147,7 @@ def test_pool_with_workers_matches_inline_and_reraises_a_failure(tmp_path):
             pool.submit(_crf_to_file, tmp_path / f"inline{i}.npy", img, probs)
     bad = np.zeros((2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="uint8"):  # a job's error, on leaving the block
-        with OutputPool(1, "spawn") as pool:  # one spawned helper for both checks
+        with OutputPool(1) as pool:  # one spawned helper for both checks
             for i, (img, probs) in enumerate(jobs):
                 pool.submit(_crf_to_file, tmp_path / f"pool{i}.npy", img, probs)
                 assert len(pool.pending) <= 2  # bounded: 2 pending jobs per worker

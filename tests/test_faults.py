@@ -230,7 +230,7 @@ class Slow(torch.utils.data.Dataset):
         nap(os.path.join({marks!r}, f"loader{{i}}"))
 
 if __name__ == "__main__":
-    crf = OutputPool(2, "spawn")
+    crf = OutputPool(2)
     for k in range(2):
         crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
     pool = helper_pool(1, "fork")

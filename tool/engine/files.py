@@ -45,22 +45,19 @@ def atomic_path(path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
+    tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
         os.close(fd)
-    except OSError as e:
-        if e.errno not in WRITE_ERRNOS | {errno.EEXIST, errno.ENOENT}:
-            raise
-        raise _write_error(path, e.errno) from None
-    try:
         yield tmp
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except WriteError:
         raise
     except OSError as e:
-        if e.errno not in WRITE_ERRNOS:
+        # EEXIST, ENOENT: the folder cannot be made, before the temporary exists (later: an input's)
+        if e.errno not in WRITE_ERRNOS | ({errno.EEXIST, errno.ENOENT} if tmp is None else set()):
             raise
         raise _write_error(path, e.errno) from None
     except RuntimeError:  # torch's zip writer reports a full disk as "unexpected pos ..."
@@ -68,7 +65,7 @@ def atomic_path(path):
             raise
         raise _write_error(path, errno.ENOSPC) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

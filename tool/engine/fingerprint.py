@@ -15,9 +15,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _git(*args):
+def _output(*command):
+    """A command's output (run in the repository), or None where it cannot run or fails."""
     try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -38,13 +39,8 @@ def _gpus():
     if not torch.cuda.is_available():
         return None
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10)
-        driver = done.stdout.split()[0] if done.returncode == 0 and done.stdout.split() else None
-    except (OSError, subprocess.SubprocessError):
-        driver = None
-    return {"names": names, "driver": driver}
+    drivers = _output("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
+    return {"names": names, "driver": drivers.split()[0] if drivers else None}
 
 
 def precision(device, amp):
@@ -58,8 +54,8 @@ def precision(device, amp):
 
 def fingerprint(precision_used=None, processes=1, seed=None, deterministic=None):
     """A JSON-able dict of the environment (see the module docstring)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit = _output("git", "rev-parse", "HEAD")
+    status = _output("git", "status", "--porcelain", "--untracked-files=no")
     return {
         "commit": commit,
         "dirty": None if status is None else bool(status),

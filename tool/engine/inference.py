@@ -17,7 +17,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from tool.engine.files import remove_temporaries, require_writable
-from tool.engine.runtime import add_run_flags, die_with_parent, group, non_negative_int, usable_cores
+from tool.engine.runtime import (
+    add_run_flags,
+    die_with_parent,
+    group,
+    is_main,
+    non_negative_int,
+    progress,
+    shard,
+    usable_cores,
+)
 
 
 def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help, published_workers=None):
@@ -40,20 +49,44 @@ def add_inference_flags(parser, weights_help, network, infer_list_help, amp_help
     add_run_flags(parser, amp_help, compile_flag=False)
 
 
-def prepare_outputs(folders, grace_s=60):
+def prepare_outputs(folders):
     """Before the work: the output folders can be written (one line if not), and the write
-    temporaries a killed run left there go (older than `grace_s`, so not those another torchrun
+    temporaries a killed run left there go (older than a minute, so not those another torchrun
     rank is writing now)."""
     require_writable(folders)
     for folder in folders:
-        for path in remove_temporaries(folder, before=time.time() - grace_s):
+        for path in remove_temporaries(folder, before=time.time() - 60):
             print(f"removed {path}, left by an interrupted write")
 
 
-def inference_loader(dataset, num_workers, device):
-    """One item at a time, pinned for the GPU, workers that end with this process."""
-    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=device.type == "cuda",
-                      worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+def images_to_do(listed, complete, overwrite):
+    """This rank's share of `listed`, less the images `complete` says are written (none with
+    `overwrite`). Under torchrun each rank takes every N-th image of the whole list, then skips
+    what exists: filtering first would let ranks that list at different moments disagree on the
+    shares."""
+    todo = [name for name in shard(listed) if overwrite or not complete(name)]
+    print(f"{len(todo)} of {len(listed)} images to process")
+    return todo
+
+
+def infer_all(dataset, outputs_on_device, args, device, crf, desc, listed, complete, folder):
+    """The loop of an inference script over `dataset` (one item at a time, pinned for the GPU,
+    loader workers that end with this process): `outputs_on_device(items)` yields per image
+    ((writer, *arguments), device tensor), and writer(*arguments, host array) writes the image's
+    files on the output pool: CRF processes when `crf` (--crf_workers, default: the cores this
+    process may use, less the loader's), else one thread that writes files, while the GPU
+    computes the next image. SIGINT / SIGTERM stop it after the image at hand, in one line
+    counting the `listed` images that are `complete` (Interruption.stop)."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+    workers = max(1, usable_cores() - args.num_workers) if args.crf_workers is None else args.crf_workers
+    with Interruption() as interruption, (OutputPool(workers) if crf else OutputPool(1, threads=True)) as pool:
+        items = progress(loader, desc=desc, enabled=is_main())
+        for (writer, *arguments), host in lagged_to_host(outputs_on_device(items), device):
+            pool.submit(writer, *arguments, host.numpy())
+            if interruption.signal:
+                break
+    interruption.stop(sum(map(complete, listed)), len(listed), folder)
 
 
 def lagged_to_host(items, device):
@@ -106,7 +139,8 @@ def helper_pool(workers, start_method=None):
 
 class OutputPool:
     """Where an inference script hands each image's outputs: `workers` helper processes (the
-    CRF), threads with `threads=True` (file writes release the GIL), or inline with 0.
+    CRF; spawned, as is safe after CUDA started), threads with `threads=True` (file writes
+    release the GIL), or inline with 0.
 
     `submit` blocks while 2 jobs per worker are pending, so memory stays bounded when a fast
     producer (the GPU) feeds slow consumers (the CRF). A job that raised raises at the next
@@ -114,27 +148,20 @@ class OutputPool:
     writes), waiting ones are dropped after an error.
     """
 
-    def __init__(self, workers, start_method="spawn", threads=False):
+    def __init__(self, workers, threads=False):
         self.limit, self.pending = 2 * max(1, workers), set()
         self.executor = None
         if workers:
-            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, start_method)
+            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, "spawn")
 
     def submit(self, fn, *args):
         if self.executor is None:
-            fn(*args)
-            return
-        self._reap()
-        while len(self.pending) >= self.limit:
-            cf.wait(self.pending, return_when=cf.FIRST_COMPLETED)
-            self._reap()
-        self.pending.add(self.executor.submit(fn, *args))
-
-    def _reap(self):
-        done = {f for f in self.pending if f.done()}
-        self.pending -= done
+            return fn(*args)
+        full = len(self.pending) >= self.limit  # then wait for a job to end, else only collect those that did
+        done, self.pending = cf.wait(self.pending, timeout=None if full else 0, return_when=cf.FIRST_COMPLETED)
         for future in done:
             future.result()  # a failed job's exception
+        self.pending.add(self.executor.submit(fn, *args))
 
     def __enter__(self):
         return self
@@ -144,25 +171,18 @@ class OutputPool:
             return False
         try:
             if exc_type is None:
-                cf.wait(self.pending)
-                self._reap()
+                for future in cf.wait(self.pending).done:
+                    future.result()  # a failed job's exception
         finally:
             self.executor.shutdown(wait=True, cancel_futures=True)
         return False
 
 
-def output_pool(crf, crf_workers=None, loader_workers=0):
-    """CRF processes when `crf` (default: the usable cores less the loader's workers), else one
-    thread that writes files."""
-    if not crf:
-        return OutputPool(1, threads=True)
-    return OutputPool(max(1, usable_cores() - loader_workers) if crf_workers is None else crf_workers)
-
-
 class Interruption:
-    """SIGINT / SIGTERM during an inference loop: the loop checks `requested` after each image
-    and stops; what was handed to the writers is finished (every file atomic, none partial), the
-    rest is left for the same command run again. A second signal acts as it would have."""
+    """SIGINT / SIGTERM during an inference loop: the loop checks `signal` (None until one came)
+    after each image and stops; what was handed to the writers is finished (every file atomic,
+    none partial), the rest is left for the same command run again. A second signal acts as it
+    would have."""
 
     def __init__(self):
         self.signal, self._previous = None, {}
@@ -182,10 +202,6 @@ class Interruption:
             signal.signal(sig, handler)
         self._previous = {}
         return False
-
-    @property
-    def requested(self):
-        return self.signal is not None
 
     def stop(self, written, total, folder):
         """After the writers are done: the one-line exit of an interrupted run (nothing if none)."""

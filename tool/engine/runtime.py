@@ -79,12 +79,9 @@ def run_script(parser, run, argv=None, status=1):
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except SystemExit:
+    except (SystemExit, *USER_ERRORS) as e:
         close_progress_bars()  # a one-line exit of the code itself: printed by Python, after the bars
-        raise
-    except USER_ERRORS as e:
-        close_progress_bars()
-        if getattr(args, "debug", False):
+        if isinstance(e, SystemExit) or getattr(args, "debug", False):
             raise
         if status == 1:
             raise SystemExit(f"error: {one_line(e)}") from None
@@ -111,9 +108,6 @@ non_negative_int = _number(int, lambda v: v >= 0, ">= 0")  # processes, log t, s
 positive = _number(float, lambda v: v > 0, "> 0")  # rates, scales, powers, widths
 non_negative = _number(float, lambda v: v >= 0, ">= 0")  # weight decay, momentum, loss weights
 
-SKIP_BAD_HELP = ("leave out listed images that are missing or unreadable (each named in the output) instead of "
-                 "stopping before the work starts")
-
 
 def add_run_flags(parser, amp_help, compile_flag=True):
     """The speed and fault flags every stage script has."""
@@ -127,7 +121,9 @@ def add_run_flags(parser, amp_help, compile_flag=True):
                            help="torch.compile the model (what it cannot compile runs eagerly, with a warning)")
     faults = group(parser, "faults")
     faults.add_argument("--allow_pickle", action="store_true", help="allow legacy pickled .pth weights")
-    faults.add_argument("--skip_bad_images", action="store_true", help=SKIP_BAD_HELP)
+    faults.add_argument("--skip_bad_images", action="store_true",
+                        help="leave out listed images that are missing or unreadable (each named in the output) "
+                             "instead of stopping before the work starts")
     faults.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
 
 
