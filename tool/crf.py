@@ -2,7 +2,7 @@
 
 pydensecrf is optional: importing this module always works, calling the CRF without it raises
 a one-line ImportError. The CRF is CPU-bound and single-threaded: the inference scripts spread
-it over the cores (tool.engine.inference.output_pool) while the GPU works on the next images.
+it over the cores (tool.engine.inference.infer_all) while the GPU works on the next images.
 """
 import numpy as np
 
