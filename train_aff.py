@@ -4,7 +4,6 @@ Writes `<session_name>.pth` (the published checkpoint format)."""
 import torch
 
 from network import build_network
-from network.weights import load_pretrained
 from tool.engine.files import require_files
 from tool.engine.runtime import ArgumentParser, autocast, count, global_share, group, run_script, setup_device, to_input
 from tool.engine.training import TrainingRun, add_training_flags
@@ -45,7 +44,7 @@ def run(args):
     skipped = dataset.check_images(args.skip_bad_images)
     require_files([path for n in dataset.img_ids for path in dataset.crf_paths(n)], "CRF map")
 
-    with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
+    with TrainingRun(args, model, dataset, device, skipped) as run:
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   fused=device.type == "cuda")
         run.resume(optimizer)

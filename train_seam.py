@@ -8,7 +8,6 @@ from torch import nn
 
 from network import build_network
 from network.seam import PCM_FEATURES
-from network.weights import load_pretrained
 from tool.cam import multiscale_cam, normalize_cams
 from tool.engine.files import require_files
 from tool.engine.runtime import (
@@ -121,7 +120,7 @@ def run(args):
         require_files([data.eval_mask_path(n) for n in val_data.img_ids], "validation mask")
     loss_weights = {term: getattr(args, f"{term}_weight") for term in LOSS_TERMS}
 
-    with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
+    with TrainingRun(args, model, dataset, device, skipped) as run:
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   fused=device.type == "cuda")
         run.resume(optimizer)

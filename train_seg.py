@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from network import build_network
-from network.weights import load_pretrained
 from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
 from tool.engine.files import require_files
@@ -119,7 +118,7 @@ def run(args):
         val_data.check_images()
         require_files([data.eval_mask_path(n) for n in val_data.img_ids], "validation mask")
 
-    with TrainingRun(args, model, dataset, device, load_pretrained, skipped) as run:
+    with TrainingRun(args, model, dataset, device, skipped) as run:
         # The authors' poly schedule runs to max_step + 1: lr0 * (1 - step / (max_step + 1)) ** 0.9.
         optimizer = PolyOptimizer(model.get_parameter_groups(), args.lr, args.wt_dec, run.max_step, args.momentum,
                                   horizon=run.max_step + 1, fused=device.type == "cuda")

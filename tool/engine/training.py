@@ -2,7 +2,7 @@
 log, resume, checkpoints, NaN guard, signals, validation), DDP. The step itself is written in
 each script.
 
-    with TrainingRun(args, model, dataset, device, load_pretrained) as run:
+    with TrainingRun(args, model, dataset, device, skipped) as run:
         optimizer = PolyOptimizer(model.get_parameter_groups(), ..., run.max_step, ...)
         run.resume(optimizer)                    # <session>.resume.pt, when there is one
         forward = run.wrap(model)                # DDP under torchrun, --compile
@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from network import backbone_names
-from network.weights import in_model_layout, load_state_dict_file, state_dict_mismatch
+from network.weights import in_model_layout, load_pretrained, load_state_dict_file, state_dict_mismatch
 from tool.engine.checkpoint import (
     BackgroundSaver,
     load_training_state,
@@ -286,10 +286,11 @@ def session_lock(path, warn=print):
 # ---------------------------------------------------------------- the session
 
 
-class TrainingRun:
+class TrainingRun(contextlib.ExitStack):
     """One training session `<session_name>` on `dataset` (a map-style dataset whose items are
     batched as they are): the checks before anything is written, the lock, log and environment
-    line, the resume point, batches, log lines, checkpoints and the final weights.
+    line, the resume point, batches, log lines, checkpoints and the final weights. Once made it
+    holds the lock and the log: an ExitStack of what the run holds, released as its with block ends.
 
     Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states; on a background thread)
     every --ckpt_interval steps and at each epoch end, and `<session_name>.pth` (plain CPU state
@@ -300,14 +301,15 @@ class TrainingRun:
     SIGINT / SIGTERM finish the step, checkpoint and exit in one line; a second one stops at once.
     """
 
-    def __init__(self, args, model, dataset, device, init_weights, skipped=()):
+    def __init__(self, args, model, dataset, device, skipped=()):
+        super().__init__()
         self.args, self.model, self.dataset, self.device, self.skipped = args, model, dataset, device, skipped
         self.rank, self.world_size = world()
         self.is_main = self.rank == 0
         name = args.session_name
         self.resume_path, self.previous_path = name + ".resume.pt", name + ".resume.prev.pt"
         self.final_path = name + ".pth"
-        self.log_dir = args.tblog_dir or os.path.join(os.path.dirname(name) or ".", "tblog")
+        log_dir = args.tblog_dir or os.path.join(os.path.dirname(name) or ".", "tblog")
         if args.batch_size % self.world_size:
             raise SystemExit(f"error: --batch_size {args.batch_size} is not divisible by the {self.world_size} "
                              "torchrun processes")
@@ -322,10 +324,10 @@ class TrainingRun:
         # --weights into the model and every check, before anything is written
         if args.no_dropout:
             model.disable_dropout()
-        self.initialised = "random initialisation (--weights none)"
+        initialised = "random initialisation (--weights none)"
         if args.weights != "none":
-            how = init_weights(model, args.weights, allow_pickle=args.allow_pickle)
-            self.initialised = f"initialised from {args.weights} ({how})"
+            how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
+            initialised = f"initialised from {args.weights} ({how})"
         # The resume point: --resume, else the session's own resume file (the same command run
         # again after a kill continues), unless --restart.
         if args.resume and args.restart:
@@ -333,7 +335,7 @@ class TrainingRun:
         self.source = args.resume
         if not (args.resume or args.restart) and os.path.isfile(self.resume_path):
             self.source = self.resume_path
-        require_writable([os.path.dirname(os.path.abspath(name)), self.log_dir])
+        require_writable([os.path.dirname(os.path.abspath(name)), log_dir])
         if self.source is None and not args.restart and os.path.exists(self.final_path):
             raise ValueError(f"{self.final_path}: this session is finished; --restart trains it again (or give "
                              "another --session_name)")
@@ -346,14 +348,12 @@ class TrainingRun:
             problems = state_dict_mismatch(model.state_dict(), in_model_layout(model, state))
             if problems:
                 raise ValueError(f"{self.source}: not a checkpoint of this network ({problems})")
-
-    def __enter__(self):
-        args = self.args
+        # Every check passed: from here on the run writes, the lock first.
         with contextlib.ExitStack() as stack:  # an error before the end releases what was entered
             if self.is_main:
-                stack.enter_context(session_lock(args.session_name + ".lock"))
+                stack.enter_context(session_lock(name + ".lock"))
             self.logger = stack.enter_context(contextlib.closing(
-                RunLogger(self.log_dir, args.session_name.replace("/", "_"), vars(args), enabled=self.is_main)))
+                RunLogger(log_dir, name.replace("/", "_"), vars(args), enabled=self.is_main)))
             environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
             self.logger.record("environment: " + json.dumps(environment))
             self.logger.info(f"environment: {fingerprint_line(environment)}")
@@ -363,13 +363,9 @@ class TrainingRun:
             if self.source and not args.resume:
                 self.logger.info(f"found {self.source}: continuing from it (--restart starts over)")
             if not self.source:
-                self.logger.info(self.initialised)
-            to_device(self.model, self.device, self.channels_last)  # before the optimiser is built
-            self._stack = stack.pop_all()  # the lock, the log: released by __exit__ from here on
-        return self
-
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)
+                self.logger.info(initialised)
+            to_device(model, device, self.channels_last)  # before the optimiser is built
+            self.enter_context(stack.pop_all())  # the lock, the log: released when the with block ends
 
     def resume(self, optimizer):
         """Continue from the resume point, if there is one: weights, `optimizer` (the one this run
@@ -422,8 +418,8 @@ class TrainingRun:
         # the handlers go back once the last checkpoint being written is complete.
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._stack.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
-        self._stack.callback(self.saver.wait)  # checkpoints are written only from here on: complete before all else
+                self.callback(signal.signal, sig, signal.signal(sig, self._on_signal))
+        self.callback(self.saver.wait)  # checkpoints are written only from here on: complete before all else
         args = self.args
         workers = min(16, usable_cores()) if args.num_workers is None else args.num_workers
         self.model.train()
