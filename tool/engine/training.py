@@ -155,13 +155,6 @@ def _item_seed(seed, epoch, index):
     return (seed * 1_000_003 + epoch * 10_007 + index) % (2**31)
 
 
-def epoch_batches(n, batch_size, seed, epoch):
-    """The epoch's batches of (epoch, index) keys: a seeded shuffle, last partial batch dropped."""
-    g = torch.Generator().manual_seed(_item_seed(seed, epoch, 0))
-    order = torch.randperm(n, generator=g).tolist()
-    return [[(epoch, i) for i in order[b * batch_size : (b + 1) * batch_size]] for b in range(n // batch_size)]
-
-
 class SeededItems(Dataset):
     """Wraps a dataset so that item (epoch, index) sees global RNGs seeded from (seed, epoch, index)."""
 
@@ -179,15 +172,17 @@ class SeededItems(Dataset):
 
 
 def step_batches(n, batch_size, seed, start, max_step, rank=0, world_size=1):
-    """The batch sampler of the steps [start, max_step): epoch e's batches are
-    epoch_batches(n, batch_size, seed, e); rank r of N takes the r-th contiguous 1/N of each.
-    One loader iterates it for the whole run, so its workers start once."""
+    """The batch sampler of the steps [start, max_step), as lists of (epoch, index) keys: epoch e
+    is a shuffle seeded from (seed, e) cut into batches, the last partial one dropped; rank r of N
+    takes the r-th contiguous 1/N of each. One loader iterates it for the whole run, so its
+    workers start once."""
     share = batch_size // world_size
     for step in range(start, max_step):
         epoch, offset = divmod(step, n // batch_size)
         if step == start or offset == 0:  # the epoch's shuffle, once
-            batches = epoch_batches(n, batch_size, seed, epoch)
-        yield batches[offset][rank * share : (rank + 1) * share]
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_item_seed(seed, epoch, 0))).tolist()
+        batch = order[offset * batch_size : (offset + 1) * batch_size]
+        yield [(epoch, i) for i in batch[rank * share : (rank + 1) * share]]
 
 
 # ---------------------------------------------------------------- log and lock
