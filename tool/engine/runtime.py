@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import sys
-import weakref
 
 import torch
 import torch.distributed as dist
@@ -49,8 +48,7 @@ class ArgumentParser(argparse.ArgumentParser):
     line (`error: ...`, exit status 2), not behind the usage."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
         for title in GROUPS:
             self.add_argument_group(title)
 
@@ -99,7 +97,6 @@ def _number(kind, test, what):
             raise argparse.ArgumentTypeError(f"{text} must be {what}")
         return value
 
-    parse.__name__ = f"{kind.__name__} {what}"
     return parse
 
 
@@ -129,24 +126,20 @@ def add_run_flags(parser, amp_help, compile_flag=True):
 
 # ---------------------------------------------------------------- progress bars
 
-_OPEN_BARS = weakref.WeakSet()
-
 
 def progress(iterable_or_total, desc=None, enabled=True):
     """tqdm bar over an iterable, or over a count when given an int (update it by hand);
     `enabled=False` (torchrun ranks other than 0) iterates without a bar."""
     total = iterable_or_total if isinstance(iterable_or_total, int) else None
     iterable = None if total is not None else iterable_or_total
-    bar = tqdm(iterable, total=total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
-    _OPEN_BARS.add(bar)
-    return bar
+    return tqdm(iterable, total=total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
 
 
 def close_progress_bars():
-    """Close every open bar: what is printed next starts on a line of its own."""
-    for bar in list(_OPEN_BARS):
+    """Close every open bar (tqdm keeps them in a weak set; a bar leaves it when closed): what is
+    printed next starts on a line of its own."""
+    for bar in list(tqdm._instances):
         bar.close()
-        _OPEN_BARS.discard(bar)
 
 
 # ---------------------------------------------------------------- torchrun

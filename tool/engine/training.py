@@ -194,12 +194,11 @@ class RunLogger:
     tensorboardX is installed. `enabled=False` (torchrun ranks other than 0) writes nothing."""
 
     def __init__(self, log_dir, name, flags=None, tensorboard=True, enabled=True):
-        self._file, self.writer, self.enabled = None, None, enabled
+        self._file = self.writer = None
         if not enabled:
             return
         os.makedirs(log_dir, exist_ok=True)
-        self.log_path = os.path.join(log_dir, f"{name}.log")
-        self._file = open(self.log_path, "a", buffering=1)  # line-buffered: readable while training
+        self._file = open(os.path.join(log_dir, f"{name}.log"), "a", buffering=1)  # line-buffered: readable mid-run
         self._file.write(f"=== {name} started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         self._file.writelines(f"{k}: {v}\n" for k, v in sorted((flags or {}).items()))
         if tensorboard and SummaryWriter is None:
@@ -209,7 +208,7 @@ class RunLogger:
 
     def info(self, msg):
         """Print `msg` and append it to the text log."""
-        if self.enabled:
+        if self._file is not None:
             print(msg, flush=True)
             self.record(msg)
 
@@ -238,7 +237,7 @@ class RunLogger:
 
 
 @contextlib.contextmanager
-def session_lock(path, warn=print):
+def session_lock(path):
     """One writer per session: an exclusive flock on `path` (naming its holder), which the kernel
     releases when the holder ends, however it ends (a kill -9 included); removed at the end. On
     a file system without flock (some Lustre, FUSE or CIFS mounts) the run goes on unlocked,
@@ -257,7 +256,7 @@ def session_lock(path, warn=print):
             f.close()
             raise ValueError(f"{path}: the session is being written by {holder}; wait for that run to end") from None
         except OSError as e:
-            warn(f"warning: {path}: this file system cannot lock ({e.strerror}): nothing stops a second run of "
+            print(f"warning: {path}: this file system cannot lock ({e.strerror}): nothing stops a second run of "
                  "this session")
             with f:
                 yield
