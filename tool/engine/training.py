@@ -487,19 +487,17 @@ class TrainingRun(contextlib.ExitStack):
         if dataset is None or not self.due(self.args.val_interval):
             return
         forward = model_forward(self.model, self.device, self.args.amp, self.channels_last)
-        states = random.getstate(), np.random.get_state()
+        states = rng_state()  # every stream, as a checkpoint keeps them: put back after
         # Each held-out image has its own size: no cuDNN autotuning per shape, and the algorithms
         # infer_seam.py / infer_seg.py run with (they never autotune), so the scores agree.
         autotune, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            self.model.eval()
-            try:
-                scores = score(forward, dataset, data, self.device, *extra)
-            finally:
-                self.model.train()
-                random.setstate(states[0])
-                np.random.set_state(states[1])
-                torch.backends.cudnn.benchmark = autotune
+        self.model.eval()
+        try:
+            scores = score(forward, dataset, data, self.device, *extra)
+        finally:
+            self.model.train()
+            set_rng_state(states)
+            torch.backends.cudnn.benchmark = autotune
         if not self.is_main:
             return
         self.logger.info(f"val step {self.step}: " + ", ".join(
