@@ -88,7 +88,7 @@ def run(args):
         raise SystemExit("error: --frozen_bn and --unfreeze contradict each other")
     if args.frozen_bn and args.sync_bn:
         raise SystemExit("error: --frozen_bn and --sync_bn contradict each other (frozen BN has no batch statistics)")
-    if not 1 <= args.bn_groups <= args.batch_size:
+    if args.bn_groups > args.batch_size:  # at least 1: argparse's count
         raise SystemExit(f"error: --bn_groups {args.bn_groups} must be between 1 and --batch_size {args.batch_size}")
     if args.max_epoches is not None:  # given, so --max_step was not: the length is in epochs
         args.max_step = None
