@@ -261,11 +261,9 @@ def session_lock(path):
             with f:
                 yield
             return
-        try:
-            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.stat(path), os.fstat(f.fileno())):
                 break  # not a file its last holder removed while this run opened it
-        except FileNotFoundError:
-            pass
         f.close()
     with f:
         f.truncate(0)
