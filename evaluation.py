@@ -264,7 +264,8 @@ def build_parser():
 
 
 def run(args):
-    """Evaluate as `args` say; returns the summary dict. Raises EvalError on bad input."""
+    """Evaluate as `args` say: print the report, append it to the log, write the JSON and the
+    curve's plot; returns the summary dict. Raises EvalError on bad input."""
     thresholds = thresholds_from_args(args)
     names = class_names_from_args(args)
     source = EvalSource(args.predict_dir, args.gt_dir, args.type, thresholds, len(names))
