@@ -125,8 +125,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     if not img_ids:
         raise EvalError("empty image list")
     n_chunks = min(len(img_ids), max(1, num_workers) * 4)
-    bounds = np.linspace(0, len(img_ids), n_chunks + 1).astype(int)
-    tasks = [(img_ids[a:b], source) for a, b in zip(bounds[:-1], bounds[1:])]
+    tasks = [(chunk.tolist(), source) for chunk in np.array_split(img_ids, n_chunks)]
     if num_workers <= 1:
         return sum(map(_confusions_of_chunk, tasks))
     with helper_pool(num_workers, start_method) as pool:
