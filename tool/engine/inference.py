@@ -6,6 +6,7 @@ Helper processes end with the process that started them, a kill -9 included
 (tool.engine.runtime.die_with_parent): no orphans holding memory after a killed run.
 """
 import concurrent.futures as cf
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -137,7 +138,7 @@ class HelperPool(cf.ProcessPoolExecutor):
 helper_pool = HelperPool  # the name its callers use
 
 
-class OutputPool:
+class OutputPool(contextlib.AbstractContextManager):
     """Where an inference script hands each image's outputs: `workers` helper processes (the
     CRF; spawned, as is safe after CUDA started), threads with `threads=True` (file writes
     release the GIL), or inline with 0.
@@ -162,9 +163,6 @@ class OutputPool:
         for future in done:
             future.result()  # a failed job's exception
         self.pending.add(self.executor.submit(fn, *args))
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, exc_type, *exc):
         if self.executor is None:
