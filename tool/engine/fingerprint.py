@@ -97,7 +97,5 @@ def fingerprint_line(fp):
         f"{fp.get('cpu')} x{fp.get('threads')} threads"
     parts = [f"commit {commit}", f"Python {fp.get('python')}", f"torch {fp.get('torch')}",
              f"torchvision {fp.get('torchvision')}", f"CUDA {fp.get('cuda')}", f"cuDNN {fp.get('cudnn')}", device]
-    for key in ("precision", "processes", "seed"):
-        if fp.get(key) is not None:
-            parts.append(f"{key} {fp[key]}")
+    parts += [f"{key} {fp[key]}" for key in ("precision", "processes", "seed") if fp.get(key) is not None]
     return "; ".join(parts)
