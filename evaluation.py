@@ -85,12 +85,6 @@ def load_cam_pickled_dict(path, num_classes):
     return keys, cams
 
 
-def load_crf_label(path, num_classes):
-    """Label map (argmax) of a CRF file (tool.engine.camfile)."""
-    keys, scores = load_crf(path, num_classes)
-    return keys[np.argmax(scores, axis=0)].astype(np.uint8)
-
-
 def image_confusions(img_id, source):
     """(len(thresholds) or 1, n, n + 1) confusion counts of one image, each file read once."""
     n = source.num_classes
@@ -99,21 +93,19 @@ def image_confusions(img_id, source):
     pred_path = os.path.join(source.predict_dir, f"{img_id}.{ext}")
     gt = load_gt(gt_path, n)
     try:
-        if source.pred_type in ("png", "crf"):
-            pred = load_label_png(pred_path) if source.pred_type == "png" else load_crf_label(pred_path, n)
-            if pred.shape != gt.shape:
-                raise EvalError(f"{pred_path}: size {pred.shape} differs from ground truth {gt.shape}")
+        if source.pred_type == "png":
+            pred = load_label_png(pred_path)
+        elif source.pred_type == "crf":
+            keys, scores = load_crf(pred_path, n)
+            pred = keys[np.argmax(scores, axis=0)].astype(np.uint8)  # a CRF file is scored by its argmax
+        else:  # CAMs (K, H, W)
+            keys, pred = (load_cam if source.pred_type == "npz" else load_cam_pickled_dict)(pred_path, n)
+        if pred.shape[-2:] != gt.shape:
+            raise EvalError(f"{pred_path}: size {pred.shape[-2:]} differs from ground truth {gt.shape}")
+        if source.pred_type in LABEL_TYPES:
             return confusion_counts(pred, gt, n)[None]
-        if source.pred_type == "npz":
-            keys, cams = load_cam(pred_path, n)
-        else:
-            keys, cams = load_cam_pickled_dict(pred_path, n)
-        if cams.shape[1:] != gt.shape:
-            raise EvalError(f"{pred_path}: size {cams.shape[1:]} differs from ground truth {gt.shape}")
-        return cam_threshold_confusions(cams, keys, gt, source.thresholds, n)
-    except EvalError:
-        raise
-    except FILE_ERRORS as exc:
+        return cam_threshold_confusions(pred, keys, gt, source.thresholds, n)
+    except FILE_ERRORS as exc:  # an EvalError (a ValueError) names the file already: file_error keeps it
         raise file_error(pred_path, exc) from exc
 
 
@@ -133,8 +125,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     if not img_ids:
         raise EvalError("empty image list")
     n_chunks = min(len(img_ids), max(1, num_workers) * 4)
-    bounds = np.linspace(0, len(img_ids), n_chunks + 1).astype(int)
-    tasks = [(img_ids[a:b], source) for a, b in zip(bounds[:-1], bounds[1:])]
+    tasks = [(chunk.tolist(), source) for chunk in np.array_split(img_ids, n_chunks)]
     if num_workers <= 1:
         return sum(map(_confusions_of_chunk, tasks))
     with helper_pool(num_workers, start_method) as pool:
@@ -208,59 +199,9 @@ def report_lines(result, names):
     return lines
 
 
-def append_log(path, args, n_images, result, names):
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    if result["curve"]:
-        threshold = "curve " + " ".join(f"{t:.2f}:{m:.3f}" for t, m in result["curve"])
-    else:
-        threshold = "none" if result["t"] is None else f"{result['t']:.2f}"
-    entry = [
-        f"=== {stamp} comment: {args.comment}",
-        f"list: {args.list} ({n_images} images) predict_dir: {args.predict_dir} gt_dir: {args.gt_dir}",
-        f"type: {args.type} t: {threshold}",
-        *report_lines(result, names)[len(result["curve"] or []):],
-        "",
-    ]
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "a") as f:
-            f.write("\n".join(entry) + "\n")
-    except OSError as e:
-        raise WriteError(f"{path}: cannot write: {e.strerror}") from None
-
-
-def write_json(path, args, n_images, result, names):
-    payload = {
-        "comment": args.comment,
-        "list": args.list,
-        "predict_dir": args.predict_dir,
-        "gt_dir": args.gt_dir,
-        "type": args.type,
-        "num_images": n_images,
-        "units": "percent",
-        "class_iou": {name: float(v) for name, v in zip(names, result["class_iou"])},
-        "miou": result["miou"],
-        "mean": result["mean"],
-        "absent_classes": [names[i] for i in result["absent"]],
-        "t": result["t"],
-        "curve": [{"t": t, "miou": m} for t, m in result["curve"]] if result["curve"] else None,
-        "environment": fingerprint(precision_used="reads files (the maps' precision is their run's)"),
-    }
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.write("\n")
-
-
 def plot_path(out_json):
     """Where the curve's plot goes: the JSON's path with .png for .json."""
     return out_json.removesuffix(".json") + ".png"
-
-
-def write_plot(path, args, n_images, result):
-    name = args.comment or os.path.basename(os.path.normpath(args.predict_dir))
-    title = f"{name}: {os.path.basename(args.list)} ({n_images} images)"
-    save_image(path, curve_image(result["curve"], result["t"], title))
 
 
 def thresholds_from_args(args):
@@ -322,7 +263,8 @@ def build_parser():
 
 
 def run(args):
-    """Evaluate as `args` say; returns the summary dict. Raises EvalError on bad input."""
+    """Evaluate as `args` say: print the report, append it to the log, write the JSON and the
+    curve's plot; returns the summary dict. Raises EvalError on bad input."""
     thresholds = thresholds_from_args(args)
     names = class_names_from_args(args)
     source = EvalSource(args.predict_dir, args.gt_dir, args.type, thresholds, len(names))
@@ -332,16 +274,54 @@ def run(args):
         raise file_error(args.list, exc) from exc
     confs = evaluate_list(img_ids, source, args.num_workers)
     result = summarize(confs, source.thresholds, args.mean)
-    print("\n".join(report_lines(result, names)))
+    lines = report_lines(result, names)
+    print("\n".join(lines))
     logfile = args.logfile
     if logfile is None:
         logfile = os.path.join(os.path.dirname(os.path.abspath(args.predict_dir)), "evallog.txt")
     if logfile:
-        append_log(logfile, args, len(img_ids), result, names)
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        if result["curve"]:
+            threshold = "curve " + " ".join(f"{t:.2f}:{m:.3f}" for t, m in result["curve"])
+        else:
+            threshold = "none" if result["t"] is None else f"{result['t']:.2f}"
+        entry = [
+            f"=== {stamp} comment: {args.comment}",
+            f"list: {args.list} ({len(img_ids)} images) predict_dir: {args.predict_dir} gt_dir: {args.gt_dir}",
+            f"type: {args.type} t: {threshold}",
+            *lines[len(result["curve"] or []):],
+            "",
+        ]
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(logfile)), exist_ok=True)
+            with open(logfile, "a") as f:
+                f.write("\n".join(entry) + "\n")
+        except OSError as e:
+            raise WriteError(f"{logfile}: cannot write: {e.strerror}") from None
     if args.out_json:
-        write_json(args.out_json, args, len(img_ids), result, names)
+        payload = {
+            "comment": args.comment,
+            "list": args.list,
+            "predict_dir": args.predict_dir,
+            "gt_dir": args.gt_dir,
+            "type": args.type,
+            "num_images": len(img_ids),
+            "units": "percent",
+            "class_iou": {name: float(v) for name, v in zip(names, result["class_iou"])},
+            "miou": result["miou"],
+            "mean": result["mean"],
+            "absent_classes": [names[i] for i in result["absent"]],
+            "t": result["t"],
+            "curve": [{"t": t, "miou": m} for t, m in result["curve"]] if result["curve"] else None,
+            "environment": fingerprint(precision_used="reads files (the maps' precision is their run's)"),
+        }
+        with atomic_path(args.out_json) as tmp, open(tmp, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
         if result["curve"] and not args.no_plot:
-            write_plot(plot_path(args.out_json), args, len(img_ids), result)
+            name = args.comment or os.path.basename(os.path.normpath(args.predict_dir))
+            title = f"{name}: {os.path.basename(args.list)} ({len(img_ids)} images)"
+            save_image(plot_path(args.out_json), curve_image(result["curve"], result["t"], title))
     return result
 
 

@@ -6,7 +6,6 @@ Outputs per image (pickle-free; existing ones are skipped unless --overwrite):
   <out_crf>_<alpha>/<id>.npz    keys (0, fg ids + 1), scores (K+1, H, W) in --cam_dtype
   <out_cam_pred>/<id>.png       label map with background score --out_cam_pred_alpha
 """
-import math
 import os
 
 import numpy as np
@@ -63,40 +62,29 @@ def crf_folder(out_crf, alpha):
     return f"{out_crf}_{float(alpha)!r}"
 
 
+def output_folders(args):
+    """{output: (folder, extension)} of the outputs asked for (the CRF maps' keys: crf_<alpha>)."""
+    folders = {"cam": (args.out_cam, ".npz"), "cam_npy": (args.out_cam_npy, ".npy"),
+               "pred": (args.out_cam_pred, ".png")}
+    folders.update({f"crf_{a}": (crf_folder(args.out_crf, a), ".npz") for a in args.crf_alphas if args.out_crf})
+    return {key: where for key, where in folders.items() if where[0]}
+
+
 def output_paths(args, name):
-    paths = {}
-    if args.out_cam:
-        paths["cam"] = os.path.join(args.out_cam, name + ".npz")
-    if args.out_cam_npy:
-        paths["cam_npy"] = os.path.join(args.out_cam_npy, name + ".npy")
-    if args.out_cam_pred:
-        paths["pred"] = os.path.join(args.out_cam_pred, name + ".png")
-    if args.out_crf:
-        for alpha in args.crf_alphas:
-            paths[f"crf_{alpha}"] = os.path.join(crf_folder(args.out_crf, alpha), name + ".npz")
-    return paths
+    return {key: os.path.join(folder, name + ext) for key, (folder, ext) in output_folders(args).items()}
 
 
 def output_bytes(args, dataset, names, storage):
     """{folder: bytes} the outputs of `names` may take before compression: kept classes x image
     size x the storage dtype (CAMs, each CRF power with background, the PNG, the .npy)."""
-    needs = {}
-
-    def add(folder, nbytes):
-        needs[folder] = needs.get(folder, 0) + nbytes
-
+    needs, folders = {}, output_folders(args)
     for name in names:
         with Image.open(dataset.data.image_path(name)) as img:
             w, h = img.size  # the header only
         k = int((dataset.labels[name] > 1e-5).sum())
-        if args.out_cam:
-            add(args.out_cam, map_bytes(k, h, w, storage))
-        if args.out_cam_npy:
-            add(args.out_cam_npy, map_bytes(k, h, w, "float32"))
-        if args.out_cam_pred:
-            add(args.out_cam_pred, h * w)
-        for alpha in args.crf_alphas if args.out_crf else ():
-            add(crf_folder(args.out_crf, alpha), map_bytes(k + 1, h, w, storage))
+        sizes = {"cam": map_bytes(k, h, w, storage), "cam_npy": map_bytes(k, h, w, "float32"), "pred": h * w}
+        for key, (folder, _) in folders.items():  # the others: a CRF map, background included
+            needs[folder] = needs.get(folder, 0) + sizes.get(key, map_bytes(k + 1, h, w, storage))
     return needs
 
 
@@ -121,7 +109,7 @@ def run(args):
     resolve_network(args.network, "seam")
     data = dataset_from_args(args)
     args.infer_list = split_list(args.infer_list, data, "train")
-    if len(set(args.crf_alphas)) < len(args.crf_alphas) or not all(0 < a < math.inf for a in args.crf_alphas):
+    if len(set(args.crf_alphas)) < len(args.crf_alphas):  # positive and finite: the flag's type checks that
         raise SystemExit(f"error: --crf_alphas {' '.join(map(str, args.crf_alphas))}: give distinct positive powers")
     device = setup_device(args.device, args.amp)
 
@@ -132,10 +120,9 @@ def run(args):
     model, channels_last = load_model(args.weights, build, device, args.channels_last, args.allow_pickle)
     forward = model_forward(model, device, args.amp, channels_last)
     storage = args.cam_dtype or data.cam_storage
-    if not any((args.out_cam, args.out_cam_npy, args.out_crf, args.out_cam_pred)):
+    out_folders = [folder for folder, _ in output_folders(args).values()]
+    if not out_folders:
         raise SystemExit("error: nothing to write: give --out_cam, --out_crf, --out_cam_pred or --out_cam_npy")
-    out_folders = ([d for d in (args.out_cam, args.out_cam_npy, args.out_cam_pred) if d]
-                   + ([crf_folder(args.out_crf, a) for a in args.crf_alphas] if args.out_crf else []))
     prepare_outputs(out_folders)
 
     dataset = ClsDatasetMSF(args.infer_list, data, args.cls_labels, scales=args.scales)

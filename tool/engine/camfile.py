@@ -80,12 +80,10 @@ def _read(path, names):
             if missing:
                 raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
             return tuple(data[name] for name in names)
-    except ValueError as e:
-        if str(e).startswith(str(path)):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # cut short, overwritten, not whole
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):  # ours above, naming the file
             raise
-        raise _damaged(path, e) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # cut short, overwritten, not written whole
-        raise _damaged(path, e) from None
+        raise ValueError(f"{path}: {_damaged(e)}") from None
 
 
 def _check(path, keys, maps, name, max_key, what):
@@ -102,8 +100,9 @@ def _check(path, keys, maps, name, max_key, what):
         raise ValueError(f"{path}: keys must be ascending, got {keys.tolist()}")
 
 
-def _damaged(path, e):
-    return ValueError(f"{path}: damaged map file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+def _damaged(e):
+    """Why a map file cannot be read, in one line, for the readers and map_file_problem alike."""
+    return f"damaged map file ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
 
 
 def map_file_problem(path, names):
@@ -114,7 +113,7 @@ def map_file_problem(path, names):
         with zipfile.ZipFile(path) as archive:
             stored = {name.removesuffix(".npy") for name in archive.namelist()}
     except (OSError, EOFError, zipfile.BadZipFile) as e:
-        return f"damaged map file ({type(e).__name__}: {e})"
+        return _damaged(e)
     missing = [name for name in names if name not in stored]
     return f"damaged map file (no {', '.join(missing)})" if missing else None
 

@@ -80,22 +80,14 @@ def keep_as(path, other):
             shutil.copyfile(path, tmp)
 
 
-def _temporary_name(base, ext):
-    """atomic_path's temporary names (mkstemp's 8 random characters) for a base / extension regex."""
-    return re.compile(rf"\.{base}\.\w{{8}}\.tmp{ext}")
-
-
 def remove_temporaries(folder, of=None, before=None):
     """Remove the atomic_path temporaries in `folder` that a killed write left: those of the file
     `of` (a name in the folder) or of any file, and only those last written before `before` (a
     time.time(); not those another process of this run is writing now). Returns them."""
     if not os.path.isdir(folder):
         return []
-    if of is None:
-        pattern = _temporary_name(r".+", r"\.\w+")
-    else:
-        base, ext = os.path.splitext(os.path.basename(of))
-        pattern = _temporary_name(re.escape(base), re.escape(ext))
+    base, ext = (r".+", r"\.\w+") if of is None else map(re.escape, os.path.splitext(os.path.basename(of)))
+    pattern = re.compile(rf"\.{base}\.\w{{8}}\.tmp{ext}")  # atomic_path's names: mkstemp's 8 random characters
     stale = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
@@ -116,14 +108,19 @@ def save_npz(path, **arrays):
             np.savez_compressed(f, **arrays)
 
 
+def _nearest_existing(path):
+    """`path` (absolute) or the nearest folder above it that exists."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def require_writable(folders):
     """Fail before the work, not at its first save, when an output folder cannot be made or
     written (WriteError naming it). Creates nothing: checks the nearest folder that exists."""
     for folder in folders:
         folder = os.path.abspath(os.fspath(folder))
-        existing = folder
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
+        existing = _nearest_existing(folder)
         if not os.path.isdir(existing):
             raise WriteError(f"{folder}: cannot write: {existing} is a file, not a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
@@ -151,9 +148,7 @@ def check_free_space(needs, what="this run", override=None):
     `override`, the flag that skips the check)."""
     per_device = {}
     for folder, need in needs.items():
-        existing = os.path.abspath(folder)
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
+        existing = _nearest_existing(os.path.abspath(folder))
         device = os.stat(existing).st_dev
         total, folders, _ = per_device.get(device, (0, [], existing))
         per_device[device] = (total + need, folders + [folder], existing)

@@ -25,13 +25,10 @@ def _output(*command):
 
 
 def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -100,7 +97,5 @@ def fingerprint_line(fp):
         f"{fp.get('cpu')} x{fp.get('threads')} threads"
     parts = [f"commit {commit}", f"Python {fp.get('python')}", f"torch {fp.get('torch')}",
              f"torchvision {fp.get('torchvision')}", f"CUDA {fp.get('cuda')}", f"cuDNN {fp.get('cudnn')}", device]
-    for key in ("precision", "processes", "seed"):
-        if fp.get(key) is not None:
-            parts.append(f"{key} {fp[key]}")
+    parts += [f"{key} {fp[key]}" for key in ("precision", "processes", "seed") if fp.get(key) is not None]
     return "; ".join(parts)

@@ -6,6 +6,7 @@ Helper processes end with the process that started them, a kill -9 included
 (tool.engine.runtime.die_with_parent): no orphans holding memory after a killed run.
 """
 import concurrent.futures as cf
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -114,9 +115,14 @@ def _collect(meta, host, done):
 
 
 class HelperPool(cf.ProcessPoolExecutor):
-    """Helpers start (inside `submit`) with Ctrl-C blocked, and die_with_parent ignores it before
-    unblocking: one pressed while a spawned interpreter starts up (seconds) would otherwise kill
-    it half-started and break the pool."""
+    """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it
+    ("spawn" is safe after CUDA started; None is the platform's default). Helpers start (inside
+    `submit`) with Ctrl-C blocked, and die_with_parent ignores it before unblocking: one pressed
+    while a spawned interpreter starts up (seconds) would otherwise kill it half-started and break
+    the pool."""
+
+    def __init__(self, workers, start_method=None):
+        super().__init__(workers, multiprocessing.get_context(start_method), die_with_parent, (os.getpid(),))
 
     def submit(self, fn, /, *args, **kwargs):
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -127,17 +133,12 @@ class HelperPool(cf.ProcessPoolExecutor):
 
     def __exit__(self, exc_type, *exc):
         self.shutdown(wait=True, cancel_futures=exc_type is not None)  # fail fast: the waiting jobs go
-        return False
 
 
-def helper_pool(workers, start_method=None):
-    """A process pool of `workers` helpers that end with this process and leave Ctrl-C to it
-    ("spawn" is safe after CUDA started; None is the platform's default)."""
-    return HelperPool(workers, mp_context=multiprocessing.get_context(start_method), initializer=die_with_parent,
-                      initargs=(os.getpid(),))
+helper_pool = HelperPool  # the name its callers use
 
 
-class OutputPool:
+class OutputPool(contextlib.AbstractContextManager):
     """Where an inference script hands each image's outputs: `workers` helper processes (the
     CRF; spawned, as is safe after CUDA started), threads with `threads=True` (file writes
     release the GIL), or inline with 0.
@@ -152,7 +153,7 @@ class OutputPool:
         self.limit, self.pending = 2 * max(1, workers), set()
         self.executor = None
         if workers:
-            self.executor = cf.ThreadPoolExecutor(workers) if threads else helper_pool(workers, "spawn")
+            self.executor = cf.ThreadPoolExecutor(workers) if threads else HelperPool(workers, "spawn")
 
     def submit(self, fn, *args):
         if self.executor is None:
@@ -163,19 +164,15 @@ class OutputPool:
             future.result()  # a failed job's exception
         self.pending.add(self.executor.submit(fn, *args))
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, exc_type, *exc):
         if self.executor is None:
-            return False
+            return
         try:
             if exc_type is None:
                 for future in cf.wait(self.pending).done:
                     future.result()  # a failed job's exception
         finally:
             self.executor.shutdown(wait=True, cancel_futures=True)
-        return False
 
 
 class Interruption:
@@ -201,7 +198,6 @@ class Interruption:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
-        return False
 
     def stop(self, written, total, folder):
         """After the writers are done: the one-line exit of an interrupted run (nothing if none)."""
