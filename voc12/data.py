@@ -233,20 +233,17 @@ class AffDataset(_ImageListDataset):
     def map_files(self, name):
         return [(path, lambda p: map_file_problem(p, CRF_ARRAYS)) for path in self.crf_paths(name)]
 
-    def _scores(self, name, size_hw):
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
         la_path, ha_path = self.crf_paths(name)
-        la_keys, la = load_crf(la_path, self.data.num_classes)
+        keys, la = load_crf(la_path, self.data.num_classes)
         ha_keys, ha = load_crf(ha_path, self.data.num_classes)
-        if not np.array_equal(la_keys, ha_keys):
-            raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {la_keys.tolist()}")
+        if not np.array_equal(keys, ha_keys):
+            raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {keys.tolist()}")
+        size_hw = (img.size[1], img.size[0])
         for path, scores in ((la_path, la), (ha_path, ha)):
             if scores.shape[1:] != size_hw:
                 raise ValueError(f"{path}: scores are {scores.shape[1:]}, image is {size_hw}")
-        return la_keys, la, ha
-
-    def __getitem__(self, idx):
-        name, img = self._image(idx)
-        keys, la, ha = self._scores(name, (img.size[1], img.size[0]))
         img = np.asarray(self.jitter(img))
         scores = np.concatenate([la, ha]).transpose(1, 2, 0)
         img, scores = imutils.random_crop(img, self.crop_size, scores, label_fill=0.0)
