@@ -10,6 +10,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN, _STD = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
 
 # order codes as in the published pil_rescale (scipy-style interpolation orders)
 _PIL_RESAMPLE = {0: Image.NEAREST, 1: Image.BILINEAR, 2: Image.BILINEAR, 3: Image.BICUBIC}
@@ -65,15 +66,11 @@ def random_hflip(*images):
     return out[0] if len(out) == 1 else out
 
 
-class Normalize:
-    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel (ImageNet's)."""
-
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
-
-    def __call__(self, img):
-        arr = np.asarray(img, dtype=np.float32)[..., :3]
-        return ((arr / 255.0 - self.mean) / self.std).astype(np.float32)
+def normalize(img):
+    """RGB uint8 (PIL or HWC array) -> float32 HWC: (x / 255 - mean) / std per channel (ImageNet's, as
+    published: every item of voc12.data is normalised by it)."""
+    arr = np.asarray(img, dtype=np.float32)[..., :3]
+    return ((arr / 255.0 - _MEAN) / _STD).astype(np.float32)
 
 
 def crop_window(h, w, cropsize):
@@ -105,26 +102,16 @@ def apply_crop(arr, window, cropsize, fill, dtype=None):
     return out
 
 
-class RandomCrop:
-    """Published RandomCrop: float32 cropsize x cropsize container filled with 0."""
-
-    def __init__(self, cropsize):
-        self.cropsize = cropsize
-
-    def __call__(self, arr):
-        arr = np.asarray(arr)
-        window = crop_window(arr.shape[0], arr.shape[1], self.cropsize)
-        return apply_crop(arr, window, self.cropsize, 0.0, dtype=np.float32)
-
-
-def random_crop_pair(img, label, cropsize, img_fill=0.0, label_fill=255):
-    """Crop an HWC image and its HW(C) label with one window; the label keeps its dtype."""
-    img, label = np.asarray(img), np.asarray(label)
-    if img.shape[:2] != label.shape[:2]:
-        raise ValueError(f"random_crop_pair: image {img.shape[:2]} and label {label.shape[:2]} differ in size")
+def random_crop(img, cropsize, label=None, label_fill=255):
+    """The published RandomCrop of an HWC image: a float32 cropsize x cropsize container filled
+    with 0. With an HW(C) `label`: (image, label) cut with one window, the label keeping its dtype
+    (filled with `label_fill`)."""
+    img = np.asarray(img)
+    if label is not None and img.shape[:2] != np.shape(label)[:2]:
+        raise ValueError(f"random_crop: image {img.shape[:2]} and label {np.shape(label)[:2]} differ in size")
     window = crop_window(img.shape[0], img.shape[1], cropsize)
-    return (apply_crop(img, window, cropsize, img_fill, dtype=np.float32),
-            apply_crop(label, window, cropsize, label_fill))
+    out = apply_crop(img, window, cropsize, 0.0, dtype=np.float32)
+    return out if label is None else (out, apply_crop(label, window, cropsize, label_fill))
 
 
 def hwc_to_chw(arr):

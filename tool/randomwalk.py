@@ -40,11 +40,10 @@ def transition_stencil(aff, grid_hw, radius, beta):
     return [(0, 0)] + offsets + [(-dy, -dx) for dy, dx in offsets], weights
 
 
-def stencil_matrix(offsets, weights):
-    """The stencil as a sparse CSR matrix M (hw x hw) with (M @ v)[c] = sum_d W_d[c] * v[c + d].
-
-    Neighbours outside the grid (zero weight) are left out; columns are sorted within rows.
-    """
+def stencil_walk(v, offsets, weights, steps):
+    """Apply v <- v @ T `steps` times; v (C, h, w). The stencil is a sparse CSR matrix M (hw x hw)
+    with (M @ v)[c] = sum_d W_d[c] * v[c + d] (neighbours outside the grid, of zero weight, left
+    out; columns sorted within rows): one sparse product per step."""
     n, h, w = weights.shape
     device = weights.device
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
@@ -56,17 +55,11 @@ def stencil_matrix(offsets, weights):
     coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), weights[valid], (h * w, h * w), check_invariants=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return coo.coalesce().to_sparse_csr()  # coalesce: sorted by row, then column
-
-
-def stencil_walk(v, offsets, weights, steps):
-    """Apply v <- v @ T `steps` times; v (C, h, w). One sparse CSR product per step."""
-    c, h, w = v.shape
-    m = stencil_matrix(offsets, weights)
-    x = v.reshape(c, h * w).t().contiguous()  # hw, C
+        m = coo.coalesce().to_sparse_csr()  # coalesce: sorted by row, then column
+    x = v.reshape(v.shape[0], h * w).t().contiguous()  # hw, C
     for _ in range(steps):
         x = m @ x
-    return x.t().reshape(c, h, w)
+    return x.t().reshape(v.shape)
 
 
 def random_walk(cam_grid, aff, radius, beta=8, logt=6):

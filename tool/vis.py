@@ -83,18 +83,6 @@ def max_cam_overlay(img_uint8_hwc, cams_khw, alpha=0.5):
     return cam_overlay(img_uint8_hwc, cam, alpha)
 
 
-def _as_rgb_cell(image, cell_hw):
-    """uint8 HWC (or HW greyscale) -> PIL RGB image resized to cell (h, w)."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ValueError(f"grid_image: cells must be uint8 (H, W, 3) or (H, W), "
-                         f"got {arr.shape} {arr.dtype}")
-    cell = Image.fromarray(arr).convert("RGB")
-    if cell.size != (cell_hw[1], cell_hw[0]):
-        cell = cell.resize((cell_hw[1], cell_hw[0]), Image.BILINEAR)
-    return cell
-
-
 GRID_GAP = 2  # pixels between cells
 GRID_TITLE_HEIGHT = 16  # header strip per line of the column titles
 
@@ -126,8 +114,12 @@ def grid_image(rows_of_images, labels=None, cell_hw=None, captions=None):
         draw.text((col * (cell_w + GRID_GAP) + 2, 2), str(title), fill=(0, 0, 0))
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
+            arr = np.asarray(image)
+            if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+                raise ValueError(f"grid_image: cells must be uint8 (H, W, 3) or (H, W), "
+                                 f"got {arr.shape} {arr.dtype}")
             xy = (c * (cell_w + GRID_GAP), title_h + r * (cell_h + GRID_GAP))
-            canvas.paste(_as_rgb_cell(image, (cell_h, cell_w)), xy)
+            canvas.paste(Image.fromarray(arr).convert("RGB").resize((cell_w, cell_h), Image.BILINEAR), xy)
             text = captions[r][c] if captions and r < len(captions) and c < len(captions[r]) else None
             if text:
                 box = draw.textbbox((xy[0] + 2, xy[1] + 1), str(text))

@@ -60,12 +60,9 @@ def image_problem(path):
 # ---------------------------------------------------------------- transforms
 
 
-NORMALIZE = imutils.Normalize()  # ImageNet mean and std, as published; every item is normalised by it
-
-
 def eval_transform(img):
     """PIL RGB -> normalised CHW float32 tensor, no augmentation."""
-    return torch.from_numpy(imutils.hwc_to_chw(NORMALIZE(img)))
+    return torch.from_numpy(imutils.hwc_to_chw(imutils.normalize(img)))
 
 
 class TrainClsTransform:
@@ -79,33 +76,28 @@ class TrainClsTransform:
     def __init__(self, crop_size=448, resize_long=(448, 768), color_jitter=imutils.PUBLISHED_COLOR_JITTER):
         self.resize = imutils.RandomResizeLong(*resize_long)
         self.jitter = imutils.color_jitter(color_jitter)
-        self.crop = imutils.RandomCrop(crop_size)
+        self.crop_size = crop_size
 
     def __call__(self, img):
         img = self.resize(img)
         img = imutils.random_hflip(img)
         img = self.jitter(img)
-        arr = self.crop(NORMALIZE(img))
+        arr = imutils.random_crop(imutils.normalize(img), self.crop_size)
         return torch.from_numpy(imutils.hwc_to_chw(arr))
 
 
-def _with_flip(arr_hwc):
-    """(2, 3, h, w) float32 tensor: an HWC image and its horizontal flip."""
-    pair = np.stack([arr_hwc, arr_hwc[:, ::-1]]).transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(pair, dtype=np.float32))
-
-
-def multiscale_flip_images(img, scales):
+def multiscale_flip_images(img, scales, normalize_first=False):
     """Per scale a (2, 3, h_s, w_s) float32 tensor: the image resized (bicubic) to
-    (round(W*s), round(H*s)), normalised, and its horizontal flip (the SEAM CAM inference)."""
-    return [_with_flip(NORMALIZE(imutils.pil_rescale(img, s, order=3))) for s in scales]
-
-
-def normalized_multiscale_flip_images(img, scales):
-    """As multiscale_flip_images, but the authors' segmentation test order: normalise the full
-    image first, then resize the float image (OpenCV bicubic, fx = fy = s)."""
-    arr = NORMALIZE(img)
-    return [_with_flip(imutils.cv2_rescale(arr, s, order=3)) for s in scales]
+    (round(W*s), round(H*s)), normalised, and its horizontal flip (the SEAM CAM inference).
+    `normalize_first`: the authors' segmentation test order instead, normalise the full image
+    first, then resize the float image (OpenCV bicubic, fx = fy = s)."""
+    if normalize_first:
+        arr = imutils.normalize(img)
+        arrays = [imutils.cv2_rescale(arr, s, order=3) for s in scales]
+    else:
+        arrays = [imutils.normalize(imutils.pil_rescale(img, s, order=3)) for s in scales]
+    pairs = [np.stack([a, a[:, ::-1]]).transpose(0, 3, 1, 2) for a in arrays]
+    return [torch.from_numpy(np.ascontiguousarray(pair, dtype=np.float32)) for pair in pairs]
 
 
 # ---------------------------------------------------------------- datasets
@@ -202,7 +194,7 @@ class ClsDatasetMSF(ClsDataset):
 
 class SegInferDataset(_ImageListDataset):
     """Multi-scale + flip items for segmentation inference: dict name, images, size (as
-    ClsDatasetMSF, without label; see normalized_multiscale_flip_images for the order)."""
+    ClsDatasetMSF, without label; see multiscale_flip_images' `normalize_first` for the order)."""
 
     def __init__(self, img_id_list_file, data, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)):
         super().__init__(img_id_list_file, data)
@@ -210,7 +202,7 @@ class SegInferDataset(_ImageListDataset):
 
     def __getitem__(self, idx):
         name, img = self._image(idx)
-        images = normalized_multiscale_flip_images(img, self.scales)
+        images = multiscale_flip_images(img, self.scales, normalize_first=True)
         return {"name": name, "images": images, "size": (img.size[1], img.size[0])}
 
 
@@ -241,24 +233,21 @@ class AffDataset(_ImageListDataset):
     def map_files(self, name):
         return [(path, lambda p: map_file_problem(p, CRF_ARRAYS)) for path in self.crf_paths(name)]
 
-    def _scores(self, name, size_hw):
+    def __getitem__(self, idx):
+        name, img = self._image(idx)
         la_path, ha_path = self.crf_paths(name)
-        la_keys, la = load_crf(la_path, self.data.num_classes)
+        keys, la = load_crf(la_path, self.data.num_classes)
         ha_keys, ha = load_crf(ha_path, self.data.num_classes)
-        if not np.array_equal(la_keys, ha_keys):
-            raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {la_keys.tolist()}")
+        if not np.array_equal(keys, ha_keys):
+            raise ValueError(f"{ha_path}: keys {ha_keys.tolist()} differ from {la_path} {keys.tolist()}")
+        size_hw = (img.size[1], img.size[0])
         for path, scores in ((la_path, la), (ha_path, ha)):
             if scores.shape[1:] != size_hw:
                 raise ValueError(f"{path}: scores are {scores.shape[1:]}, image is {size_hw}")
-        return la_keys, la, ha
-
-    def __getitem__(self, idx):
-        name, img = self._image(idx)
-        keys, la, ha = self._scores(name, (img.size[1], img.size[0]))
         img = np.asarray(self.jitter(img))
         scores = np.concatenate([la, ha]).transpose(1, 2, 0)
-        img, scores = imutils.random_crop_pair(img, scores, self.crop_size, img_fill=0.0, label_fill=0.0)
-        img = NORMALIZE(img)
+        img, scores = imutils.random_crop(img, self.crop_size, scores, label_fill=0.0)
+        img = imutils.normalize(img)
         img, scores = imutils.random_hflip(img, scores)
         pooled = imutils.avg_pool_hw(scores, 8).transpose(2, 0, 1)
         la_pooled, ha_pooled = np.split(pooled, 2)
@@ -305,5 +294,5 @@ class SegDataset(_ImageListDataset):
         scale = imutils.rand_uniform(*self.scale_range)
         img = imutils.cv2_rescale(img, scale, order=3)
         label = imutils.cv2_rescale(label, scale, order=0)
-        img, label = imutils.random_crop_pair(NORMALIZE(img), label, self.crop_size, img_fill=0.0, label_fill=255)
+        img, label = imutils.random_crop(imutils.normalize(img), self.crop_size, label)
         return name, torch.from_numpy(imutils.hwc_to_chw(img)), torch.from_numpy(label.astype(np.int64))

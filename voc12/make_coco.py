@@ -103,13 +103,10 @@ def build(coco_root, splits=("train2014", "val2014"), workers=1, overwrite=False
         all_labels.update(labels)
         print(f"{split}: {len(ids)} images with annotations")
     label_file = os.path.join(coco_root, "cls_labels.txt")
-    multihot = {}
-    if os.path.isfile(label_file):  # another split's labels stay
-        try:
-            multihot = load_cls_labels(label_file, names)
-        except ValueError:
-            multihot = {}  # written for other categories: rebuilt from this run's splits
-    multihot.update(all_labels)
+    try:  # another split's labels stay; none yet, or a file of other categories: this run's splits alone
+        multihot = {**load_cls_labels(label_file, names), **all_labels}
+    except (FileNotFoundError, ValueError):
+        multihot = all_labels
     write_list(os.path.join(coco_root, "classes.txt"), names)
     write_cls_labels(label_file, multihot, names)
     return all_labels, names

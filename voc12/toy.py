@@ -197,11 +197,6 @@ def make_sample(rng, size, styles=None, object_scale=OBJECT_SCALE):
     return np.clip(np.round(img), 0, 255).astype(np.uint8), instances, classes
 
 
-def class_map(instances, classes):
-    lut = np.array([0] + [c + 1 for c in classes], np.uint8)
-    return lut[instances]
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -234,7 +229,7 @@ def write_sample(out, img_id, img, instances, classes, cat_names=CAT_NAMES, seg_
     """One image of a VOC-style set: its JPEG, its xml annotation and its masks, SegmentationClass/
     (255 bands along the outlines) and SegmentationClassAug/ (no bands); `classes`: index per instance."""
     write_jpeg(os.path.join(out, "JPEGImages", img_id + ".jpg"), img)
-    labels = class_map(instances, classes)
+    labels = np.array([0] + [c + 1 for c in classes], np.uint8)[instances]  # class ids
     if seg_class_aug:
         save_label_png(os.path.join(out, "SegmentationClassAug", img_id + ".png"), labels)
     if seg_class:
