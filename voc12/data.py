@@ -169,7 +169,7 @@ class ClsDataset(_ImageListDataset):
             raise ValueError(f"{source}: no labels for {len(missing)} ids of "
                              f"{img_id_list_file}, e.g. {missing[0]}")
         self.labels = {i: all_labels[i] for i in self.img_ids}
-        self.transform = transform or eval_transform
+        self.transform = eval_transform if transform is None else transform
 
     def __getitem__(self, idx):
         name, img = self._image(idx)

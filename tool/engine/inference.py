@@ -81,13 +81,14 @@ def infer_all(dataset, outputs_on_device, args, device, crf, desc, listed, compl
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=device.type == "cuda",
                         worker_init_fn=functools.partial(die_with_parent, os.getpid()))
     workers = max(1, usable_cores() - args.num_workers) if args.crf_workers is None else args.crf_workers
-    with Interruption() as interruption, (OutputPool(workers) if crf else OutputPool(1, threads=True)) as pool:
-        items = progress(loader, desc=desc, enabled=is_main())
-        for (writer, *arguments), host in lagged_to_host(outputs_on_device(items), device):
-            pool.submit(writer, *arguments, host.numpy())
-            if interruption.signal:
-                break
-    interruption.stop(sum(map(complete, listed)), len(listed), folder)
+    with Interruption() as interruption:  # still on while the written images are counted
+        with (OutputPool(workers) if crf else OutputPool(1, threads=True)) as pool:
+            items = progress(loader, desc=desc, enabled=is_main())
+            for (writer, *arguments), host in lagged_to_host(outputs_on_device(items), device):
+                pool.submit(writer, *arguments, host.numpy())
+                if interruption.signal:
+                    break
+        interruption.stop(sum(map(complete, listed)), len(listed), folder)
 
 
 def lagged_to_host(items, device):

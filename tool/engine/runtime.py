@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -126,20 +127,24 @@ def add_run_flags(parser, amp_help, compile_flag=True):
 
 # ---------------------------------------------------------------- progress bars
 
+_OPEN_BARS = weakref.WeakSet()  # tqdm's own list of bars is private
+
 
 def progress(iterable_or_total, desc=None, enabled=True):
     """tqdm bar over an iterable, or over a count when given an int (update it by hand);
     `enabled=False` (torchrun ranks other than 0) iterates without a bar."""
     total = iterable_or_total if isinstance(iterable_or_total, int) else None
     iterable = None if total is not None else iterable_or_total
-    return tqdm(iterable, total=total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+    bar = tqdm(iterable, total=total, desc=desc, mininterval=1, file=sys.stderr, disable=not enabled)
+    _OPEN_BARS.add(bar)
+    return bar
 
 
 def close_progress_bars():
-    """Close every open bar (tqdm keeps them in a weak set; a bar leaves it when closed): what is
-    printed next starts on a line of its own."""
-    for bar in list(tqdm._instances):
+    """Close every open bar: what is printed next starts on a line of its own."""
+    for bar in list(_OPEN_BARS):
         bar.close()
+        _OPEN_BARS.discard(bar)
 
 
 # ---------------------------------------------------------------- torchrun

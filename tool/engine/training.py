@@ -175,7 +175,7 @@ def step_batches(n, batch_size, seed, start, max_step, rank=0, world_size=1):
     """The batch sampler of the steps [start, max_step), as lists of (epoch, index) keys: epoch e
     is a shuffle seeded from (seed, e) cut into batches, the last partial one dropped; rank r of N
     takes the r-th contiguous 1/N of each. One loader iterates it for the whole run, so its
-    workers start once."""
+    workers start once (a generator: one pass, no len())."""
     share = batch_size // world_size
     for step in range(start, max_step):
         epoch, offset = divmod(step, n // batch_size)
