@@ -28,11 +28,9 @@ weights / biases, head weights / biases), the dropout switch, the state-dict lay
 record a checkpoint carries of what it is (`network_record`). A stage subclass only builds its
 heads and its forward.
 """
-import copy
 import importlib
 
 from torch import nn
-from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 _BACKBONES = {}
 
@@ -166,14 +164,6 @@ class StageNet(nn.Module):
         if not self.backbone.flat_state_dict:
             return key.startswith("backbone.")
         return key.split(".", 1)[0] in _top_names(self.backbone)
-
-    def adapt_state_dict(self, state_dict):
-        """A state dict's keys in this network's layout: a flat backbone's keys may come nested
-        under `backbone.` (the authors' DeepLab checkpoint holds ResNet-38 so)."""
-        if self.backbone.flat_state_dict and any(k.startswith("backbone.") for k in state_dict):
-            state_dict = copy.copy(state_dict)
-            consume_prefix_in_state_dict_if_present(state_dict, "backbone.")
-        return state_dict
 
     def network_record(self):
         record = {"network": self.network, "backbone": self.backbone.name, "width": float(self.backbone.width)}

@@ -10,7 +10,7 @@ batch statistics in training mode and updates its running statistics with moment
 BN weight or bias is trained; conv1a and b2* train like the rest (a backbone built with
 frozen=False). A frozen backbone is the variant of stages 1 and 3 instead (backbone BN on its
 ImageNet statistics, conv1a/b2* fixed); the head's BN then still uses batch statistics.
-The authors' checkpoint keeps ResNet-38 under `backbone.` (StageNet.adapt_state_dict maps it).
+The authors' checkpoint keeps ResNet-38 under `backbone.` (network.weights.in_model_layout maps it).
 """
 import torch.nn.functional as F
 from torch import nn

@@ -12,6 +12,7 @@ import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from network import STAGE_NETS, build_network, network_record
+from network.backbone import StageNet
 from network.resnet38d import convert_mxnet_to_torch
 
 
@@ -57,13 +58,14 @@ def state_dict_mismatch(own, state_dict):
 
 
 def in_model_layout(model, state_dict):
-    """`state_dict` with the DataParallel / DDP prefix gone and the keys in the model's layout (a
-    stage network maps the names its published checkpoints use: see network.backbone.StageNet).
-    A copy: the caller's dict is left as it is."""
+    """`state_dict` with the DataParallel / DDP prefix gone and the keys in the model's layout: a
+    stage network's flat backbone may come nested under `backbone.` (the authors' DeepLab
+    checkpoint holds ResNet-38 so). A copy: the caller's dict is left as it is."""
     state_dict = copy.copy(state_dict)
     consume_prefix_in_state_dict_if_present(state_dict, "module.")
-    adapt = getattr(model, "adapt_state_dict", None)
-    return adapt(state_dict) if adapt is not None else state_dict
+    if isinstance(model, StageNet) and model.backbone.flat_state_dict:
+        consume_prefix_in_state_dict_if_present(state_dict, "backbone.")
+    return state_dict
 
 
 def load_weights_strict(model, state_dict, source="state dict"):
