@@ -81,21 +81,6 @@ def load_weights_strict(model, state_dict, source="state dict"):
 _CLASSIFIER = {"seam": "fc8", "seg": "cls_conv"}
 
 
-def infer_width(state_dict):
-    """The width multiplier a (possibly slim) checkpoint was built with, from bn7's channel count."""
-    key = next((k for k in state_dict if k.endswith("bn7.weight")), None)
-    if key is None:
-        raise ValueError("not a ResNet-38 checkpoint: no bn7.weight")
-    return state_dict[key].numel() / 4096
-
-
-def infer_num_classes(state_dict, head):
-    """The class count of a checkpoint's classifier `head` (e.g. "fc8", "cls_conv"), from its
-    weight's output channels; None when the checkpoint has no such head."""
-    key = next((k for k in state_dict if k == head + ".weight" or k.endswith("." + head + ".weight")), None)
-    return None if key is None else int(state_dict[key].shape[0])
-
-
 def network_for_checkpoint(state_dict, stage, source, **head_kwargs):
     """The network `state_dict` (a checkpoint of stage `stage`) was saved from, untrained: from its
     record, else (the published checkpoints, and ours from before records) ResNet-38 at the width
@@ -104,15 +89,13 @@ def network_for_checkpoint(state_dict, stage, source, **head_kwargs):
     given = {k: v for k, v in head_kwargs.items() if v is not None}
     if record is None:
         if stage in _CLASSIFIER and "num_classes" not in given:
-            num_classes = infer_num_classes(state_dict, _CLASSIFIER[stage])
-            if num_classes is None:
+            given["num_classes"] = checkpoint_num_classes(state_dict, stage)
+            if given["num_classes"] is None:
                 raise ValueError(f"{source}: no {_CLASSIFIER[stage]}.weight: not a {stage} checkpoint")
-            given["num_classes"] = num_classes
-        try:
-            width = infer_width(state_dict)
-        except ValueError as e:
-            raise ValueError(f"{source}: {e} (and no network record)") from None
-        return build_network(stage, backbone="resnet38d", width=width, **given)
+        bn7 = next((k for k in state_dict if k.endswith("bn7.weight")), None)
+        if bn7 is None:
+            raise ValueError(f"{source}: not a ResNet-38 checkpoint: no bn7.weight (and no network record)")
+        return build_network(stage, backbone="resnet38d", width=state_dict[bn7].numel() / 4096, **given)
     if record.get("network") != stage:
         raise ValueError(f"{source}: a checkpoint of the {record.get('network')} network, not of {stage}")
     fields = {k: record[k] for k in STAGE_NETS[stage].record_fields if k in record}
@@ -123,11 +106,14 @@ def network_for_checkpoint(state_dict, stage, source, **head_kwargs):
 
 
 def checkpoint_num_classes(state_dict, stage):
-    """The class count a checkpoint's classifier has (record first), None when it has none."""
+    """The class count a checkpoint's classifier has: its record's, else its head's (e.g. "fc8",
+    "cls_conv") output channels; None when it has neither."""
     record = network_record(state_dict)
     if record is not None and "num_classes" in record:
         return int(record["num_classes"])
-    return infer_num_classes(state_dict, _CLASSIFIER[stage])
+    head = _CLASSIFIER[stage] + ".weight"
+    key = next((k for k in state_dict if k == head or k.endswith("." + head)), None)
+    return None if key is None else int(state_dict[key].shape[0])
 
 
 def load_pretrained(model, path, allow_pickle=False):

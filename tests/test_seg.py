@@ -15,7 +15,7 @@ import infer_seg
 import train_seg
 from network import build_network, resnet38_seam, resnet38_seg, resnet38d
 from network.deeplab import DeepLabV1
-from network.weights import infer_width, load_state_dict_file, load_weights_strict
+from network.weights import load_state_dict_file, load_weights_strict, network_for_checkpoint
 from tests.reference_fill import fill, read_key_list
 from tool.batchnorm import BNGroups
 from tool.cam import multiscale_probs
@@ -229,7 +229,7 @@ def test_out_of_range_label_is_an_error():
 def test_training_writes_a_strictly_loadable_checkpoint(trained):
     out, ckpt = trained
     state = load_state_dict_file(ckpt)
-    assert infer_width(state) == WIDTH
+    assert network_for_checkpoint(dict(state), "seg", str(ckpt)).backbone.width == WIDTH  # from bn7, no record
     load_weights_strict(resnet38_seg.Net(width=WIDTH), state)
     assert [s for s, _ in logged_losses(out, "seg")] == [1, 2]
     assert not (out / "seg.resume.pt").exists()  # a finished run's resume files go
