@@ -2,7 +2,7 @@
 
     build_network("seam", backbone="resnet50", num_classes=21)
     build_network("network.resnet38_SEAM")          # the published spellings: ResNet-38
-    network_from_state(state_dict, "seam")          # what a checkpoint says it is
+    network.weights.network_for_checkpoint(state_dict, "seam", path)  # what a checkpoint says it is
 """
 from network import resnet, resnet38d  # noqa: F401  (registers the backbones)
 from network.affinitynet import AffinityNet
