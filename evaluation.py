@@ -154,14 +154,6 @@ def class_names_from_args(args):
     return [f"class{i}" for i in range(args.num_classes)]
 
 
-def format_table(iou, names, absent=()):
-    """One line `name:IoU ... mIoU:x` with percentages to 3 decimals; the mean leaves out the
-    classes in `absent` (indices) when given."""
-    cells = [f"{name}:{100 * v:.3f}" for name, v in zip(names, iou)]
-    kept = np.delete(np.asarray(iou), list(absent))
-    return " ".join(cells + [f"mIoU:{100 * float(np.mean(kept)):.3f}"])
-
-
 def summarize(confs, thresholds, mean="all"):
     """Per-threshold mIoU (percent) and the best point: dict for printing, logging and JSON.
 
@@ -183,10 +175,14 @@ def summarize(confs, thresholds, mean="all"):
 
 
 def report_lines(result, names):
-    """The curve (if any), the per-class table, which classes had no ground truth, the mIoU last."""
+    """The curve (if any), the per-class table (`name:IoU ... mIoU:x`, percentages to 3 decimals;
+    its mean leaves out the classes without ground truth with --mean present), which classes had no
+    ground truth, the mIoU last."""
     lines = [f"t={t:.2f} mIoU={m:.3f}" for t, m in result["curve"] or []]
     left_out = result["absent"] if result["mean"] == "present" else ()
-    lines.append(format_table(result["class_iou"] / 100, names, left_out))
+    iou = result["class_iou"] / 100  # the mean of the fractions x 100: the mean of the percentages can round apart
+    cells = [f"{name}:{100 * v:.3f}" for name, v in zip(names, iou)]
+    lines.append(" ".join(cells + [f"mIoU:{100 * float(np.mean(np.delete(iou, list(left_out)))):.3f}"]))
     if result["absent"]:
         n, absent = len(names), [names[i] for i in result["absent"]]
         how = (f"left out of the mean (--mean present, over {n - len(absent)} classes)" if left_out

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tool.engine.runtime import group
+from tool.engine.runtime import group, run_script
 from tool.vis import load_label_png
-from voc12.labels import CLASS_NAMES, load_cls_labels
+from voc12.labels import CLASS_NAMES, load_cls_labels, numbered_lines
 
 KINDS = ("voc12", "coco14", "folder")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -69,8 +69,7 @@ class DataSet:
 
     def eval_mask_path(self, img_id):
         """The mask of `img_id` that evaluation.py scores against (see eval_mask_dir)."""
-        folder = self.eval_mask_dir
-        return mask_path(self.root, img_id) if folder is None else os.path.join(folder, img_id + ".png")
+        return mask_path(self.root, img_id, self.eval_mask_dir)
 
     def eval_mask_note(self):
         """One line for the training log: which masks validation reads."""
@@ -130,10 +129,7 @@ def labels_from_mask(path, num_classes):
 
 def read_class_names(path):
     """classes.txt -> ("background", name, ...)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: class list not found")
-    with open(path, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line for _, line in numbered_lines(path, "class list not found")]
     if names and names[0] == "background":
         names = names[1:]
     for name in names:
@@ -207,17 +203,11 @@ def main(argv=None):
     """`python -m voc12.dataset --dataset K --data_root D --list SPLIT`: print the split's list
     path (the stage scripts' default lists come from here)."""
     import argparse
-    import sys
 
     p = argparse.ArgumentParser(description="print a data set's split list path")
     add_dataset_flags(p)
     p.add_argument("--list", required=True, help="split role: train_aug, train or val")
-    args = p.parse_args(argv)
-    try:
-        print(dataset_from_args(args).list_path(args.list))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(p, lambda args: print(dataset_from_args(args).list_path(args.list)), argv, status=2)
 
 
 if __name__ == "__main__":

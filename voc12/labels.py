@@ -3,7 +3,6 @@
 `cls_labels.txt` holds one line per image: `<id> <classname> <classname> ...` (foreground
 classes only, VOC order). It replaces the published pickled `cls_labels.npy`.
 """
-import functools
 import os
 
 import numpy as np
@@ -19,10 +18,11 @@ CAT_NAMES = CLASS_NAMES[1:]
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def _numbered_lines(path):
-    """(line number, stripped text) of the non-empty lines of a text file."""
+def numbered_lines(path, missing="no such list file"):
+    """(line number, stripped text) of the non-empty lines of a text file; a missing one is a
+    FileNotFoundError saying `missing`."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such list file")
+        raise FileNotFoundError(f"{path}: {missing}")
     with open(path, encoding="utf-8") as f:
         return [(number, line.strip()) for number, line in enumerate(f, 1) if line.strip()]
 
@@ -35,7 +35,7 @@ def load_img_id_list(path):
     is an error: a list cannot name files outside the dataset folder.
     """
     ids = []
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         first = line.split()[0]
         if ".." in first.replace("\\", "/").split("/"):
             raise ValueError(f"{path} line {number}: {first!r} points outside the dataset folder")
@@ -45,27 +45,20 @@ def load_img_id_list(path):
     return ids
 
 
-@functools.lru_cache(maxsize=8)
-def _class_index(cat_names):
-    return {name: i for i, name in enumerate(cat_names)}
-
-
-def names_to_multihot(names, where="labels", cat_names=CAT_NAMES):
-    """Class names -> float32 (len(cat_names),) multi-hot (VOC's 20 by default); `where` names
-    the source in errors."""
-    index = _class_index(tuple(cat_names))
-    vec = np.zeros(len(index), np.float32)
+def names_to_multihot(names, where, cat_names):
+    """Class names -> float32 (len(cat_names),) multi-hot; `where` names the source in errors."""
+    vec = np.zeros(len(cat_names), np.float32)
     for name in names:
-        if name not in index:
+        if name not in cat_names:
             raise ValueError(f"{where}: unknown class name {name!r}")
-        vec[index[name]] = 1.0
+        vec[cat_names.index(name)] = 1.0
     return vec
 
 
 def load_cls_labels(path, cat_names=CAT_NAMES):
     """Read cls_labels.txt -> dict id -> float32 (len(cat_names),) multi-hot array."""
     labels = {}
-    for lineno, line in _numbered_lines(path):
+    for lineno, line in numbered_lines(path):
         img_id, *names = line.split()
         labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", cat_names)
     if not labels:
