@@ -10,7 +10,8 @@
 # Budgets (ours: the SEAM authors published no COCO configuration), each stage seeing about 2.5-3x
 # the images it sees on VOC, as COCO has ~8x the images and 4x the classes:
 #   stage 1 and 3: 3 epochs of train2014 (VOC: 8 of train_aug); stage 5: 50,000 steps (VOC: 20,000).
-# Override with extra flags through the stage scripts, e.g. COCO_CAM_EPOCHS=2.
+# Override with COCO_CAM_EPOCHS, COCO_AFF_EPOCHS, COCO_SEG_STEPS; TRAIN_FLAGS / INFER_FLAGS / EVAL_FLAGS
+# go to every training / inference / evaluation stage (e.g. TRAIN_FLAGS="--amp off").
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: bash scripts/run_coco.sh COCO_ROOT IMAGENET_PARAMS [WORK_DIR]" >&2; exit 2; fi
 export DATASET=coco14 DATA_ROOT="$1" IMAGENET_PARAMS="$2" WORK_DIR="${3:-work_coco}"
@@ -26,15 +27,18 @@ if [ ! -f "$DATA_ROOT/cls_labels.txt" ] || [ ! -f "$DATA_ROOT/train.txt" ] || [ 
   echo "+ $(basename "$PY") -m voc12.make_coco --coco_root $DATA_ROOT" >&2
   "$PY" -m voc12.make_coco --coco_root "$DATA_ROOT"
 fi
-bash "$here/train_seam.sh" --max_epoches "${COCO_CAM_EPOCHS:-3}"
-bash "$here/infer_seam.sh"                      # train2014: CAMs + CRF maps
-bash "$here/eval_cam.sh"
-bash "$here/train_aff.sh" --max_epoches "${COCO_AFF_EPOCHS:-3}"
-bash "$here/infer_aff.sh"                       # pseudo labels for train2014
-bash "$here/eval_rw.sh"
-bash "$here/train_seg.sh" --max_step "${COCO_SEG_STEPS:-50000}"
-bash "$here/infer_seg.sh"
-bash "$here/eval_seg.sh"
+read -r -a train_flags <<< "${TRAIN_FLAGS:-}"
+read -r -a infer_flags <<< "${INFER_FLAGS:-}"
+read -r -a eval_flags <<< "${EVAL_FLAGS:-}"
+bash "$here/train_seam.sh" --max_epoches "${COCO_CAM_EPOCHS:-3}" "${train_flags[@]}"
+bash "$here/infer_seam.sh" "${infer_flags[@]}"  # train2014: CAMs + CRF maps
+bash "$here/eval_cam.sh" "${eval_flags[@]}"
+bash "$here/train_aff.sh" --max_epoches "${COCO_AFF_EPOCHS:-3}" "${train_flags[@]}"
+bash "$here/infer_aff.sh" "${infer_flags[@]}"   # pseudo labels for train2014
+bash "$here/eval_rw.sh" "${eval_flags[@]}"
+bash "$here/train_seg.sh" --max_step "${COCO_SEG_STEPS:-50000}" "${train_flags[@]}"
+bash "$here/infer_seg.sh" "${infer_flags[@]}"
+bash "$here/eval_seg.sh" "${eval_flags[@]}"
 alphas="$(crf_alphas)"
 # shellcheck disable=SC2086  # two numbers
 run_py scripts/results.py "$WORK_DIR" --title "MS-COCO 2014" --reference coco14 --crf_alphas $alphas

@@ -6,6 +6,8 @@
 # shows each row's mean +- std over the seeds beside each seed's value.
 # train_aug trains every stage and gets pseudo labels; train scores CAMs and the random walk;
 # val scores the segmentation. Ends with the results table next to the paper's figures.
+# TRAIN_FLAGS / INFER_FLAGS / EVAL_FLAGS go to every training / inference / evaluation stage,
+# e.g. TRAIN_FLAGS="--amp off" INFER_FLAGS="--amp off" for the paper's exact fp32.
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: bash scripts/run_voc.sh VOC2012_ROOT IMAGENET_PARAMS [WORK_DIR]" >&2; exit 2; fi
 export VOC12_ROOT="$1" IMAGENET_PARAMS="$2" WORK_DIR="${3:-work_voc}" DATASET=voc12 DATA_ROOT="$1"
@@ -15,16 +17,19 @@ for f in "$VOC12_ROOT/JPEGImages" "$VOC12_ROOT/SegmentationClass" "$IMAGENET_PAR
   [ -e "$f" ] || { echo "error: $f not found" >&2; exit 2; }
 done
 here="$(dirname "$0")"
+read -r -a train_flags <<< "${TRAIN_FLAGS:-}"
+read -r -a infer_flags <<< "${INFER_FLAGS:-}"
+read -r -a eval_flags <<< "${EVAL_FLAGS:-}"
 run_all() {
-  bash "$here/train_seam.sh"
-  bash "$here/infer_seam.sh"                    # train_aug (holds train): CAMs + CRF maps
-  bash "$here/eval_cam.sh"
-  bash "$here/train_aff.sh"
-  bash "$here/infer_aff.sh"                     # pseudo labels for train_aug
-  bash "$here/eval_rw.sh"
-  bash "$here/train_seg.sh"
-  bash "$here/infer_seg.sh"
-  bash "$here/eval_seg.sh"
+  bash "$here/train_seam.sh" "${train_flags[@]}"
+  bash "$here/infer_seam.sh" "${infer_flags[@]}"  # train_aug (holds train): CAMs + CRF maps
+  bash "$here/eval_cam.sh" "${eval_flags[@]}"
+  bash "$here/train_aff.sh" "${train_flags[@]}"
+  bash "$here/infer_aff.sh" "${infer_flags[@]}"   # pseudo labels for train_aug
+  bash "$here/eval_rw.sh" "${eval_flags[@]}"
+  bash "$here/train_seg.sh" "${train_flags[@]}"
+  bash "$here/infer_seg.sh" "${infer_flags[@]}"
+  bash "$here/eval_seg.sh" "${eval_flags[@]}"
 }
 base="$WORK_DIR"
 if [ -n "${SEEDS:-}" ]; then

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_script(script, env_extra, *args):
     # settings a developer may have exported would change what the scripts do
     env = {k: v for k, v in os.environ.items() if k not in ("LA_ALPHA", "HA_ALPHA") and not k.startswith("DEMO_")}
-    env.update(SEAM_PYTHON=sys.executable, **env_extra)
+    env.update({"SEAM_PYTHON": sys.executable, **env_extra})
     return subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 
@@ -185,6 +185,31 @@ def test_stage_scripts_take_another_data_set(tmp_path):
     assert result["num_images"] == len(train_ids) == 5 and len(result["class_iou"]) == 81
     assert "traffic_light" in result["class_iou"]
     assert sorted(os.listdir(work / "crf_24.0")) == sorted(f"{i}.npz" for i in train_ids)
+
+
+@pytest.mark.parametrize("runner", ["run_voc.sh", "run_coco.sh"])
+def test_whole_runs_pass_train_infer_and_eval_flags_to_every_stage(tmp_path, runner):
+    # an interpreter that logs every stage script's command instead of running it, names a list for
+    # `-m voc12.dataset` and runs the `-c` helpers
+    log, fake = tmp_path / "calls.txt", tmp_path / "python"
+    fake.write_text(f'#!/bin/bash\ncase "$1" in -c) exec {sys.executable} "$@";; -m) echo list.txt; exit;; esac\n'
+                    f'echo "$*" >> {log}\n')
+    fake.chmod(0o755)
+    root = tmp_path / "data"
+    for folder in ("JPEGImages", "SegmentationClass", "train2014", "val2014", "annotations"):
+        (root / folder).mkdir(parents=True)
+    for name in ("annotations/instances_train2014.json", "annotations/instances_val2014.json", "cls_labels.txt",
+                 "train.txt", "val.txt"):
+        (root / name).write_text("")
+    (root / "classes.txt").write_text("person\n")
+    flags = {"TRAIN_FLAGS": "--amp off --seed 3", "INFER_FLAGS": "--num_workers 3", "EVAL_FLAGS": "--num_workers 1"}
+    done = run_script(runner, {"SEAM_PYTHON": str(fake), **flags}, str(root), "none", str(tmp_path / "work"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = {line.split()[0].rsplit("/", 1)[-1]: line for line in log.read_text().splitlines()}
+    for script, kind in (("train_seam.py", "TRAIN"), ("train_aff.py", "TRAIN"), ("train_seg.py", "TRAIN"),
+                         ("infer_seam.py", "INFER"), ("infer_aff.py", "INFER"), ("infer_seg.py", "INFER"),
+                         ("evaluation.py", "EVAL")):
+        assert calls[script].endswith(" " + flags[f"{kind}_FLAGS"]), calls[script]
 
 
 def test_run_coco_checks_its_arguments(tmp_path):
