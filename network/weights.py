@@ -63,8 +63,9 @@ def in_model_layout(model, state_dict):
     checkpoint holds ResNet-38 so). A copy: the caller's dict is left as it is."""
     state_dict = copy.copy(state_dict)
     consume_prefix_in_state_dict_if_present(state_dict, "module.")
-    if isinstance(model, StageNet) and model.backbone.flat_state_dict:
-        consume_prefix_in_state_dict_if_present(state_dict, "backbone.")
+    nested = any(k.startswith("backbone.") for k in state_dict)
+    if nested and isinstance(model, StageNet) and model.backbone.flat_state_dict:
+        consume_prefix_in_state_dict_if_present(state_dict, "backbone.")  # its _metadata too: only when nested
     return state_dict
 
 

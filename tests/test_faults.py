@@ -611,14 +611,22 @@ def test_a_second_run_of_a_session_stops_naming_the_holder(toy, tmp_path, capsys
 
 
 def test_the_session_lock_is_held_while_training(toy, tmp_path, monkeypatch):
-    real, seen = train_seam.seam_losses, []
+    from tool.engine.training import TrainingRun
+
+    real, seen, made, real_init = train_seam.seam_losses, [], [], TrainingRun.__init__
 
     def looking(*a, **k):
         seen.append(((tmp_path / "seam.lock").read_text().split()[1], lock_is_free(tmp_path / "seam.lock")))
         return real(*a, **k)
 
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        made.append(written(tmp_path))
+
     monkeypatch.setattr(train_seam, "seam_losses", looking)
+    monkeypatch.setattr(TrainingRun, "__init__", init)
     train_seam.main(seam_args(toy, tmp_path, "--max_step", "2"))
+    assert made == [[]]  # made, a run has checked everything and holds nothing: the with block takes the lock
     assert seen == [(str(os.getpid()), False)] * 2 and not (tmp_path / "seam.lock").exists()
 
 
@@ -726,6 +734,7 @@ NONSENSE = [
     ("infer_seam", "--scales", "0"), ("infer_seam", "--crf_alphas", "inf"), ("infer_seam", "--crf_workers", "-2"),
     ("infer_aff", "--logt", "-1"), ("infer_aff", "--beta", "0"), ("infer_aff", "--alpha", "x"),
     ("infer_seg", "--crf_t", "0"), ("infer_seg", "--scales", "-1"),
+    ("train_seam", "--max_step", "-" + "9" * 400),  # too large for a float: no OverflowError traceback
 ]
 REQUIRED = {"train_seam": [], "train_aff": ["--la_crf_dir", "a", "--ha_crf_dir", "b"], "train_seg": [],
             "infer_seam": [], "infer_aff": ["--cam_dir", "c", "--out_rw", "o"], "infer_seg": ["--out_seg", "o"]}

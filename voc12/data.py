@@ -93,11 +93,12 @@ def multiscale_flip_images(img, scales, normalize_first=False):
     first, then resize the float image (OpenCV bicubic, fx = fy = s)."""
     if normalize_first:
         arr = imutils.normalize(img)
-        arrays = [imutils.cv2_rescale(arr, s, order=3) for s in scales]
+        arrays = (imutils.cv2_rescale(arr, s, order=3) for s in scales)
     else:
-        arrays = [imutils.normalize(imutils.pil_rescale(img, s, order=3)) for s in scales]
-    pairs = [np.stack([a, a[:, ::-1]]).transpose(0, 3, 1, 2) for a in arrays]
-    return [torch.from_numpy(np.ascontiguousarray(pair, dtype=np.float32)) for pair in pairs]
+        arrays = (imutils.normalize(imutils.pil_rescale(img, s, order=3)) for s in scales)
+    # generators: one scale's intermediates at a time (a worker holds every scale's output anyway)
+    return [torch.from_numpy(np.ascontiguousarray(np.stack([a, a[:, ::-1]]).transpose(0, 3, 1, 2), dtype=np.float32))
+            for a in arrays]
 
 
 # ---------------------------------------------------------------- datasets

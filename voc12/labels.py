@@ -46,21 +46,23 @@ def load_img_id_list(path):
 
 
 def names_to_multihot(names, where, cat_names):
-    """Class names -> float32 (len(cat_names),) multi-hot; `where` names the source in errors."""
-    vec = np.zeros(len(cat_names), np.float32)
+    """Class names -> float32 (len(cat_names),) multi-hot; `where` names the source in errors.
+    `cat_names`: the names in label order, or a dict name -> index (faster for many calls)."""
+    index = cat_names if isinstance(cat_names, dict) else {n: i for i, n in enumerate(cat_names)}
+    vec = np.zeros(len(index), np.float32)
     for name in names:
-        if name not in cat_names:
+        if name not in index:
             raise ValueError(f"{where}: unknown class name {name!r}")
-        vec[cat_names.index(name)] = 1.0
+        vec[index[name]] = 1.0
     return vec
 
 
 def load_cls_labels(path, cat_names=CAT_NAMES):
     """Read cls_labels.txt -> dict id -> float32 (len(cat_names),) multi-hot array."""
-    labels = {}
+    labels, index = {}, {n: i for i, n in enumerate(cat_names)}  # COCO's label file has 122k lines
     for lineno, line in numbered_lines(path):
         img_id, *names = line.split()
-        labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", cat_names)
+        labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", index)
     if not labels:
         raise ValueError(f"{path}: no labels in file")
     return labels

@@ -94,7 +94,7 @@ def _number(kind, test, what):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not (math.isfinite(value) and test(value)):
+        if not ((kind is int or math.isfinite(value)) and test(value)):  # isfinite overflows on a huge int
             raise argparse.ArgumentTypeError(f"{text} must be {what}")
         return value
 
@@ -223,13 +223,14 @@ def setup_device(name=None, amp="auto", fixed_shapes=False, deterministic=False)
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {name} but no CUDA device is available")
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            atexit.register(dist.destroy_process_group)  # NCCL warns of leaked resources without it
+    torchrun = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if torchrun and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda" and device.index is not None:  # the current device: checkpoints save its RNG state
+        torch.cuda.set_device(device)
+    if torchrun and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)  # NCCL warns of leaked resources without it
     if device.type == "cuda":
         set_precision(amp, fixed_shapes)
     if deterministic:

@@ -281,8 +281,9 @@ def session_lock(path):
 class TrainingRun(contextlib.ExitStack):
     """One training session `<session_name>` on `dataset` (a map-style dataset whose items are
     batched as they are): the checks before anything is written, the lock, log and environment
-    line, the resume point, batches, log lines, checkpoints and the final weights. Once made it
-    holds the lock and the log: an ExitStack of what the run holds, released as its with block ends.
+    line, the resume point, batches, log lines, checkpoints and the final weights. Made, it has
+    checked everything; entered, it holds the lock and the log (an ExitStack of what the run
+    holds, released as its with block ends).
 
     Writes `<session_name>.resume.pt` (model, optimiser, step, RNG states; on a background thread)
     every --ckpt_interval steps and at each epoch end, and `<session_name>.pth` (plain CPU state
@@ -301,7 +302,7 @@ class TrainingRun(contextlib.ExitStack):
         name = args.session_name
         self.resume_path, self.previous_path = name + ".resume.pt", name + ".resume.prev.pt"
         self.final_path = name + ".pth"
-        log_dir = args.tblog_dir or os.path.join(os.path.dirname(name) or ".", "tblog")
+        self.log_dir = args.tblog_dir or os.path.join(os.path.dirname(name) or ".", "tblog")
         if args.batch_size % self.world_size:
             raise SystemExit(f"error: --batch_size {args.batch_size} is not divisible by the {self.world_size} "
                              "torchrun processes")
@@ -316,10 +317,10 @@ class TrainingRun(contextlib.ExitStack):
         # --weights into the model and every check, before anything is written
         if args.no_dropout:
             model.disable_dropout()
-        initialised = "random initialisation (--weights none)"
+        self.initialised = "random initialisation (--weights none)"
         if args.weights != "none":
             how = load_pretrained(model, args.weights, allow_pickle=args.allow_pickle)
-            initialised = f"initialised from {args.weights} ({how})"
+            self.initialised = f"initialised from {args.weights} ({how})"
         # The resume point: --resume, else the session's own resume file (the same command run
         # again after a kill continues), unless --restart.
         if args.resume and args.restart:
@@ -327,7 +328,7 @@ class TrainingRun(contextlib.ExitStack):
         self.source = args.resume
         if not (args.resume or args.restart) and os.path.isfile(self.resume_path):
             self.source = self.resume_path
-        require_writable([os.path.dirname(os.path.abspath(name)), log_dir])
+        require_writable([os.path.dirname(os.path.abspath(name)), self.log_dir])
         if self.source is None and not args.restart and os.path.exists(self.final_path):
             raise ValueError(f"{self.final_path}: this session is finished; --restart trains it again (or give "
                              "another --session_name)")
@@ -340,12 +341,16 @@ class TrainingRun(contextlib.ExitStack):
             problems = state_dict_mismatch(model.state_dict(), in_model_layout(model, state))
             if problems:
                 raise ValueError(f"{self.source}: not a checkpoint of this network ({problems})")
-        # Every check passed: from here on the run writes, the lock first.
-        with contextlib.ExitStack() as stack:  # an error before the end releases what was entered
+
+    def __enter__(self):
+        """Every check has passed: from here on the run writes, the lock first. What this takes is
+        released as the with block ends (at once on an error here)."""
+        args, name = self.args, self.args.session_name
+        with contextlib.ExitStack() as stack:
             if self.is_main:
                 stack.enter_context(session_lock(name + ".lock"))
             self.logger = stack.enter_context(contextlib.closing(
-                RunLogger(log_dir, name.replace("/", "_"), vars(args), enabled=self.is_main)))
+                RunLogger(self.log_dir, name.replace("/", "_"), vars(args), enabled=self.is_main)))
             environment = fingerprint(precision(self.device, args.amp), self.world_size, args.seed, args.deterministic)
             self.logger.record("environment: " + json.dumps(environment))
             self.logger.info(f"environment: {fingerprint_line(environment)}")
@@ -355,9 +360,10 @@ class TrainingRun(contextlib.ExitStack):
             if self.source and not args.resume:
                 self.logger.info(f"found {self.source}: continuing from it (--restart starts over)")
             if not self.source:
-                self.logger.info(initialised)
-            to_device(model, device, self.channels_last)  # before the optimiser is built
+                self.logger.info(self.initialised)
+            to_device(self.model, self.device, self.channels_last)  # before the optimiser is built
             self.enter_context(stack.pop_all())  # the lock, the log: released when the with block ends
+        return super().__enter__()
 
     def resume(self, optimizer):
         """Continue from the resume point, if there is one: weights, `optimizer` (the one this run
