@@ -128,7 +128,8 @@ def run(args):
                 label = scores_to_label(walked, (h, w), channels=channels, as_tensor=True)
                 yield (save_label_png, out_path(name)), label
 
-    infer_all(dataset, walked_on_device, args, device, args.crf, "infer_aff", listed, complete, args.out_rw)
+    infer_all(dataset, walked_on_device, args, device, crf=args.crf, desc="infer_aff", listed=listed,
+              complete=complete, folder=args.out_rw)
 
 
 def main(argv=None):

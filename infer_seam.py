@@ -154,7 +154,8 @@ def run(args):
             yield (write_outputs, data.image_path(item["name"]), keys, output_paths(args, item["name"]),
                    args.out_cam_pred_alpha, crf_alphas, storage), total[keys_host.to(device, non_blocking=True)]
 
-    infer_all(dataset, cams_on_device, args, device, bool(crf_alphas), "infer_seam", listed, complete, out_folders[0])
+    infer_all(dataset, cams_on_device, args, device, crf=bool(crf_alphas), desc="infer_seam", listed=listed,
+              complete=complete, folder=out_folders[0])
 
 
 def main(argv=None):

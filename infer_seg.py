@@ -92,7 +92,8 @@ def run(args):
             else:
                 yield (save_label_png, out_path(name)), probs.max(dim=0).indices.to(torch.uint8)
 
-    infer_all(dataset, outputs_on_device, args, device, args.crf, "infer_seg", listed, complete, args.out_seg)
+    infer_all(dataset, outputs_on_device, args, device, crf=args.crf, desc="infer_seg", listed=listed,
+              complete=complete, folder=args.out_seg)
 
 
 def main(argv=None):
