@@ -23,7 +23,7 @@ import numpy as np
 from tool.engine.camfile import check_cam, load_cam, load_crf
 from tool.engine.files import WriteError, atomic_path, save_image
 from tool.engine.fingerprint import fingerprint
-from tool.engine.inference import helper_pool
+from tool.engine.inference import HelperPool
 from tool.engine.runtime import ArgumentParser, count, group, non_negative_int, run_script
 from tool.metrics import cam_threshold_confusions, confusion_counts, iou_from_confusion
 from tool.vis import curve_image, load_label_png
@@ -128,7 +128,7 @@ def evaluate_list(img_ids, source, num_workers=1, start_method=None):
     tasks = [(chunk.tolist(), source) for chunk in np.array_split(img_ids, n_chunks)]
     if num_workers <= 1:
         return sum(map(_confusions_of_chunk, tasks))
-    with helper_pool(num_workers, start_method) as pool:
+    with HelperPool(num_workers, start_method) as pool:
         # map keeps list order, so the error raised is the first one in the list.
         return sum(pool.map(_confusions_of_chunk, tasks))
 

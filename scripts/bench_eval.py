@@ -27,7 +27,7 @@ from tool.engine.files import (
     save_label_png,  # noqa: E402
     save_npz,  # noqa: E402
 )
-from tool.engine.inference import helper_pool  # noqa: E402
+from tool.engine.inference import HelperPool  # noqa: E402
 from tool.metrics import confusion_counts  # noqa: E402
 from tool.vis import load_label_png  # noqa: E402
 from voc12.labels import NUM_CLASSES  # noqa: E402
@@ -77,7 +77,7 @@ def chunks(items, n):
 def baseline_curve(img_ids, cam_dir, gt_dir, thresholds, num_workers):
     parts = chunks(img_ids, max(1, num_workers) * 4)
     curve = []
-    with helper_pool(num_workers) as pool:
+    with HelperPool(num_workers) as pool:
         for t in thresholds:
             curve.append(sum(pool.map(baseline_chunk, [(p, cam_dir, gt_dir, t) for p in parts])))
     return np.stack(curve)
@@ -100,7 +100,7 @@ def main(argv=None):
         os.makedirs(gt_dir, exist_ok=True)
         start = time.perf_counter()
         tasks = [(i, cam_dir, gt_dir, tuple(args.size)) for i in range(args.n_images)]
-        with helper_pool(args.num_workers) as pool:
+        with HelperPool(args.num_workers) as pool:
             img_ids = list(pool.map(make_pair, tasks, chunksize=16))
         print(f"generated {len(img_ids)} pairs in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 

@@ -186,13 +186,13 @@ def _crf_job(seed):
 def crf_scaling(images):
     """Images/s of stage 2's CRF pool (both powers per image) with 1 .. usable-core processes."""
     from tool.crf import dcrf
-    from tool.engine.inference import helper_pool
+    from tool.engine.inference import HelperPool
 
     if dcrf is None:
         raise SystemExit("error: the CRF needs pydensecrf (pip install pydensecrf2)")
     base = None
     for workers in range(1, usable_cores() + 1):
-        with helper_pool(workers, "spawn") as pool:
+        with HelperPool(workers, "spawn") as pool:
             pool.submit(_crf_job, 0).result()  # the processes are up before the clock starts
             t0 = time.perf_counter()
             for _ in pool.map(_crf_job, range(images)):

@@ -216,7 +216,7 @@ import functools, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from torch.utils.data import DataLoader
-from tool.engine.inference import OutputPool, helper_pool
+from tool.engine.inference import OutputPool, HelperPool
 from tool.engine.runtime import die_with_parent
 
 def nap(marker):  # a minute-long job that says when it has started
@@ -233,7 +233,7 @@ if __name__ == "__main__":
     crf = OutputPool(2)
     for k in range(2):
         crf.submit(nap, os.path.join({marks!r}, f"crf{{k}}"))
-    pool = helper_pool(1, "fork")
+    pool = HelperPool(1, "fork")
     pool.submit(nap, os.path.join({marks!r}, "pool"))
     loader = iter(DataLoader(Slow(), num_workers=2, worker_init_fn=functools.partial(die_with_parent, os.getpid())))
     while len(os.listdir({marks!r})) < 5:  # every helper asleep in its job

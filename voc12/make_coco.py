@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from tool.engine.files import save_label_png
-from tool.engine.inference import helper_pool
+from tool.engine.inference import HelperPool
 from tool.engine.runtime import progress
 from voc12.labels import load_cls_labels, write_cls_labels, write_list
 
@@ -80,7 +80,7 @@ def build_split(coco_root, split, workers=1, overwrite=False):
         if overwrite or not os.path.isfile(path):
             tasks.append((image_id, path, class_of))
     if workers > 1 and len(tasks) > 1:
-        with helper_pool(workers, "fork") as pool:
+        with HelperPool(workers, "fork") as pool:
             done = pool.map(_write_mask, tasks, chunksize=64)  # forks the workers before the bar's thread starts
             with progress(len(tasks), desc=split) as bar:
                 for _ in done:

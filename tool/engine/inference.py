@@ -136,9 +136,6 @@ class HelperPool(cf.ProcessPoolExecutor):
         self.shutdown(wait=True, cancel_futures=exc_type is not None)  # fail fast: the waiting jobs go
 
 
-helper_pool = HelperPool  # the name its callers use
-
-
 class OutputPool(contextlib.AbstractContextManager):
     """Where an inference script hands each image's outputs: `workers` helper processes (the
     CRF; spawned, as is safe after CUDA started), threads with `threads=True` (file writes
