@@ -17,7 +17,6 @@ import os
 import sys
 import tarfile
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,7 +67,7 @@ def package(pred_dir, split, list_path, out, voc12_root=None):
     folder = server_folder(split)
     for img_id in img_ids:
         label = load_label_png(os.path.join(pred_dir, f"{img_id}.png"))
-        save_label_png(os.path.join(out, folder, f"{img_id}.png"), label.astype(np.uint8))
+        save_label_png(os.path.join(out, folder, f"{img_id}.png"), label)
     archive = os.path.join(out, "results.tar.gz")
     with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for img_id in img_ids:  # the list's files only, whatever else the folder holds

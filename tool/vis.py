@@ -12,13 +12,16 @@ def voc_palette(n=256):
     return sum((bits[:, 3 * j : 3 * j + 3] & 1) << (7 - j) for j in range(8)).astype(np.uint8)
 
 
+PALETTE_FLAT = voc_palette().reshape(-1).tolist()  # r, g, b, r, ...: what every label PNG carries
+
+
 def label_image(label, path="label map"):
     """An (H, W) label map (class ids, 255 = ignore) as a VOC-palette PIL image."""
     label = np.asarray(label)
     if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
         raise ValueError(f"{path}: label map must be 2-D with values in 0..255")
     img = Image.fromarray(label.astype(np.uint8), mode="P")
-    img.putpalette(voc_palette().reshape(-1).tolist())
+    img.putpalette(PALETTE_FLAT)
     return img
 
 

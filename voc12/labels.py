@@ -45,10 +45,14 @@ def load_img_id_list(path):
     return ids
 
 
-def names_to_multihot(names, where, cat_names):
-    """Class names -> float32 (len(cat_names),) multi-hot; `where` names the source in errors.
-    `cat_names`: the names in label order, or a dict name -> index (faster for many calls)."""
-    index = cat_names if isinstance(cat_names, dict) else {n: i for i, n in enumerate(cat_names)}
+def class_index(cat_names):
+    """name -> label index, built once per file read (COCO's label file has 122k lines)."""
+    return {name: i for i, name in enumerate(cat_names)}
+
+
+def names_to_multihot(names, where, index):
+    """Class names -> float32 (len(index),) multi-hot (`index`: class_index of the class names);
+    `where` names the source in errors."""
     vec = np.zeros(len(index), np.float32)
     for name in names:
         if name not in index:
@@ -59,7 +63,7 @@ def names_to_multihot(names, where, cat_names):
 
 def load_cls_labels(path, cat_names=CAT_NAMES):
     """Read cls_labels.txt -> dict id -> float32 (len(cat_names),) multi-hot array."""
-    labels, index = {}, {n: i for i, n in enumerate(cat_names)}  # COCO's label file has 122k lines
+    labels, index = {}, class_index(cat_names)
     for lineno, line in numbered_lines(path):
         img_id, *names = line.split()
         labels[img_id] = names_to_multihot(names, f"{path}:{lineno}", index)

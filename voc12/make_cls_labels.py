@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from voc12.labels import CAT_NAMES, load_img_id_list, names_to_multihot, write_cls_labels
+from voc12.labels import CAT_NAMES, class_index, load_img_id_list, names_to_multihot, write_cls_labels
 
 
 def object_names_from_xml(xml_path):
@@ -29,10 +29,10 @@ def object_names_from_xml(xml_path):
 def cls_labels_from_annotations(root, ids, cat_names=CAT_NAMES):
     """dict id -> float32 (len(cat_names),) multi-hot from `root/Annotations/<id>.xml` (VOC's 20
     classes by default)."""
-    labels = {}
+    labels, index = {}, class_index(cat_names)
     for img_id in ids:
         xml_path = os.path.join(root, "Annotations", img_id + ".xml")
-        labels[img_id] = names_to_multihot(object_names_from_xml(xml_path), xml_path, cat_names)
+        labels[img_id] = names_to_multihot(object_names_from_xml(xml_path), xml_path, index)
     return labels
 
 
